@@ -1,0 +1,1 @@
+"""The faust agents and, beside them, the pure decision modules they call."""

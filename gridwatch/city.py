@@ -1,0 +1,222 @@
+"""The simulated district: grids, grid workers, checkpoints, cameras and a station.
+
+``generate()`` builds a seeded, reproducible district shaped like an inner-city
+district of Shanghai (about 9 x 9 km, 13 sub-districts/streets, ~800 grids drawn as
+a relaxed Voronoi tessellation). ``gridwatch city generate`` writes it to
+``gridwatch/data/grids.geojson`` and ``city.json``; the bundled copies were made by it
+with the default seed, so the demo and tests run on the same city.
+
+``load_grids`` / ``load_city`` read any district of the same format: a district brings
+its own GeoJSON (a FeatureCollection of Polygons with an ``id`` property, and optional
+``name``, ``name_zh``, ``street`` and ``workers``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import shapely
+from shapely.geometry import MultiPoint, Polygon, mapping, shape
+
+from .schemas.errors import ConfigError
+
+STREETS = [
+    ("tianping", "天平"), ("hunan", "湖南"), ("xietu", "斜土"), ("fenglin", "枫林"),
+    ("changqiao", "长桥"), ("tianlin", "田林"), ("hongmei", "虹梅"), ("kangjian", "康健"),
+    ("xujiahui", "徐家汇"), ("lingyun", "凌云"), ("longhua", "龙华"),
+    ("caohejing", "漕河泾"), ("huajing", "华泾"),
+]
+# A rough district outline (lon, lat), clockwise.
+OUTLINE = [
+    (121.405, 31.215), (121.430, 31.222), (121.462, 31.219), (121.478, 31.205),
+    (121.474, 31.178), (121.468, 31.150), (121.452, 31.132), (121.425, 31.128),
+    (121.408, 31.142), (121.398, 31.170), (121.400, 31.195),
+]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One grid: a polygon of the district owned by one or more grid workers."""
+
+    id: str
+    name: str
+    name_zh: str
+    street: str
+    workers: tuple[str, ...]
+    polygon: Polygon
+
+
+def _relaxed_cells(boundary: Polygon, n: int, rng: random.Random, rounds: int = 2) -> list[Polygon]:
+    minx, miny, maxx, maxy = boundary.bounds
+    points: list[tuple[float, float]] = []
+    while len(points) < n:
+        p = (rng.uniform(minx, maxx), rng.uniform(miny, maxy))
+        if boundary.contains(shapely.Point(p)):
+            points.append(p)
+    cells: list[Polygon] = []
+    for _ in range(rounds + 1):
+        regions = shapely.voronoi_polygons(MultiPoint(points), extend_to=boundary.envelope)
+        by_point = []
+        for p in points:
+            for region in regions.geoms:
+                if region.contains(shapely.Point(p)):
+                    by_point.append(region.intersection(boundary))
+                    break
+        cells = [c if isinstance(c, Polygon) else max(c.geoms, key=lambda g: g.area)
+                 for c in by_point]
+        points = [(c.centroid.x, c.centroid.y) for c in cells]  # Lloyd relaxation
+    return cells
+
+
+def generate(*, grids: int = 800, seed: int = 7) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build a district: (grids GeoJSON FeatureCollection, city dict).
+
+    Args:
+        grids: how many grids to cut the district into.
+        seed: the random seed; the same seed gives the same district.
+    """
+    rng = random.Random(seed)
+    boundary = Polygon(OUTLINE)
+    cells = _relaxed_cells(boundary, grids, rng)
+    cells.sort(key=lambda c: (-round(c.centroid.y, 3), c.centroid.x))  # north-west first
+    centre = boundary.centroid
+    # Thirteen street centres on a ring around the middle; each grid joins the nearest.
+    street_seeds = [
+        (centre.x + 0.032 * math.cos(2 * math.pi * i / 13),
+         centre.y + 0.035 * math.sin(2 * math.pi * i / 13))
+        for i in range(13)
+    ]
+    features = []
+    workers: dict[str, list[str]] = {}
+    worker_no = 0
+    street_counts: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        c = cell.centroid
+        s = min(range(13), key=lambda k: (street_seeds[k][0] - c.x) ** 2 + (street_seeds[k][1] - c.y) ** 2)
+        street, street_zh = STREETS[s]
+        street_counts[street] = street_counts.get(street, 0) + 1
+        grid_id = f"G{i + 1:04d}"
+        owners = []
+        # Most grids have their own worker, about a third share a second one, and some
+        # workers look after two neighbouring grids (as in Nanhai's 1,042 grids).
+        if worker_no and rng.random() < 0.15:
+            owners.append(f"w{worker_no:04d}")
+        else:
+            worker_no += 1
+            owners.append(f"w{worker_no:04d}")
+        if rng.random() < 0.35:
+            worker_no += 1
+            owners.append(f"w{worker_no:04d}")
+        for w in owners:
+            workers.setdefault(w, []).append(grid_id)
+        rounded = shapely.set_precision(cell, 1e-6)
+        features.append({
+            "type": "Feature",
+            "properties": {
+                "id": grid_id,
+                "name": f"{street.title()} grid {street_counts[street]}",
+                "name_zh": f"{street_zh}街道第{street_counts[street]}网格",
+                "street": street,
+                "workers": owners,
+            },
+            "geometry": mapping(rounded),
+        })
+    geojson = {"type": "FeatureCollection", "name": "gridwatch-district", "features": features}
+
+    def inside_point(poly: Polygon) -> tuple[float, float]:
+        minx, miny, maxx, maxy = poly.bounds
+        while True:
+            p = (round(rng.uniform(minx, maxx), 6), round(rng.uniform(miny, maxy), 6))
+            if poly.contains(shapely.Point(p)):
+                return p
+
+    checkpoints = []
+    for i, cell in enumerate(rng.sample(cells, k=min(len(cells), 320))):
+        lon, lat = inside_point(cell)
+        checkpoints.append({"id": f"cp-{i + 1:04d}", "kind": "gate", "lon": lon, "lat": lat})
+    # Road checkpoints on the district's edge: some stand just outside every grid.
+    ring = boundary.exterior
+    for j in range(24):
+        p = ring.interpolate(j / 24, normalized=True)
+        out = 0.0015 if j % 3 == 0 else -0.0008
+        lon = round(p.x + (out if p.x > centre.x else -out), 6)
+        checkpoints.append({"id": f"cp-r{j + 1:02d}", "kind": "road", "lon": lon,
+                            "lat": round(p.y, 6)})
+    cameras = []
+    for i, cell in enumerate(rng.sample(cells, k=min(len(cells), 90))):
+        lon, lat = inside_point(cell)
+        zone = f"pharmacy:{i + 1:03d}" if i < 60 else f"market:{i - 59:03d}"
+        cameras.append({"id": f"cam-{i + 1:04d}", "lon": lon, "lat": lat, "zone": zone})
+    station_cell = min(cells, key=lambda c: c.centroid.distance(shapely.Point(121.430, 31.155)))
+    slon, slat = inside_point(station_cell)
+    city = {
+        "name": "gridwatch simulated district",
+        "name_zh": "模拟城区",
+        "seed": seed,
+        "checkpoints": checkpoints,
+        "cameras": cameras,
+        "stations": [{
+            "id": "SHS", "name": "South Station", "name_zh": "南站", "lon": slon, "lat": slat,
+            "daily_arrivals": 5000,
+        }],
+        "workers": [{"id": w, "grids": g} for w, g in sorted(workers.items())],
+    }
+    return geojson, city
+
+
+def load_grids(path: Path) -> list[Grid]:
+    """Read a grids GeoJSON FeatureCollection.
+
+    Raises:
+        ConfigError: the file is missing, not GeoJSON, or a feature lacks an id or a
+            polygon.
+    """
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read grids GeoJSON {path}: {exc}") from None
+    grids = []
+    seen: set[str] = set()
+    for n, feature in enumerate(doc.get("features", [])):
+        props = feature.get("properties") or {}
+        grid_id = str(props.get("id") or feature.get("id") or "")
+        if not grid_id:
+            raise ConfigError(f"{path}: feature {n} has no id property")
+        if grid_id in seen:
+            raise ConfigError(f"{path}: grid id {grid_id} appears twice")
+        seen.add(grid_id)
+        geom = shape(feature["geometry"])
+        if geom.geom_type == "MultiPolygon":
+            geom = max(geom.geoms, key=lambda g: g.area)
+        if geom.geom_type != "Polygon" or geom.is_empty:
+            raise ConfigError(f"{path}: grid {grid_id} is not a polygon")
+        grids.append(Grid(
+            id=grid_id,
+            name=str(props.get("name", grid_id)),
+            name_zh=str(props.get("name_zh", props.get("name", grid_id))),
+            street=str(props.get("street", "")),
+            workers=tuple(props.get("workers", ())),
+            polygon=geom,
+        ))
+    if not grids:
+        raise ConfigError(f"{path}: no grids")
+    return grids
+
+
+def load_city(path: Path) -> dict[str, Any]:
+    """Read the city file (checkpoints, cameras, stations, workers)."""
+    try:
+        return orjson.loads(Path(path).read_bytes())  # type: ignore[no-any-return]
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read city file {path}: {exc}") from None
+
+
+def write(geojson: dict[str, Any], city: dict[str, Any], grids_path: Path, city_path: Path) -> None:
+    """Write a generated district to disk."""
+    grids_path.write_bytes(orjson.dumps(geojson))
+    city_path.write_bytes(orjson.dumps(city, option=orjson.OPT_INDENT_2))

@@ -1,0 +1,267 @@
+"""The ``gridwatch`` command: one entry point for the stack, workers, producers and queries.
+
+Every sub-command builds the settings once (:func:`gridwatch.settings.load`) and exits
+with a one-line error and a non-zero code when something is wrong, never a traceback
+for an expected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+from . import settings as settings_mod
+from .schemas.errors import GridwatchError
+
+Handler = Callable[[argparse.Namespace, settings_mod.Settings], int]
+
+
+def emit(obj: Any, *, as_json: bool) -> None:
+    """Print a result as JSON (``--json``) or as readable lines."""
+    if as_json:
+        sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif isinstance(obj, dict):
+        width = max((len(str(k)) for k in obj), default=0)
+        for key, value in obj.items():
+            if isinstance(value, (dict, list)):
+                value = orjson.dumps(value).decode()
+            print(f"{str(key).ljust(width)}  {value}")
+    else:
+        print(obj)
+
+
+# ---- stack ---------------------------------------------------------------------------
+
+
+def cmd_stack(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from . import stack
+
+    if args.action == "up":
+        stack.up(s)
+    elif args.action == "down":
+        stack.down(s)
+    elif args.action == "status":
+        st = stack.status(s)
+        emit(st, as_json=args.json)
+        return 0 if st["kafka_up"] and st["redis_up"] else 1
+    elif args.action == "reset":
+        if not args.yes:
+            print("gridwatch: reset wipes every topic and all state; add --yes", file=sys.stderr)
+            return 2
+        stack.reset(s)
+    elif args.action == "fetch":
+        stack.fetch_kafka(stack.Paths(s.home))
+    return 0
+
+
+# ---- worker, producers ---------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from .agents.worker import run
+
+    run(s, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from .streams.producer import publish_file, stderr_progress
+
+    try:
+        report = publish_file(s, args.topic, Path(args.file),
+                              progress=stderr_progress("sent") if sys.stderr.isatty() else None)
+    except KeyError as exc:
+        raise GridwatchError(str(exc.args[0])) from None
+    except OSError as exc:
+        raise GridwatchError(f"cannot read {args.file}: {exc.strerror}") from None
+    if args.json:
+        emit(report.to_dict(), as_json=True)
+    else:
+        print(f"sent {report.sent}, rejected {report.rejected}")
+        for line, reason in report.reasons[:20]:
+            print(f"  line {line}: {reason}", file=sys.stderr)
+    return 0 if report.rejected == 0 else 3
+
+
+def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from .city import load_city
+    from .streams.producer import make_producer, paced, send_events, stderr_progress
+    from .streams.simulate import CST, CityDay, Simulator
+
+    start = None
+    if args.start:
+        start = datetime.fromisoformat(args.start)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=CST)
+    base = CityDay()
+    profile = CityDay(scans=int(base.scans * args.scale),
+                      loiter_reports=int(base.loiter_reports * max(args.scale, 0.2)),
+                      people=max(1000, int(base.people * min(args.scale, 1.0))))
+    sim = Simulator(load_city(s.city), seed=args.seed, start=start, profile=profile)
+    items = sim.stream(days=args.days, history_days=args.history_days)
+    if args.out:
+        n = 0
+        with open(args.out, "wb") as fh:
+            for _, topic, event in items:
+                fh.write(orjson.dumps({"topic": topic.name, "event": event}) + b"\n")
+                n += 1
+        print(f"wrote {n} events to {args.out}")
+        return 0
+    producer = make_producer(s)
+    try:
+        sent = send_events(producer, paced(items, speed=args.speed), rate=args.rate,
+                           progress=stderr_progress("simulated events sent"))
+    finally:
+        producer.close()
+    print(f"\nsent {sent} events", file=sys.stderr)
+    return 0
+
+
+# ---- state ---------------------------------------------------------------------------
+
+
+def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from . import store
+
+    r = store.connect(s.redis)
+    try:
+        if args.what == "summary":
+            emit(store.summary(r), as_json=args.json)
+        elif args.what == "grid":
+            if not args.id:
+                raise GridwatchError("state grid needs a GRID_ID")
+            state = store.grid_state(r, args.id)
+            if not state["total"] and not r.sismember("gw:grids", args.id):
+                from .city import load_grids
+
+                if args.id not in {g.id for g in load_grids(s.grids)}:
+                    raise GridwatchError(f"unknown grid {args.id!r}")
+            emit(state, as_json=args.json)
+        elif args.what == "dump":
+            emit(store.dump(r), as_json=True)
+    finally:
+        r.close()
+    return 0
+
+
+# ---- city, schemas, gateway, demo ----------------------------------------------------
+
+
+def cmd_city(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from . import city
+
+    geo, c = city.generate(grids=args.grids, seed=args.seed)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    city.write(geo, c, out / "grids.geojson", out / "city.json")
+    print(f"wrote {len(geo['features'])} grids and the city file to {out}")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from .schemas.export import write_all
+
+    for path in write_all(Path(args.dir)):
+        print(path)
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from .ws.gateway import run
+
+    s = s.with_(gateway_host=args.host or s.gateway_host, gateway_port=args.port or s.gateway_port)
+    run(s)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    from .demo import run
+
+    return run(s, speed=args.speed, seed=args.seed, days=args.days, scale=args.scale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridwatch", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stack", help="start, stop, inspect or wipe the local Kafka + Redis")
+    p.add_argument("action", choices=["up", "down", "status", "reset", "fetch"])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--yes", action="store_true", help="confirm `reset`")
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("worker", help="run a faust worker (join the consumer group)")
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("publish", help="validate and send a JSON Lines file of events")
+    p.add_argument("topic", help="input topic (or: scans, loiter, tickets)")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("simulate", help="send a seeded, realistic city day")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--days", type=float, default=1.0)
+    p.add_argument("--history-days", type=int, default=0,
+                   help="station history (tickets and exits) sent first, days")
+    p.add_argument("--start", help="first simulated instant, ISO (default today 00:00 +08:00)")
+    p.add_argument("--speed", type=float, default=None,
+                   help="simulated seconds per real second (default: as fast as possible)")
+    p.add_argument("--rate", type=float, default=None, help="at most this many events/s")
+    p.add_argument("--scale", type=float, default=1.0, help="city busyness (1.0 = ~430k events/day)")
+    p.add_argument("--out", help="write JSON Lines here instead of sending")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("state", help="read live state from Redis")
+    p.add_argument("what", choices=["summary", "grid", "dump"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_state)
+
+    p = sub.add_parser("city", help="generate a simulated district (grids + city file)")
+    p.add_argument("action", choices=["generate"])
+    p.add_argument("--grids", type=int, default=800)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_city)
+
+    p = sub.add_parser("schemas", help="write the JSON Schema files of the v1 events")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_schemas)
+
+    p = sub.add_parser("gateway", help="run the WebSocket gateway and cockpit")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("demo", help="stack + worker + gateway + simulated city, in one go")
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--days", type=float, default=1.0)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        s = settings_mod.load()
+        return int(args.func(args, s) or 0)
+    except GridwatchError as exc:
+        print(f"gridwatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

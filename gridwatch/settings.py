@@ -1,0 +1,158 @@
+"""Settings: one frozen, typed object built once from the environment.
+
+Every process (worker, gateway, CLI) builds :class:`Settings` at start with
+:func:`load` and passes it down; nothing deeper reads the environment. Defaults point
+at the local stack that ``gridwatch stack up`` starts.
+
+Environment variables (all optional):
+
+=========================  ==================================================  ======================
+variable                   meaning                                             default
+=========================  ==================================================  ======================
+GRIDWATCH_KAFKA            Kafka bootstrap servers                             127.0.0.1:19092
+GRIDWATCH_REDIS            Redis URL                                           redis://127.0.0.1:16379/0
+GRIDWATCH_GRIDS            grids GeoJSON                                       the bundled district
+GRIDWATCH_CITY             city file (checkpoints, cameras, stations)          the bundled district
+GRIDWATCH_PARTITIONS       partitions of every topic                           8
+GRIDWATCH_HOME             local stack data, logs, pids                        <checkout>/.local
+GRIDWATCH_GRACE_S          event-time grace for late events, seconds           600
+GRIDWATCH_BATCH            events per worker batch                             2000
+GRIDWATCH_GATEWAY          gateway listen address host:port                    127.0.0.1:8765
+GRIDWATCH_WEB_ORIGIN       allowed browser Origin(s), comma separated          http://127.0.0.1:8765
+GRIDWATCH_TRACE_DAYS       how long person traces are kept                     14
+=========================  ==================================================  ======================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from .schemas.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "data"
+
+
+def _default_home() -> Path:
+    # In a checkout, keep the stack's data beside the code (git-ignored .local/);
+    # installed elsewhere, under the user's data folder.
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout / ".local"
+    return Path.home() / ".local" / "share" / "gridwatch"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a gridwatch process needs to know, fixed at start."""
+
+    kafka: str = "127.0.0.1:19092"
+    redis: str = "redis://127.0.0.1:16379/0"
+    grids: Path = DATA_DIR / "grids.geojson"
+    city: Path = DATA_DIR / "city.json"
+    partitions: int = 8
+    home: Path = field(default_factory=_default_home)
+    grace_s: float = 600.0
+    batch: int = 2000
+    batch_within_s: float = 0.05
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8765
+    web_origins: tuple[str, ...] = ("http://127.0.0.1:8765", "http://localhost:8765")
+    trace_days: int = 14
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def redis_port(self) -> int:
+        rest = self.redis.split("://", 1)[-1].split("/", 1)[0]
+        return int(rest.rsplit(":", 1)[1]) if ":" in rest else 6379
+
+    def public(self) -> dict[str, object]:
+        """The settings as plain data, with any password in a URL masked."""
+        redis = self.redis
+        if "@" in redis:
+            scheme, rest = redis.split("://", 1)
+            redis = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return {
+            "kafka": self.kafka,
+            "redis": redis,
+            "grids": str(self.grids),
+            "city": str(self.city),
+            "partitions": self.partitions,
+            "home": str(self.home),
+            "grace_s": self.grace_s,
+            "gateway": f"{self.gateway_host}:{self.gateway_port}",
+        }
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (for tests and sub-commands)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if value < lo:
+        raise ConfigError(f"{name}={raw!r}: must be at least {lo}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r}: must not be negative")
+    return value
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment.
+
+    Raises:
+        ConfigError: a variable is malformed, with the variable named.
+    """
+    env = os.environ if env is None else env
+    base = Settings()
+    gateway = env.get("GRIDWATCH_GATEWAY", f"{base.gateway_host}:{base.gateway_port}")
+    host, _, port = gateway.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"GRIDWATCH_GATEWAY={gateway!r}: expected host:port")
+    origins = env.get("GRIDWATCH_WEB_ORIGIN")
+    settings = Settings(
+        kafka=env.get("GRIDWATCH_KAFKA") or base.kafka,
+        redis=env.get("GRIDWATCH_REDIS") or base.redis,
+        grids=Path(env.get("GRIDWATCH_GRIDS") or base.grids),
+        city=Path(env.get("GRIDWATCH_CITY") or base.city),
+        partitions=_int(env, "GRIDWATCH_PARTITIONS", base.partitions),
+        home=Path(env.get("GRIDWATCH_HOME") or base.home),
+        grace_s=_float(env, "GRIDWATCH_GRACE_S", base.grace_s),
+        batch=_int(env, "GRIDWATCH_BATCH", base.batch),
+        gateway_host=host,
+        gateway_port=int(port),
+        web_origins=(
+            tuple(o.strip() for o in origins.split(",") if o.strip())
+            if origins
+            else (f"http://{host}:{port}", f"http://localhost:{port}")
+        ),
+        trace_days=_int(env, "GRIDWATCH_TRACE_DAYS", base.trace_days),
+    )
+    if ":" not in settings.kafka:
+        raise ConfigError(f"GRIDWATCH_KAFKA={settings.kafka!r}: expected host:port")
+    if not settings.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"GRIDWATCH_REDIS={settings.redis!r}: expected a redis:// URL")
+    return settings

@@ -1,0 +1,173 @@
+"""Redis: the atomic, idempotent apply of a batch, and the reads the CLI and gateway use.
+
+Applying a batch is one Lua script (``APPLY``). It first compares, for every partition
+the batch touches, the offset stored in Redis with the one the batch was folded
+against; if any differs (another worker applied part of it after a rebalance, or this
+worker restarted), it changes nothing and says so, and the worker reloads the offsets
+and folds again. Otherwise it applies every counter and moves the offsets, all in one
+step. So each Kafka record changes the state exactly once, however often Kafka
+delivers it. MULTI/EXEC could not do this: it cannot skip conditionally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from . import keys
+from .agents.fold import BatchUpdate
+
+APPLY = """
+local p = cjson.decode(ARGV[1])
+for _, o in ipairs(p.o) do
+  local cur = redis.call('HGET', KEYS[1], o[1])
+  if not cur then cur = '-1' end
+  if cur ~= o[2] then return {0, o[1], cur} end
+end
+for _, o in ipairs(p.o) do redis.call('HSET', KEYS[1], o[1], o[3]) end
+for _, w in ipairs(p.w) do redis.call('HSET', KEYS[2], w[1], w[2]) end
+for _, i in ipairs(p.i) do redis.call('HINCRBY', i[1], i[2], i[3]) end
+for _, s in ipairs(p.s) do redis.call('SADD', s[1], unpack(s[2])) end
+for _, z in ipairs(p.z) do
+  for _, m in ipairs(z[2]) do redis.call('ZADD', z[1], m[1], m[2]) end
+end
+for _, e in ipairs(p.e) do redis.call('EXPIRE', e[1], e[2]) end
+for _, x in ipairs(p.x) do
+  redis.call('XADD', x[1], 'MAXLEN', '~', x[2], '*', 'd', x[3])
+end
+return {1}
+"""
+
+
+def encode_update(update: BatchUpdate, streams: list[tuple[str, int, bytes]] | None = None) -> bytes:
+    """The script's argument: the update as compact JSON (numbers as strings where
+    Lua's doubles would round them)."""
+    payload = {
+        "o": [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()],
+        "w": [[f, repr(float(w))] for f, w in update.watermarks.items()],
+        "i": [[k, f, n] for (k, f), n in update.incr.items() if n],
+        "s": [[k, sorted(members)] for k, members in update.sadd.items() if members],
+        "z": [[k, [[score, m] for m, score in members.items()]]
+              for k, members in update.zadd.items() if members],
+        "e": [[k, ttl] for k, ttl in update.expire.items()],
+        "x": [[k, maxlen, data.decode()] for k, maxlen, data in (streams or [])],
+    }
+    return orjson.dumps(payload)
+
+
+class ApplyConflict(Exception):
+    """The offsets in Redis moved since the batch was folded; fold again."""
+
+
+class AsyncStore:
+    """The worker's and gateway's side of Redis (asyncio)."""
+
+    def __init__(self, url: str) -> None:
+        self.redis = aioredis.Redis.from_url(url)
+        self._apply = self.redis.register_script(APPLY)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def offsets(self) -> dict[str, int]:
+        """Last applied offset per partition field."""
+        raw = await self.redis.hgetall(keys.OFFSETS)
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    async def watermarks(self) -> dict[str, float]:
+        raw = await self.redis.hgetall(keys.WATERMARKS)
+        return {k.decode(): float(v) for k, v in raw.items()}
+
+    async def apply(self, update: BatchUpdate, streams: list[tuple[str, int, bytes]] | None = None) -> None:
+        """Apply a batch atomically.
+
+        Raises:
+            ApplyConflict: a partition's stored offset is not the one the batch was
+                folded against; nothing was changed.
+        """
+        result = await self._apply(keys=[keys.OFFSETS, keys.WATERMARKS],
+                                   args=[encode_update(update, streams)])
+        if int(result[0]) != 1:
+            raise ApplyConflict(f"{result[1].decode()} is at {result[2].decode()}")
+
+
+# ---- reads (CLI) --------------------------------------------------------------------
+
+
+def connect(url: str) -> redis.Redis:
+    """A synchronous client (CLI, tests, benchmarks)."""
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def summary(r: redis.Redis) -> dict[str, int]:
+    """Totals: valid events applied per kind, unassigned points, dead letters, late."""
+    raw = r.hgetall(keys.SUMMARY)
+    out = {name: 0 for name in ("checkpoint_scans", "loiter_reports", "station_tickets",
+                                "unassigned", "deadletter", "late")}
+    out.update({k: int(v) for k, v in raw.items()})
+    out["grids_seen"] = int(r.scard(keys.GRIDS_SEEN))
+    return out
+
+
+def now_hour(r: redis.Redis) -> int | None:
+    """The event-time "current hour": the hour of the newest event seen anywhere."""
+    marks = [float(v) for v in r.hvals(keys.WATERMARKS)]
+    return keys.hour_of(max(marks)) if marks else None
+
+
+def _add(into: dict[str, int], raw: dict[str, str]) -> None:
+    for name, value in raw.items():
+        into[name] = into.get(name, 0) + int(value)
+
+
+def grid_state(r: redis.Redis, grid_id: str, *, hour: int | None = None) -> dict[str, Any]:
+    """One grid's live state: current hour, last 24 hours (event time) and all time."""
+    hour = now_hour(r) if hour is None else hour
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(keys.grid_total(grid_id))
+    hours = list(range(hour - 23, hour + 1)) if hour is not None else []
+    for h in hours:
+        pipe.hgetall(keys.grid_hour(grid_id, h))
+    replies = pipe.execute()
+    total = {k: int(v) for k, v in replies[0].items()}
+    last24: dict[str, int] = {}
+    for raw in replies[1:]:
+        _add(last24, raw)
+    current = {k: int(v) for k, v in (replies[-1].items() if hours else [])}
+    return {
+        "grid_id": grid_id,
+        "hour": keys_hour_iso(hour),
+        "current_hour": current,
+        "last_24h": last24,
+        "total": total,
+    }
+
+
+def keys_hour_iso(hour: int | None) -> str | None:
+    from .schemas.events import format_time
+
+    return None if hour is None else format_time(hour * 3600)
+
+
+def dump(r: redis.Redis) -> dict[str, Any]:
+    """Every gridwatch key with its value, TTLs left out: two runs that applied the same
+    events compare equal."""
+    out: dict[str, Any] = {}
+    for key in sorted(r.scan_iter(match=keys.PREFIX + "*", count=1000)):
+        kind = r.type(key)
+        if kind == "hash":
+            out[key] = dict(sorted(r.hgetall(key).items()))
+        elif kind == "set":
+            out[key] = sorted(r.smembers(key))
+        elif kind == "zset":
+            out[key] = r.zrange(key, 0, -1, withscores=True)
+        elif kind == "string":
+            out[key] = r.get(key)
+        elif kind == "list":
+            out[key] = r.lrange(key, 0, -1)
+        elif kind == "stream":
+            out[key] = [fields for _, fields in r.xrange(key)]
+    return out

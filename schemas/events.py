@@ -1,0 +1,316 @@
+"""Version 1 of the three input events, and their strict decoders.
+
+Each event kind is declared once, as a table of fields (``FIELDS``); the decoder and
+the JSON Schema files producers use (``schemas/jsonschema/``) are both derived from
+that table, so they cannot drift apart.
+
+Decoding is strict: unknown fields, missing fields, wrong types, values out of range,
+times without a UTC offset and oversized strings are refused with a
+:class:`~gridwatch.schemas.errors.DecodeError` naming the field. An optional ``"v"``
+field, when present, must be ``1``.
+
+Times are RFC 3339 strings with an offset on the wire and float epoch seconds (UTC)
+inside gridwatch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, ClassVar, Union
+
+import orjson
+
+from .errors import DecodeError
+
+SCHEMA_VERSION = 1
+MAX_STRING = 200
+MAX_MESSAGE_BYTES = 16_384
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_time(value: str) -> float:
+    """Parse an RFC 3339 time with an offset into UTC epoch seconds.
+
+    Raises:
+        ValueError: the text is not RFC 3339 with an offset.
+    """
+    if not _RFC3339.match(value):
+        raise ValueError("not an RFC 3339 time with an offset")
+    text = value
+    frac = re.search(r"\.(\d+)", text)
+    if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
+        text = text.replace(frac.group(0), "." + frac.group(1)[:6], 1)
+    return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
+
+
+def format_time(epoch: float) -> str:
+    """Format UTC epoch seconds as RFC 3339 (``2026-11-22T08:30:00+00:00``)."""
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- field kinds -------------------------------------------------------------------
+# Each checker takes the raw JSON value and returns the decoded one or raises
+# ValueError with a reason; the table below also says how to write JSON Schema.
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if not value or len(value) > MAX_STRING:
+        raise ValueError(f"must be 1-{MAX_STRING} characters")
+    return value
+
+
+def _number(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a number")
+        number = float(value)
+        if not math.isfinite(number) or not lo <= number <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}")
+        return number
+
+    return check
+
+
+def _integer(lo: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        if value < lo or value > 10_000:
+            raise ValueError(f"must be an integer from {lo} to 10000")
+        return value
+
+    return check
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError("must be one of " + ", ".join(options))
+        return str(value)
+
+    check.options = options  # type: ignore[attr-defined]
+    return check
+
+
+def _time(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time string")
+    return parse_time(value)
+
+
+def _time_or_null(value: Any) -> float | None:
+    return None if value is None else _time(value)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an event: its name, checker, JSON Schema and default."""
+
+    name: str
+    check: Callable[[Any], Any]
+    schema: dict[str, Any]
+    required: bool = True
+    default: Any = None
+
+
+_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_STRING}
+_TIME = {"type": "string", "format": "date-time"}
+
+
+def _enum(*options: str) -> tuple[Callable[[Any], str], dict[str, Any]]:
+    return _choice(*options), {"type": "string", "enum": list(options)}
+
+
+_COMMON = (
+    Field("event_id", _text, _TEXT),
+    Field("ts", _time, _TIME),
+)
+_LON = Field("lon", _number(-180, 180), {"type": "number", "minimum": -180, "maximum": 180})
+_LAT = Field("lat", _number(-90, 90), {"type": "number", "minimum": -90, "maximum": 90})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointScan:
+    """A person scanned a pass or health code at a checkpoint (卡口)."""
+
+    event_id: str
+    ts: float
+    checkpoint_id: str
+    lon: float
+    lat: float
+    person_ref: str
+    code_color: str
+    direction: str
+    last_negative_test_at: float | None
+
+    KIND: ClassVar[str] = "checkpoint_scan"
+
+
+@dataclass(frozen=True, slots=True)
+class CrowdLoiter:
+    """A camera saw ``people`` lingering ``dwell_s`` seconds in ``zone``."""
+
+    event_id: str
+    ts: float
+    camera_id: str
+    lon: float
+    lat: float
+    zone: str
+    people: int
+    dwell_s: float
+
+    KIND: ClassVar[str] = "crowd_loiter"
+
+
+@dataclass(frozen=True, slots=True)
+class StationTicket:
+    """Seats sold or refunded for a train arriving at a station, or passengers exited."""
+
+    event_id: str
+    ts: float
+    station_id: str
+    train_no: str
+    action: str
+    arrival_at: float
+    origin: str
+    origin_risk: str
+    seats: int
+
+    KIND: ClassVar[str] = "station_ticket"
+
+
+Event = Union[CheckpointScan, CrowdLoiter, StationTicket]
+
+FIELDS: dict[type, tuple[Field, ...]] = {
+    CheckpointScan: (
+        *_COMMON,
+        Field("checkpoint_id", _text, _TEXT),
+        _LON,
+        _LAT,
+        Field("person_ref", _text, _TEXT),
+        Field("code_color", *_enum("green", "yellow", "red")),
+        Field("direction", *_enum("in", "out")),
+        Field(
+            "last_negative_test_at",
+            _time_or_null,
+            {"type": ["string", "null"], "format": "date-time"},
+        ),
+    ),
+    CrowdLoiter: (
+        *_COMMON,
+        Field("camera_id", _text, _TEXT),
+        _LON,
+        _LAT,
+        Field("zone", _text, _TEXT),
+        Field("people", _integer(1), {"type": "integer", "minimum": 1, "maximum": 10000}),
+        Field(
+            "dwell_s",
+            _number(0, 7 * 86400),
+            {"type": "number", "minimum": 0, "maximum": 7 * 86400},
+        ),
+    ),
+    StationTicket: (
+        *_COMMON,
+        Field("station_id", _text, _TEXT),
+        Field("train_no", _text, _TEXT),
+        Field("action", *_enum("sold", "refunded", "exited")),
+        Field("arrival_at", _time, _TIME),
+        Field("origin", _text, _TEXT),
+        Field("origin_risk", *_enum("low", "medium", "high")),
+        Field(
+            "seats",
+            _integer(1),
+            {"type": "integer", "minimum": 1, "maximum": 10000},
+            required=False,
+            default=1,
+        ),
+    ),
+}
+
+_NAMES = {cls: frozenset(f.name for f in fields) | {"v"} for cls, fields in FIELDS.items()}
+
+
+def decode_fields(obj: Any, cls: type) -> Event:
+    """Check an already-parsed JSON object against ``cls``'s fields.
+
+    Raises:
+        DecodeError: with the first problem found.
+    """
+    if not isinstance(obj, dict):
+        raise DecodeError("message must be a JSON object")
+    version = obj.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise DecodeError(f"unsupported schema version {version!r} (expected 1)", "v")
+    extra = obj.keys() - _NAMES[cls]
+    if extra:
+        name = sorted(extra)[0]
+        raise DecodeError(f"unknown field {name[:40]!r}", name[:40])
+    values = []
+    for field in FIELDS[cls]:
+        if field.name in obj:
+            try:
+                values.append(field.check(obj[field.name]))
+            except ValueError as exc:
+                raise DecodeError(f"{field.name}: {exc}", field.name) from None
+        elif field.required:
+            raise DecodeError(f"{field.name}: missing", field.name)
+        else:
+            values.append(field.default)
+    return cls(*values)  # type: ignore[no-any-return]
+
+
+def decode(raw: bytes | str, cls: type) -> Event:
+    """Decode one wire message (JSON bytes) into an event of kind ``cls``.
+
+    Raises:
+        DecodeError: the message is not valid JSON or not a valid v1 ``cls``.
+    """
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"invalid JSON: {str(exc)[:80]}") from None
+    return decode_fields(obj, cls)
+
+
+def encode(event: Event) -> bytes:
+    """Encode an event as its v1 wire JSON (times as RFC 3339)."""
+    out: dict[str, Any] = {}
+    for field in FIELDS[type(event)]:
+        value = getattr(event, field.name)
+        if field.schema is _TIME or (field.schema.get("format") == "date-time"):
+            value = None if value is None else format_time(value)
+        out[field.name] = value
+    return orjson.dumps(out)
+
+
+def json_schema(cls: type) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one event kind."""
+    fields = FIELDS[cls]
+    properties: dict[str, Any] = {"v": {"const": SCHEMA_VERSION}}
+    for field in fields:
+        properties[field.name] = dict(field.schema)
+        if not field.required:
+            properties[field.name]["default"] = field.default
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"gridwatch/{cls.KIND}.v1.json",
+        "title": f"gridwatch {cls.KIND} v1",
+        "description": (cls.__doc__ or "").strip(),
+        "type": "object",
+        "additionalProperties": False,
+        "required": [f.name for f in fields if f.required],
+        "properties": properties,
+    }
+
+
+KINDS: dict[str, type] = {cls.KIND: cls for cls in FIELDS}

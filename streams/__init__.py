@@ -1,0 +1,1 @@
+"""Kafka: the topic catalogue, the faust app factory and the producers."""

@@ -1,0 +1,55 @@
+"""Topic administration: create every gridwatch topic explicitly, never by auto-create."""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from ..schemas.errors import StackError
+from ..settings import Settings
+from .topics import all_topics
+
+
+def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet, with ``settings.partitions`` each.
+
+    Returns:
+        The names of the topics created now.
+
+    Raises:
+        StackError: an existing topic has another partition count (faust would refuse
+            it with ``PartitionsMismatch``), or the broker cannot be reached.
+    """
+    wanted = all_topics(settings.partitions)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka, client_id="gridwatch-admin",
+                                 request_timeout_ms=15000)
+    except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
+        raise StackError(f"cannot reach Kafka at {settings.kafka}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        configs = {"retention.ms": str(retention_ms)} if retention_ms else {}
+        if missing:
+            try:
+                admin.create_topics([
+                    NewTopic(name, num_partitions=wanted[name], replication_factor=1,
+                             topic_configs=configs)
+                    for name in missing
+                ])
+            except TopicAlreadyExistsError:
+                pass  # another process created them between our two calls
+        present = [name for name in wanted if name in existing]
+        if present:
+            for meta in admin.describe_topics(present):
+                count = len(meta.get("partitions", []))
+                if count and count != wanted[meta["topic"]]:
+                    raise StackError(
+                        f"topic {meta['topic']} has {count} partitions, settings say "
+                        f"{wanted[meta['topic']]}: set GRIDWATCH_PARTITIONS={count} "
+                        "or `gridwatch stack reset --yes`"
+                    )
+        return missing
+    finally:
+        admin.close()

@@ -1,0 +1,1 @@
+"""The WebSocket gateway and the cockpit's static front end."""
