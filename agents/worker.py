@@ -93,7 +93,7 @@ class BatchApplier:
 
 def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     """The faust app with one agent per input topic, and the applier they share."""
-    app = make_app(settings)
+    app = make_app(settings, app_id=settings.group)
     index = GridIndex(load_grids(settings.grids))
     store = AsyncStore(settings.redis)
     dl_topic = app.topic(topics.DEADLETTER, key_type=bytes, value_type=bytes,

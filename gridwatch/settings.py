@@ -20,6 +20,7 @@ GRIDWATCH_BATCH            events per worker batch                             2
 GRIDWATCH_GATEWAY          gateway listen address host:port                    127.0.0.1:8765
 GRIDWATCH_WEB_ORIGIN       allowed browser Origin(s), comma separated          http://127.0.0.1:8765
 GRIDWATCH_TRACE_DAYS       how long person traces are kept                     14
+GRIDWATCH_GROUP            the workers' Kafka consumer group                   gridwatch-worker
 =========================  ==================================================  ======================
 """
 
@@ -62,6 +63,7 @@ class Settings:
     gateway_port: int = 8765
     web_origins: tuple[str, ...] = ("http://127.0.0.1:8765", "http://localhost:8765")
     trace_days: int = 14
+    group: str = "gridwatch-worker"
 
     @property
     def kafka_port(self) -> int:
@@ -150,6 +152,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             else (f"http://{host}:{port}", f"http://localhost:{port}")
         ),
         trace_days=_int(env, "GRIDWATCH_TRACE_DAYS", base.trace_days),
+        group=env.get("GRIDWATCH_GROUP") or base.group,
     )
     if ":" not in settings.kafka:
         raise ConfigError(f"GRIDWATCH_KAFKA={settings.kafka!r}: expected host:port")
