@@ -56,6 +56,11 @@ def cmd_stack(args: argparse.Namespace, s: settings_mod.Settings) -> int:
         stack.reset(s)
     elif args.action == "fetch":
         stack.fetch_kafka(stack.Paths(s.home))
+    elif args.action == "topics":
+        from .streams.admin import ensure_topics
+
+        created = ensure_topics(s)
+        print(f"topics created: {', '.join(created) or 'none (all present)'}")
     return 0
 
 
@@ -190,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("stack", help="start, stop, inspect or wipe the local Kafka + Redis")
-    p.add_argument("action", choices=["up", "down", "status", "reset", "fetch"])
+    p.add_argument("action", choices=["up", "down", "status", "reset", "fetch", "topics"],
+                   help="topics: create missing topics on GRIDWATCH_KAFKA (deployments)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--yes", action="store_true", help="confirm `reset`")
     p.set_defaults(func=cmd_stack)

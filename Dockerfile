@@ -1,0 +1,23 @@
+# The gridwatch image: workers, gateway and CLI. The cockpit's front-end libraries come
+# from the npm registry in a build stage; nothing is fetched at run time.
+FROM node:20-slim AS web
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gridwatch ./gridwatch
+COPY schemas ./schemas
+COPY streams ./streams
+COPY agents ./agents
+COPY ws ./ws
+COPY stack ./stack
+COPY --from=web /build/node_modules ./node_modules
+RUN pip install --no-cache-dir '.[forecast]' \
+ && python -m gridwatch.ws.build_static \
+ && rm -rf node_modules
+USER nobody
+EXPOSE 8765
+CMD ["gridwatch", "--help"]

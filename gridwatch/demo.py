@@ -1,0 +1,134 @@
+"""``gridwatch demo``: the whole system on a simulated city, in one command.
+
+Starts the local stack, one worker and the gateway as child processes, creates one
+user of each role and prints their login links and the cockpit URL, then sends 28
+days of station history followed by a live city day at ``speed`` simulated seconds
+per second, with progress on one line. Ctrl-C stops everything it started (the
+stack keeps running; ``gridwatch stack down`` stops it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from . import stack, store
+from .city import load_city
+from .settings import Settings
+
+
+def _spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen[bytes]:
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = open(logdir / f"{name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "gridwatch.cli", *args], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env=os.environ.copy())
+
+
+def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
+    """(role, name, login link) for one user of each role."""
+    try:
+        from .users import add_user
+    except ImportError:
+        return []
+    city = load_city(settings.city)
+    worker = city["workers"][0]
+    station = city["stations"][0]["id"]
+    people = [
+        ("duty_officer", "officer-demo", {}),
+        ("grid_worker", f"{worker['id']}", {"grids": worker["grids"]}),
+        ("station_manager", "station-demo", {"stations": [station]}),
+        ("admin", "admin-demo", {}),
+    ]
+    out = []
+    for role, name, extra in people:
+        link = add_user(settings, name, role=role, **extra)
+        out.append((role, name, link))
+    return out
+
+
+def _progress(settings: Settings, stop: threading.Event, sent: list[int]) -> None:
+    r = store.connect(settings.redis)
+    started = time.monotonic()
+    while not stop.wait(1.0):
+        try:
+            s = store.summary(r)
+            hour = store.now_hour(r)
+        except Exception:  # noqa: BLE001 - Redis restarting: show what we have
+            continue
+        applied = s["checkpoint_scans"] + s["loiter_reports"] + s["station_tickets"]
+        clock = store.keys_hour_iso(hour) or "-"
+        print(f"\r[{time.monotonic() - started:6.0f}s] sent {sent[0]:>9,}  applied {applied:>9,}"
+              f"  dead-letter {s['deadletter']:,}  late {s['late']:,}  sim hour {clock}   ",
+              end="", file=sys.stderr, flush=True)
+    r.close()
+
+
+def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float = 1.0,
+        scale: float = 1.0) -> int:
+    """Run the demo until the simulated days end and Ctrl-C is pressed."""
+    from .streams.producer import make_producer, paced
+    from .streams.simulate import CST, CityDay, Simulator
+
+    print("gridwatch demo: starting the local stack (Kafka, Redis) ...", file=sys.stderr)
+    stack.up(settings, log=lambda m: print(f"  {m}", file=sys.stderr))
+    logdir = settings.home / "logs"
+    children = [
+        _spawn("worker", ["worker"], logdir),
+        _spawn("gateway", ["gateway"], logdir),
+    ]
+    url = f"http://{settings.gateway_host}:{settings.gateway_port}/"
+    print(f"\n  cockpit: {url}", file=sys.stderr)
+    for role, name, link in _demo_users(settings):
+        print(f"  {role:16s} {name:14s} {link}", file=sys.stderr)
+    print(f"  logs: {logdir}  (Ctrl-C stops the demo)\n", file=sys.stderr)
+
+    start = datetime.now(CST).replace(hour=7, minute=0, second=0, microsecond=0) - timedelta(days=0)
+    base = CityDay()
+    profile = CityDay(scans=int(base.scans * scale), loiter_reports=int(base.loiter_reports * max(scale, 0.2)))
+    sim = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile)
+    sent = [0]
+    stop = threading.Event()
+    shower = threading.Thread(target=_progress, args=(settings, stop, sent), daemon=True)
+    shower.start()
+    producer = make_producer(settings)
+    try:
+        history = ((t, topic, e) for t, topic, e in sim.stream(days=0, history_days=28))
+        for ts, topic, event in history:
+            producer.send(topic.name, key=str(event[topic.key_field]).encode(),
+                          value=__import__("orjson").dumps(event))
+            sent[0] += 1
+        producer.flush()
+        live = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile)
+        import orjson
+
+        for topic, event in paced(live.stream(days=days), speed=speed):
+            producer.send(topic.name, key=str(event[topic.key_field]).encode(),
+                          value=orjson.dumps(event))
+            sent[0] += 1
+        producer.flush()
+        print("\nthe simulated day is over; the cockpit stays up until Ctrl-C", file=sys.stderr)
+        while all(c.poll() is None for c in children):
+            time.sleep(1)
+        print("a child process exited; see the logs", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop.set()
+        producer.close(timeout=5)
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+        print("\ndemo stopped (the stack is still up: gridwatch stack down)", file=sys.stderr)
