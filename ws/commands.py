@@ -1,0 +1,99 @@
+"""Cockpit commands: which role may do what to which record, and the Kafka record.
+
+No I/O: the gateway looks the target record up, calls :func:`check`, and produces the
+result of :func:`command_record` to ``gridwatch.commands`` keyed by the target id.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from .auth import User
+
+ALERT_ACTIONS = frozenset({"ack", "dispatch", "resolve", "close", "dismiss", "handover"})
+TASK_ACTIONS = frozenset({"accept", "arrive", "done", "reject"})
+NOTE_REQUIRED = frozenset({"reject", "handover"})
+MAX_NOTE = 2000
+_UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
+
+
+class CommandError(Exception):
+    """A command is malformed or not allowed; ``reason`` is a short code for the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked fields of a client's ``{"op":"cmd",...}`` message.
+
+    Raises:
+        CommandError: a field is missing or malformed.
+    """
+    target, action = raw.get("target"), raw.get("action")
+    rid, note = raw.get("id"), raw.get("note", "")
+    if target not in ("alert", "task"):
+        raise CommandError("bad_target")
+    if not isinstance(rid, str) or not rid or len(rid) > 200:
+        raise CommandError("bad_id")
+    if action not in (ALERT_ACTIONS if target == "alert" else TASK_ACTIONS):
+        raise CommandError("bad_action")
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise CommandError("bad_note")
+    if action in NOTE_REQUIRED and not note.strip():
+        raise CommandError("note_required")
+    command_id = raw.get("command_id")
+    if command_id is None:
+        command_id = str(uuid.uuid4())
+    elif not isinstance(command_id, str) or not _UUID.match(command_id):
+        raise CommandError("bad_command_id")
+    return {"target": target, "id": rid, "action": action, "note": note.strip(),
+            "command_id": command_id}
+
+
+def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) -> None:
+    """Whether ``user`` may run ``cmd`` on the target ``record`` (``None``: not found).
+
+    Duty officers and admins act on alerts; grid workers act only on tasks of their own
+    grids (or offered to them by name); station managers only watch.
+
+    Raises:
+        CommandError: ``forbidden`` or ``not_found``.
+    """
+    if user.role == "station_manager":
+        raise CommandError("forbidden")
+    if cmd["target"] == "alert":
+        if user.role not in ("duty_officer", "admin"):
+            raise CommandError("forbidden")
+        if record is None:
+            raise CommandError("not_found")
+        return
+    if user.role == "duty_officer":
+        raise CommandError("forbidden")
+    if record is None:
+        raise CommandError("not_found")
+    if user.role == "grid_worker":
+        mine = record.get("grid_id") in user.grids or user.name in (record.get("workers") or ())
+        if not mine:
+            raise CommandError("forbidden")
+
+
+def command_record(user: User, cmd: Mapping[str, Any], *, now: float) -> dict[str, Any]:
+    """The ``gridwatch.commands`` record of a checked command (the channel contract)."""
+    return {
+        "v": 1,
+        "command_id": cmd["command_id"],
+        "target": cmd["target"],
+        "id": cmd["id"],
+        "action": cmd["action"],
+        "actor": user.name,
+        "role": user.role,
+        "grids": list(user.grids),
+        "note": cmd["note"],
+        "ts": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
+    }

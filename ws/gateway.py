@@ -1,0 +1,411 @@
+"""The gateway: one port serving the cockpit's files, its login, and the ``/ws`` socket.
+
+A thin asyncio shell: who sees what, queueing, resume and command rules live in
+``channels``, ``commands`` and ``auth``; Redis fan-out in ``hub``. Close codes:
+
+* 1001  the gateway is shutting down (resume on reconnect);
+* 1013  the client reads too slowly, its queue is full (resume on reconnect);
+* 4401  the session expired or the user was removed (log in again).
+
+Refusals before the upgrade are HTTP: 401 without a valid session, 403 for a foreign
+Origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from gridwatch.streams.topics import COMMANDS
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from gridwatch import keys, users
+from gridwatch.settings import Settings
+
+from . import http
+from .auth import (
+    SESSION_COOKIE,
+    AuthError,
+    TokenBucket,
+    User,
+    clear_cookie,
+    origin_allowed,
+    parse_cookies,
+    session_cookie,
+)
+from .channels import (
+    Outbox,
+    channels_for,
+    coalesce_key,
+    frame,
+    may_see,
+    needs_snapshot,
+    parse_id,
+    subscriptions,
+)
+from .commands import CommandError, check, command_record, parse
+from .hub import Conn, Hub, snapshot_frame
+
+log = logging.getLogger("gridwatch.gateway")
+
+CLOSE_SLOW = 1013
+CLOSE_SESSION = 4401
+SESSION_CACHE_S = 30.0  # a checked session is trusted this long before Redis is asked again
+RECHECK_S = 300.0  # how often an open socket's session is checked again
+RESULT_WAIT_S = 5.0  # how long a command's outcome is awaited from the worker
+
+
+class Metrics:
+    """Prometheus metrics of one gateway."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.registry = CollectorRegistry()
+        self.clients = Gauge("gridwatch_ws_clients", "Connected WebSocket clients",
+                             registry=self.registry)
+        self.clients.set_function(lambda: len(hub.conns))
+        self.depth = Gauge("gridwatch_ws_send_queue_depth", "Frames waiting, all clients",
+                           registry=self.registry)
+        self.depth.set_function(lambda: sum(len(c.outbox) for c in hub.conns))
+        self.sent = Counter("gridwatch_ws_messages_sent", "Frames sent to clients",
+                            registry=self.registry)
+        self.slow = Counter("gridwatch_ws_closed_slow", "Clients closed for reading too slowly",
+                            registry=self.registry)
+        self.commands = Counter("gridwatch_ws_commands", "Commands from clients by outcome",
+                                ["outcome"], registry=self.registry)
+
+
+class Gateway:
+    """Everything one running gateway holds."""
+
+    def __init__(self, settings: Settings, *, queue_limit: int = 2000,
+                 rate: float = 10.0, burst: float = 20.0) -> None:
+        self.settings = settings
+        self.queue_limit = queue_limit
+        self.rate, self.burst = rate, burst
+        grids_doc = orjson.loads(Path(settings.grids).read_bytes())
+        self.geojson = orjson.dumps(grids_doc)
+        stations: list[dict[str, Any]] = []
+        with contextlib.suppress(OSError, ValueError):
+            stations = orjson.loads(Path(settings.city).read_bytes()).get("stations", [])
+        self.stations = [{k: s.get(k) for k in ("id", "name", "name_zh", "daily_arrivals")}
+                         for s in stations]
+        self.hub = Hub(settings.redis,
+                       grid_ids=[f["properties"]["id"] for f in grids_doc["features"]],
+                       station_ids=[s["id"] for s in self.stations])
+        self.files = http.load_static()
+        self.metrics = Metrics(self.hub)
+        self.producer: Any = None
+        self._sessions: dict[str, tuple[User, float]] = {}
+
+    # ---- authentication ----------------------------------------------------------
+
+    @staticmethod
+    def credential(request: Request) -> str | None:
+        """The session token of a request: cookie, bearer header or ``?session=``."""
+        cookie = parse_cookies(request.headers.get("Cookie")).get(SESSION_COOKIE)
+        if cookie:
+            return cookie
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return parse_qs(urlsplit(request.path).query).get("session", [None])[0]
+
+    async def user_of(self, token: str | None, *, fresh: bool = False) -> User:
+        """The user of a session token (cached briefly).
+
+        Raises:
+            AuthError: no valid session.
+        """
+        now = time.time()
+        hit = self._sessions.get(token or "")
+        if hit and not fresh and now - hit[1] < SESSION_CACHE_S:
+            return hit[0]
+        user = await users.acheck_session(self.hub.r, token, now=now)
+        if len(self._sessions) > 50_000:
+            self._sessions.clear()
+        self._sessions[token or ""] = (user, now)
+        return user
+
+    # ---- HTTP --------------------------------------------------------------------
+
+    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer plain HTTP, or vet a WebSocket upgrade (``None`` lets it proceed)."""
+        url = urlsplit(request.path)
+        path = url.path
+        if path == "/healthz":
+            return http.json_response(200, {"ok": True, "clients": len(self.hub.conns)})
+        if path == "/login":
+            return await self.login(parse_qs(url.query).get("token", [""])[0])
+        if path in http.PUBLIC:
+            return http.static_response(self.files, path)
+        token = self.credential(request)
+        try:
+            user: User | None = await self.user_of(token)
+        except AuthError:
+            user = None
+        if path == "/metrics":
+            if not (self._loopback(connection) or (user and user.role == "admin")):
+                return http.response(401, b"unauthorized\n", "text/plain")
+            return http.response(200, generate_latest(self.metrics.registry),
+                                 "text/plain; version=0.0.4", cache="no-store")
+        if path == "/ws":
+            if not origin_allowed(request.headers.get("Origin"), self.settings.web_origins):
+                return http.response(403, b"origin not allowed\n", "text/plain")
+            if user is None:
+                return http.response(401, b"login required\n", "text/plain")
+            connection.gw_user = user  # type: ignore[attr-defined]
+            connection.gw_token = token  # type: ignore[attr-defined]
+            return None
+        if user is None:
+            if path in ("/", "/index.html"):
+                return http.redirect("/signin.html")
+            return http.response(401, b"login required\n", "text/plain")
+        if path == "/logout":
+            await users.aend_session(self.hub.r, token)
+            self._sessions.pop(token or "", None)
+            return http.redirect("/signin.html", extra=[("Set-Cookie", clear_cookie())])
+        if path == "/api/me":
+            return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
+        if path == "/api/grids.geojson":
+            return http.response(200, self.geojson, "application/geo+json", cache="private")
+        return http.static_response(self.files, "/index.html" if path == "/" else path)
+
+    async def login(self, token: str) -> Response:
+        """Turn a one-time login link into a session cookie."""
+        try:
+            _, session = await users.aredeem_login(self.hub.r, token, now=time.time())
+        except AuthError as exc:
+            log.info("login refused: %s", exc)
+            return http.message_page(401, "登录链接无效、已使用或已过期",
+                                     "This login link is invalid, used or expired.")
+        cookie = session_cookie(session, max_age_s=keys.SESSION_TTL_S)
+        return http.message_page(200, "登录成功", "Signed in", refresh_to="/",
+                                 extra=[("Set-Cookie", cookie)])
+
+    @staticmethod
+    def _loopback(connection: ServerConnection) -> bool:
+        try:
+            return ipaddress.ip_address(connection.remote_address[0]).is_loopback
+        except (TypeError, ValueError, IndexError):
+            return False
+
+    # ---- WebSocket ---------------------------------------------------------------
+
+    async def handler(self, ws: ServerConnection) -> None:
+        """One client: snapshot or replay, then live frames; commands in the meantime."""
+        user: User = ws.gw_user  # type: ignore[attr-defined]
+        conn = Conn(user=user, subs=subscriptions(user), chans=channels_for(user),
+                    outbox=Outbox(limit=self.queue_limit),
+                    on_overflow=lambda c, why: self._close_slow(ws, why))
+        self.hub.register(conn)
+        jobs: set[asyncio.Task[None]] = set()
+        sender = asyncio.create_task(self._send_loop(ws, conn))
+        watch = asyncio.create_task(self._watch_session(ws, ws.gw_token))  # type: ignore[attr-defined]
+        try:
+            conn.send_raw(orjson.dumps({"op": "welcome", "user": user.to_dict()}))
+            await self._sync(conn, await self._hello(ws))
+            bucket = TokenBucket(rate=self.rate, burst=self.burst, now=time.monotonic())
+            async for raw in ws:
+                try:
+                    msg = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(msg, dict) and msg.get("op") == "cmd":
+                    if not bucket.take(time.monotonic()):
+                        self.metrics.commands.labels("rate_limited").inc()
+                        conn.send_raw(result(msg, ok=False, reason="rate_limited"))
+                        continue
+                    job = asyncio.create_task(self._command(conn, user, msg))
+                    jobs.add(job)
+                    job.add_done_callback(jobs.discard)
+                elif isinstance(msg, dict) and msg.get("op") == "ping":
+                    conn.send_raw(b'{"op":"pong"}')
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.dead = True
+            self.hub.unregister(conn)
+            for task in (sender, watch, *jobs):
+                task.cancel()
+
+    async def _hello(self, ws: ServerConnection) -> dict[str, str]:
+        # The client's first message says where it stopped; none within 2 s: no resume.
+        try:
+            raw = await asyncio.wait_for(ws.recv(), timeout=2.0)
+            msg = orjson.loads(raw)
+        except (asyncio.TimeoutError, orjson.JSONDecodeError):
+            return {}
+        last = msg.get("last") if isinstance(msg, dict) and msg.get("op") == "hello" else None
+        out: dict[str, str] = {}
+        for ch, sid in (last or {}).items():
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                parse_id(sid)
+                out[str(ch)] = sid
+        return out
+
+    async def _sync(self, conn: Conn, last: dict[str, str]) -> None:
+        """Per channel, replay what the client missed or send a snapshot; then go live."""
+        for ch in conn.chans:
+            seen = last.get(ch)
+            entries = None
+            if not needs_snapshot(seen, await self.hub.first_id(ch)) and seen is not None:
+                entries = await self.hub.replay(ch, seen, limit=self.queue_limit // 2)
+            if entries is None:
+                head = await self.hub.last_id(ch) or "0-0"
+                items = await self.hub.snapshot(ch, conn.user)
+                conn.send_raw(snapshot_frame(ch, head, items))
+                conn.outbox.seek(ch, head)
+            else:
+                assert seen is not None
+                conn.outbox.seek(ch, seen)
+                for sid, data in entries:
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        msg = orjson.loads(data)
+                        if may_see(conn.user, ch, msg):
+                            conn.deliver(ch, sid, frame(ch, sid, data), coalesce_key(ch, msg))
+        if "all" in conn.subs:
+            conn.send_raw(await self.hub.summary_frame())
+        conn.go_live()
+
+    async def _send_loop(self, ws: ServerConnection, conn: Conn) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                conn.wake.clear()  # before looking, so a frame queued meanwhile wakes us
+                due = conn.outbox.due(loop.time())
+                if due is None or due > 0:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(conn.wake.wait(), timeout=due)
+                    continue
+                for data in conn.outbox.take(loop.time()):
+                    await ws.send(data, text=True)
+                    self.metrics.sent.inc()
+
+    def _close_slow(self, ws: ServerConnection, why: str) -> None:
+        self.metrics.slow.inc()
+        log.info("closing slow client %s: %s", ws.remote_address, why)
+        asyncio.get_running_loop().create_task(
+            ws.close(CLOSE_SLOW, "too slow: queue full, resume on reconnect"))
+
+    async def _watch_session(self, ws: ServerConnection, token: str | None) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(RECHECK_S)
+                try:
+                    await self.user_of(token, fresh=True)
+                except AuthError:
+                    await ws.close(CLOSE_SESSION, "session expired: log in again")
+                    return
+
+    async def _command(self, conn: Conn, user: User, msg: dict[str, Any]) -> None:
+        """Check a command, produce it to Kafka, then relay the worker's outcome."""
+        try:
+            cmd = parse(msg)
+            rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
+            raw = await self.hub.r.get(rkey)
+            check(user, cmd, orjson.loads(raw) if raw else None)
+        except CommandError as exc:
+            self.metrics.commands.labels(exc.reason).inc()
+            conn.send_raw(result(msg, ok=False, reason=exc.reason))
+            return
+        record = command_record(user, cmd, now=time.time())
+        try:
+            if self.producer is None:
+                raise ConnectionError("no Kafka producer")
+            await self.producer.send_and_wait(COMMANDS, orjson.dumps(record),
+                                              key=cmd["id"].encode())
+        except Exception as exc:  # any broker failure: the client must hear of it
+            log.warning("command %s not produced: %s", cmd["command_id"], exc)
+            self.metrics.commands.labels("kafka_unavailable").inc()
+            conn.send_raw(result(msg, ok=False, reason="kafka_unavailable"))
+            return
+        self.metrics.commands.labels("sent").inc()
+        conn.send_raw(result(msg, state="sent", command_id=cmd["command_id"]))
+        deadline = time.monotonic() + RESULT_WAIT_S
+        while time.monotonic() < deadline:
+            outcome = await self.hub.r.get(keys.cmdresult(cmd["command_id"]))
+            if outcome:
+                body = orjson.loads(outcome)
+                conn.send_raw(result(msg, state="applied", command_id=cmd["command_id"],
+                                     ok=bool(body.get("ok")), reason=body.get("reason")))
+                return
+            await asyncio.sleep(0.1)
+        conn.send_raw(result(msg, state="pending", command_id=cmd["command_id"]))
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start_producer(self) -> None:
+        """Connect the command producer, retrying while Kafka is away."""
+        from aiokafka import AIOKafkaProducer
+
+        while self.producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka,
+                                        acks="all", client_id="gridwatch-gateway")
+            try:
+                await producer.start()
+                self.producer = producer
+            except Exception as exc:  # aiokafka raises several kinds while the broker is down
+                log.warning("Kafka not reachable (%s); retrying", exc)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(2.0)
+
+    async def serve(self, stop: asyncio.Future[None], ready: asyncio.Event | None = None) -> None:
+        """Serve until ``stop`` completes; closing sends every client 1001."""
+        await self.hub.start()
+        kafka = asyncio.create_task(self.start_producer())
+        try:
+            async with serve(self.handler, self.settings.gateway_host, self.settings.gateway_port,
+                             process_request=self.process_request, max_size=64 * 1024,
+                             ping_interval=20, ping_timeout=20, close_timeout=2,
+                             server_header="gridwatch") as server:
+                log.info("gateway on http://%s:%d", self.settings.gateway_host,
+                         self.settings.gateway_port)
+                if ready is not None:
+                    ready.set()
+                await stop
+                server.close()
+                await server.wait_closed()
+        finally:
+            kafka.cancel()
+            if self.producer is not None:
+                await self.producer.stop()
+            await self.hub.stop()
+
+
+def result(msg: dict[str, Any], **fields: Any) -> bytes:
+    """A command reply, tied to the client's request id ``req``."""
+    return orjson.dumps({"op": "result", "req": msg.get("req"), "action": msg.get("action"),
+                         "id": msg.get("id"), **fields})
+
+
+async def main(settings: Settings) -> None:
+    """Run a gateway until SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    await Gateway(settings).serve(stop)
+
+
+def run(settings: Settings) -> None:
+    """``gridwatch gateway``: serve the cockpit and ``/ws`` on the settings' host:port."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(main(settings))
+
+
+if __name__ == "__main__":
+    from gridwatch.settings import load
+
+    run(load())

@@ -1,0 +1,271 @@
+"""The gateway's shared side of Redis: one reader per channel fanning out to connections.
+
+Each channel stream has exactly one ``XREAD BLOCK`` loop, whatever the number of
+clients. An entry is decoded once (to find its tags), framed once, and the same bytes
+are offered to every connection whose subscriptions meet the tags, through a tag
+index, so fan-out costs O(recipients). Snapshots and replays for one connecting client
+are read here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from gridwatch import keys
+
+from .auth import User
+from .channels import CHANNELS, Outbox, Overflow, coalesce_key, frame, may_see, tags_of
+
+log = logging.getLogger("gridwatch.gateway")
+
+Entry = tuple[str, bytes]  # stream id, the entry's JSON
+
+
+@dataclass(eq=False)
+class Conn:
+    """One WebSocket client as the hub sees it.
+
+    While ``syncing`` (its snapshot or replay is being read), live frames wait in
+    ``pending``; afterwards they go straight into the outbox, whose cursors drop what the
+    replay already delivered.
+    """
+
+    user: User
+    subs: frozenset[str]
+    chans: tuple[str, ...]
+    outbox: Outbox
+    on_overflow: Callable[[Conn, str], None]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    syncing: bool = True
+    pending: list[tuple[str, str, bytes, str | None]] = field(default_factory=list)
+    dead: bool = False
+
+    def offer(self, channel: str, stream_id: str, data: bytes, key: str | None) -> None:
+        """Queue one live frame (or park it while syncing); too slow means closed."""
+        if self.dead:
+            return
+        if self.syncing:
+            if len(self.pending) >= self.outbox.limit:
+                self.fail(f"{len(self.pending)} frames waiting")
+            else:
+                self.pending.append((channel, stream_id, data, key))
+            return
+        self.deliver(channel, stream_id, data, key)
+
+    def deliver(self, channel: str, stream_id: str, data: bytes, key: str | None) -> None:
+        """Queue a frame now, even while syncing (a replayed frame precedes parked ones)."""
+        if self.dead:
+            return
+        try:
+            if self.outbox.push(channel, stream_id, data, key):
+                self.wake.set()
+        except Overflow as exc:
+            self.fail(str(exc))
+
+    def send_raw(self, data: bytes) -> None:
+        """Queue a frame outside any channel (snapshot, result, summary)."""
+        if self.dead:
+            return
+        try:
+            self.outbox.push_raw(data)
+            self.wake.set()
+        except Overflow as exc:
+            self.fail(str(exc))
+
+    def go_live(self) -> None:
+        """End syncing: move the parked frames through the cursors into the outbox."""
+        parked, self.pending = self.pending, []
+        self.syncing = False
+        for channel, stream_id, data, key in parked:
+            self.offer(channel, stream_id, data, key)
+        self.wake.set()
+
+    def fail(self, why: str) -> None:
+        if not self.dead:
+            self.dead = True
+            self.on_overflow(self, why)
+
+
+class Hub:
+    """Shared channel readers, the tag index of connections, and snapshot reads."""
+
+    def __init__(self, redis_url: str, *, grid_ids: Iterable[str], station_ids: Iterable[str],
+                 block_ms: int = 1000, count: int = 500) -> None:
+        self.redis_url = redis_url
+        self.r = aioredis.Redis.from_url(redis_url)
+        self.grid_ids = tuple(grid_ids)
+        self.station_ids = tuple(station_ids)
+        self.block_ms = block_ms
+        self.count = count
+        self.conns: set[Conn] = set()
+        self.index: dict[str, set[Conn]] = {}
+        self.position: dict[str, str] = {}
+        self.sent_frames = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._summary: bytes = b""
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start one reader per channel from the stream's current end, and the summary poll."""
+        for ch, key in CHANNELS.items():
+            self.position[ch] = await self.last_id(ch) or "0-0"
+            self._tasks.append(asyncio.create_task(self._read(ch, key), name=f"read:{ch}"))
+        self._tasks.append(asyncio.create_task(self._poll_summary(), name="summary"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.r.aclose()
+
+    def register(self, conn: Conn) -> None:
+        self.conns.add(conn)
+        for tag in conn.subs:
+            self.index.setdefault(tag, set()).add(conn)
+
+    def unregister(self, conn: Conn) -> None:
+        self.conns.discard(conn)
+        for tag in conn.subs:
+            members = self.index.get(tag)
+            if members is not None:
+                members.discard(conn)
+                if not members:
+                    del self.index[tag]
+
+    # ---- live fan-out ------------------------------------------------------------
+
+    def dispatch(self, channel: str, entries: list[Entry]) -> None:
+        """Offer each entry, framed once, to every connection that may see it."""
+        for stream_id, data in entries:
+            try:
+                msg = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                log.warning("%s %s: not JSON, skipped", channel, stream_id)
+                continue
+            out = frame(channel, stream_id, data)
+            key = coalesce_key(channel, msg)
+            seen: set[Conn] = set()
+            for tag in tags_of(channel, msg):
+                for conn in tuple(self.index.get(tag, ())):
+                    if conn not in seen and channel in conn.chans:
+                        seen.add(conn)
+                        conn.offer(channel, stream_id, out, key)
+
+    async def _read(self, channel: str, key: str) -> None:
+        # Its own connection: XREAD BLOCK holds a connection for the whole wait.
+        r = aioredis.Redis.from_url(self.redis_url)
+        try:
+            while True:
+                try:
+                    reply = await r.xread({key: self.position[channel]}, block=self.block_ms,
+                                          count=self.count)
+                except (OSError, aioredis.RedisError) as exc:
+                    log.warning("reading %s: %s; retrying", key, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                for _, items in reply or ():
+                    entries = [(sid.decode(), fields.get(b"d", b"null")) for sid, fields in items]
+                    if entries:
+                        self.position[channel] = entries[-1][0]
+                        self.dispatch(channel, entries)
+        finally:
+            await r.aclose()
+
+    async def _poll_summary(self) -> None:
+        # The counters are a hash, not a channel: poll it once for everyone, send changes.
+        while True:
+            try:
+                frm = await self.summary_frame()
+                if frm != self._summary:
+                    self._summary = frm
+                    for conn in tuple(self.index.get("all", ())):
+                        if not conn.syncing:
+                            conn.send_raw(frm)
+            except (OSError, aioredis.RedisError) as exc:
+                log.warning("summary: %s", exc)
+            await asyncio.sleep(2.0)
+
+    # ---- reads for one connecting client ------------------------------------------
+
+    async def first_id(self, channel: str) -> str | None:
+        got = await self.r.xrange(CHANNELS[channel], count=1)
+        return got[0][0].decode() if got else None
+
+    async def last_id(self, channel: str) -> str | None:
+        got = await self.r.xrevrange(CHANNELS[channel], count=1)
+        return got[0][0].decode() if got else None
+
+    async def replay(self, channel: str, after: str, *, limit: int) -> list[Entry] | None:
+        """Entries after ``after``, oldest first; ``None`` when more than ``limit``."""
+        got = await self.r.xrange(CHANNELS[channel], min=f"({after}", count=limit + 1)
+        if len(got) > limit:
+            return None
+        return [(sid.decode(), fields.get(b"d", b"null")) for sid, fields in got]
+
+    async def summary_frame(self) -> bytes:
+        raw = await self.r.hgetall(keys.SUMMARY)
+        counters = {k.decode(): int(v) for k, v in raw.items()}
+        counters["open_alerts"] = int(await self.r.zcard(keys.ALERTS_OPEN))
+        return orjson.dumps({"ch": "summary", "m": counters})
+
+    async def _mget(self, names: list[str]) -> list[bytes]:
+        out: list[bytes] = []
+        for i in range(0, len(names), 500):
+            out.extend(v for v in await self.r.mget(names[i:i + 500]) if v)
+        return out
+
+    async def snapshot(self, channel: str, user: User) -> list[bytes]:
+        """The current records of ``channel`` that ``user`` may see, as stored JSON."""
+        wrap: Callable[[Any], dict[str, Any]]
+        if channel == "alerts":
+            if user.role == "grid_worker":
+                ids = [i for g in user.grids
+                       for i in await self.r.zrevrange(keys.alerts_by_grid(g), 0, 199)]
+            else:
+                ids = await self.r.zrevrange(keys.ALERTS_OPEN, 0, 999)
+            raws = await self._mget([keys.alert(i.decode()) for i in ids])
+            wrap = lambda rec: {"alert": rec}
+        elif channel == "tasks":
+            if user.role == "grid_worker":
+                ids = await self.r.zrevrange(keys.tasks_by_worker(user.name), 0, 199)
+                names = [keys.task(i.decode()) for i in ids]
+            else:
+                alerts = await self._mget([keys.alert(i.decode()) for i in
+                                           await self.r.zrevrange(keys.ALERTS_OPEN, 0, 999)])
+                names = [keys.task(t) for t in
+                         (orjson.loads(a).get("task_id") for a in alerts) if t]
+            raws = await self._mget(names)
+            wrap = lambda rec: {"task": rec}
+        elif channel == "grids":
+            grids = user.grids if user.role == "grid_worker" else self.grid_ids
+            raws = await self._mget([keys.risk(g) for g in grids])
+            wrap = lambda rec: rec
+        else:
+            known = {m.decode() for m in await self.r.smembers(keys.STATIONS)}
+            stations = user.stations if user.role == "station_manager" else \
+                sorted(known | set(self.station_ids))
+            raws = await self._mget([keys.forecast(s) for s in stations])
+            wrap = lambda rec: {"forecast": rec}
+        keep = []
+        for raw in raws:
+            try:
+                if may_see(user, channel, wrap(orjson.loads(raw))):
+                    keep.append(raw)
+            except orjson.JSONDecodeError:
+                continue
+        return keep
+
+
+def snapshot_frame(channel: str, stream_id: str, items: list[bytes]) -> bytes:
+    """One frame replacing a channel's state on the client; ``id`` is its resume point."""
+    return (b'{"ch":"' + channel.encode() + b'","snapshot":true,"id":"' + stream_id.encode()
+            + b'","items":[' + b",".join(items) + b"]}")
+

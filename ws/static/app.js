@@ -1,0 +1,67 @@
+// Entry point: who am I, then the view for my role, the link to the gateway and the banner.
+import { applyLabels, lang, setLang, t } from "./i18n.js";
+import { Link } from "./net.js";
+
+const VIEWS = {
+  duty_officer: "./officer.js",
+  admin: "./officer.js",
+  grid_worker: "./worker.js",
+  station_manager: "./station.js",
+};
+
+function banner(state) {
+  const el = document.getElementById("banner");
+  clearTimeout(banner.timer);
+  el.className = `banner ${state}`;
+  el.dataset.state = state;
+  if (state === "up") { el.hidden = true; return; }
+  el.hidden = false;
+  el.textContent = t({ down: "conn_lost", resumed: "conn_resumed", refused: "conn_refused" }[state]);
+  if (state === "resumed") banner.timer = setTimeout(() => { el.hidden = true; }, 4000);
+}
+
+export function toast(text, bad = false) {
+  const el = document.getElementById("toast");
+  el.textContent = text;
+  el.className = bad ? "toast bad" : "toast";
+  el.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { el.hidden = true; }, 3000);
+}
+
+/** A readable line for a command reply. */
+export function resultText(res) {
+  if (res.ok === false) return `${t("result_failed")}: ${t("r_" + res.reason)}`;
+  return t({ sent: "result_sent", applied: "result_applied", pending: "result_pending" }[res.state] || "result_sent");
+}
+
+async function main() {
+  setLang(lang());
+  applyLabels();
+  const reply = await fetch("/api/me", { credentials: "same-origin" });
+  if (reply.status === 401) { location.href = "/signin.html"; return; }
+  const me = await reply.json();
+  document.body.dataset.role = me.user.role;
+  const who = document.getElementById("who");
+  const showWho = () => { who.textContent = `${t("role_" + me.user.role)} · ${me.user.name}`; };
+  showWho();
+  const mod = await import(VIEWS[me.user.role]);
+  const root = document.getElementById("view");
+  let view = null;
+  const link = new Link({
+    onFrame: (f) => view.frame(f),
+    onStatus: (s) => { banner(s); view.status?.(s); },
+    onResult: (r) => view.result?.(r),
+  });
+  view = mod.mount(root, { me, link });
+  document.getElementById("lang").addEventListener("click", () => {
+    setLang(lang() === "zh" ? "en" : "zh");
+    applyLabels();
+    showWho();
+    view.relabel();
+  });
+  link.start();
+  window.gridwatch = { link, view };  // for tests and debugging in the console
+}
+
+main();

@@ -1,0 +1,108 @@
+// The grid worker's phone view (390x844): my tasks, newest first, and what to do next.
+// Commands typed while offline wait in the link's queue and go out on reconnect.
+import { applyLabels, clock, lang, t } from "./i18n.js";
+import { beep } from "./net.js";
+import { resultText, toast } from "./app.js";
+
+// What a worker can do to a task in each status, and which action needs text.
+const NEXT = {
+  offered: ["accept", "reject"],
+  accepted: ["arrive", "reject"],
+  on_site: ["done"],
+};
+const NEEDS_TEXT = { reject: "reason_placeholder", done: "done_placeholder" };
+
+function esc(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export function mount(root, { me, link }) {
+  root.innerHTML = `<section class="worker"><h2 data-i18n="my_tasks"></h2>
+    <p id="offline" class="offline" hidden data-i18n="queued_offline"></p>
+    <ol id="tasks" class="tasks"></ol></section>`;
+  applyLabels(root);
+  const tasks = new Map();
+  const alerts = new Map();
+  const optimistic = new Map();  // task id -> status shown while the command is on its way
+  let open = null;  // {id, action} of the form being filled
+  let live = false;
+
+  function mine(task) {
+    return me.user.grids.includes(task.grid_id) || (task.workers || []).includes(me.user.name);
+  }
+
+  function draw() {
+    const list = root.querySelector("#tasks");
+    const rows = [...tasks.values()].filter(mine).sort((a, b) => b.ts_created - a.ts_created);
+    root.querySelector("#offline").hidden = !(link.pending().length && !link.online());
+    if (!rows.length) { list.innerHTML = `<li class="hint">${t("no_tasks")}</li>`; return; }
+    list.innerHTML = rows.map((task) => {
+      const status = optimistic.get(task.id) || task.status;
+      const alert = alerts.get(task.alert_id);
+      const title = alert ? (lang() === "en" ? alert.title : alert.title_zh || alert.title) : task.alert_id;
+      const form = open && open.id === task.id
+        ? `<div class="form"><textarea id="text" rows="3" placeholder="${t(NEEDS_TEXT[open.action])}"></textarea>
+           <button data-send="${open.action}" class="primary">${t("send")}</button>
+           <button data-cancel="1">${t("cancel")}</button></div>` : "";
+      const queued = link.pending().some((c) => c.id === task.id);
+      return `<li class="task st-${status}" data-id="${esc(task.id)}">
+        <div class="row"><b>${esc(title)}</b><span class="status">${t("st_" + status)}</span></div>
+        <div class="meta">${t("grid")} ${esc(task.grid_id)} · ${clock(task.ts_created)} · ${t("due")} ${clock(task.due_at)}</div>
+        ${task.note ? `<div class="note">${esc(task.note)}</div>` : ""}
+        ${queued ? `<div class="queued">${t("queued_offline")}</div>` : ""}
+        <div class="actions">${(NEXT[status] || []).map((a) => `<button data-action="${a}" class="act-${a}">${t("act_" + a)}</button>`).join("")}</div>
+        ${form}</li>`;
+    }).join("");
+  }
+
+  function send(id, action, note) {
+    optimistic.set(id, { accept: "accepted", arrive: "on_site", done: "done", reject: "rejected" }[action]);
+    link.command({ target: "task", id, action, note });
+    open = null;
+    draw();
+  }
+
+  root.querySelector("#tasks").addEventListener("click", (ev) => {
+    const li = ev.target.closest("li[data-id]");
+    if (!li) return;
+    const { action, send: sendAction, cancel } = ev.target.dataset;
+    if (cancel) { open = null; draw(); return; }
+    if (sendAction) {
+      const text = li.querySelector("#text").value.trim();
+      if (sendAction === "reject" && !text) { toast(t("r_note_required"), true); return; }
+      send(li.dataset.id, sendAction, text);
+      return;
+    }
+    if (!action) return;
+    if (NEEDS_TEXT[action]) { open = { id: li.dataset.id, action }; draw(); li.querySelector("textarea")?.focus(); return; }
+    send(li.dataset.id, action, "");
+  });
+
+  function upsert(task) {
+    const before = tasks.get(task.id);
+    if (before && before.ts_updated > task.ts_updated) return;
+    tasks.set(task.id, task);
+    if (optimistic.get(task.id) === task.status) optimistic.delete(task.id);
+    if (!before && live && mine(task) && task.status === "offered") {
+      beep({ high: true });
+      navigator.vibrate?.([200, 100, 200]);
+      toast(t("new_task"));
+    }
+  }
+
+  return {
+    frame(f) {
+      if (f.op === "welcome") { live = false; setTimeout(() => { live = true; }, 1500); return; }
+      if (f.ch === "tasks") (f.snapshot ? f.items : [f.m.task]).forEach((x) => x && upsert(x));
+      else if (f.ch === "alerts") (f.snapshot ? f.items : [f.m.alert]).forEach((a) => a && alerts.set(a.id, a));
+      draw();
+    },
+    status() { draw(); },
+    result(res) {
+      if (res.ok === false) optimistic.delete(res.id);
+      toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
+      draw();
+    },
+    relabel() { applyLabels(root); draw(); },
+  };
+}
