@@ -15,8 +15,8 @@ COPY agents ./agents
 COPY ws ./ws
 COPY stack ./stack
 COPY --from=web /build/node_modules ./node_modules
-RUN pip install --no-cache-dir '.[forecast]' \
- && python -m gridwatch.ws.build_static \
+RUN python ws/build_static.py \
+ && pip install --no-cache-dir '.[forecast]' \
  && rm -rf node_modules
 USER nobody
 EXPOSE 8765

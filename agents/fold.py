@@ -76,6 +76,17 @@ class BatchUpdate:
     deadletters: list[DeadLetter] = field(default_factory=list)
     events: list[tuple[RawRecord, Event, str | None]] = field(default_factory=list)
     late: int = 0
+    # Record writes decided for the batch (alerts, traces, ...), applied in the same step.
+    cas: dict[str, int] = field(default_factory=dict)  # key -> version it was read at
+    sets: dict[str, tuple[bytes, int | None]] = field(default_factory=dict)  # value, TTL
+    dels: set[str] = field(default_factory=set)
+    hset: dict[tuple[str, str], str] = field(default_factory=dict)
+    hdel: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    hmax: dict[tuple[str, str], float] = field(default_factory=dict)
+    hmin: dict[tuple[str, str], float] = field(default_factory=dict)
+    zrem: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    ztrim: dict[str, float] = field(default_factory=dict)  # drop members scored below
+    streams: list[tuple[str, int, bytes]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:

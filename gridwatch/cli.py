@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_gateway)
 
+    from .cli_users import add_parser as add_user_parser
+
+    add_user_parser(sub)
+
     p = sub.add_parser("demo", help="stack + worker + gateway + simulated city, in one go")
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     p.add_argument("--seed", type=int, default=1)

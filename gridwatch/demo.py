@@ -15,8 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
+
+import orjson
 
 from . import stack, store
 from .city import load_city
@@ -32,25 +34,25 @@ def _spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen[bytes]:
 
 
 def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
-    """(role, name, login link) for one user of each role."""
-    try:
-        from .users import add_user
-    except ImportError:
-        return []
+    """(role, name, one-time login link) for one user of each role."""
+    from .users import add_user, login_link
+    from .ws.auth import User
+
     city = load_city(settings.city)
     worker = city["workers"][0]
     station = city["stations"][0]["id"]
     people = [
-        ("duty_officer", "officer-demo", {}),
-        ("grid_worker", f"{worker['id']}", {"grids": worker["grids"]}),
-        ("station_manager", "station-demo", {"stations": [station]}),
-        ("admin", "admin-demo", {}),
+        User("officer-demo", "duty_officer"),
+        User(worker["id"], "grid_worker", grids=tuple(worker["grids"])),
+        User("station-demo", "station_manager", stations=(station,)),
+        User("admin-demo", "admin"),
     ]
-    out = []
-    for role, name, extra in people:
-        link = add_user(settings, name, role=role, **extra)
-        out.append((role, name, link))
-    return out
+    r = store.connect(settings.redis)
+    try:
+        return [(u.role, u.name, login_link(settings.gateway_host, settings.gateway_port,
+                                            add_user(r, u))) for u in people]
+    finally:
+        r.close()
 
 
 def _progress(settings: Settings, stop: threading.Event, sent: list[int]) -> None:
@@ -89,7 +91,8 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
         print(f"  {role:16s} {name:14s} {link}", file=sys.stderr)
     print(f"  logs: {logdir}  (Ctrl-C stops the demo)\n", file=sys.stderr)
 
-    start = datetime.now(CST).replace(hour=7, minute=0, second=0, microsecond=0) - timedelta(days=0)
+    # The city day starts at 07:00, just before the morning peak.
+    start = datetime.now(CST).replace(hour=7, minute=0, second=0, microsecond=0)
     base = CityDay()
     profile = CityDay(scans=int(base.scans * scale), loiter_reports=int(base.loiter_reports * max(scale, 0.2)))
     sim = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile)
@@ -102,12 +105,10 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
         history = ((t, topic, e) for t, topic, e in sim.stream(days=0, history_days=28))
         for ts, topic, event in history:
             producer.send(topic.name, key=str(event[topic.key_field]).encode(),
-                          value=__import__("orjson").dumps(event))
+                          value=orjson.dumps(event))
             sent[0] += 1
         producer.flush()
         live = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile)
-        import orjson
-
         for topic, event in paced(live.stream(days=days), speed=speed):
             producer.send(topic.name, key=str(event[topic.key_field]).encode(),
                           value=orjson.dumps(event))

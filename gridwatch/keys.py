@@ -42,9 +42,13 @@ def grid_total(grid_id: str) -> str:
     return f"gw:grid:{grid_id}:total"
 
 
+GRID_HOUR_FMT = "gw:grid:%s:h:%d"  # the same key as grid_hour(), for Lua's string.format
+TASKS_OPEN_FMT = "gw:tasks:open:%s"
+
+
 def grid_hour(grid_id: str, hour: int) -> str:
     """Counters of one grid for one event-time hour (hash, TTL ``HOUR_TTL_S``)."""
-    return f"gw:grid:{grid_id}:h:{hour}"
+    return GRID_HOUR_FMT % (grid_id, hour)
 
 
 def station_hour(station_id: str, hour: int) -> str:
@@ -58,3 +62,113 @@ def station_hours(station_id: str) -> str:
 
 
 STATIONS = "gw:stations"  # every station id seen (a set)
+
+# ---- alerts, tasks, rules state -------------------------------------------------------
+# Record keys written by read-modify-write carry a version in VERSIONS (field = key);
+# the apply script refuses a batch whose versions moved since it read them.
+VERSIONS = "gw:ver"
+ALERTS_ALL = "gw:alerts:all"  # every alert id ever raised (zset, score ts_raised): history
+ALERT_TTL_S = 400 * 86400  # an alert and its audit trail are kept ~13 months
+LOITER_LATEST = "gw:loiter:latest"  # "camera|zone" -> latest loiter alert id (hash)
+SOURCE_STATS = "gw:sources"  # "<id>:n|first|last|kind|grid" liveness statistics (hash)
+SILENT = "gw:silent"  # source id -> its open silent-source alert id (hash)
+DEADLINES = "gw:deadlines"  # alert id -> due time of its next escalation (zset)
+GRID_HOUR = "gw:gridhour"  # grid -> newest event-time hour seen in it (hash)
+GRID_VERSION = "gw:gridver"  # grid -> how often its risk inputs changed (hash)
+RISK_RANK = "gw:risk:rank"  # grid -> risk score (zset): the worst grids first
+
+
+def deadline(alert_id: str) -> str:
+    """The next escalation deadline of one alert (string, JSON)."""
+    return f"gw:deadline:{alert_id}"
+
+
+def tasks_open(grid_id: str) -> str:
+    """Open tasks of one grid (zset, score = due time): open and overdue task counts."""
+    return TASKS_OPEN_FMT % grid_id
+
+
+def red_visits(person_ref: str) -> str:
+    """A red-code person's recent scans "grid|event_id" (zset, score ts): cross-grid."""
+    return f"gw:redvisits:{person_ref}"
+
+
+def trace(person_ref: str) -> str:
+    """Every scan of one person, "event_id|checkpoint|grid|direction|colour" (zset, score ts)."""
+    return f"gw:trace:{person_ref}"
+
+
+def incident(incident_id: str) -> str:
+    """One incident: grid, window, count (hash); its alert ids in ``incident_alerts``."""
+    return f"gw:incident:{incident_id}"
+
+
+def incident_alerts(incident_id: str) -> str:
+    """The alert ids of one incident (set)."""
+    return f"gw:incident:{incident_id}:alerts"
+
+
+# ---- cockpit: the worker-gateway channel contract, users and sessions ----------------
+# Snapshots and channels the gateway reads (the worker writes them); values are JSON.
+
+ALERTS_OPEN = "gw:alerts:open"  # ids of alerts not closed or dismissed (zset, score ts_raised)
+CHAN_ALERTS = "gw:chan:alerts"  # every alert or incident change (stream, field "d")
+CHAN_TASKS = "gw:chan:tasks"  # every task change (stream, field "d")
+CHAN_GRIDS = "gw:chan:grids"  # grid state deltas (stream, field "d")
+CHAN_FORECASTS = "gw:chan:forecasts"  # station forecasts (stream, field "d")
+CHAN_MAXLEN = 20_000  # XADD MAXLEN ~ bound of every channel stream
+
+
+def alert(alert_id: str) -> str:
+    """One alert record (string, JSON)."""
+    return f"gw:alert:{alert_id}"
+
+
+def alerts_by_grid(grid_id: str) -> str:
+    """Alert ids of one grid (zset, score ts_raised)."""
+    return f"gw:alerts:by_grid:{grid_id}"
+
+
+def task(task_id: str) -> str:
+    """One task record (string, JSON)."""
+    return f"gw:task:{task_id}"
+
+
+def tasks_by_worker(worker: str) -> str:
+    """Task ids offered to one worker (zset, score ts_created)."""
+    return f"gw:tasks:by_worker:{worker}"
+
+
+def risk(grid_id: str) -> str:
+    """One grid's risk: score, band, contributions (string, JSON)."""
+    return f"gw:risk:{grid_id}"
+
+
+def forecast(station_id: str) -> str:
+    """One station's next-24-hours forecast (string, JSON)."""
+    return f"gw:forecast:{station_id}"
+
+
+def cmdresult(command_id: str) -> str:
+    """The outcome of one cockpit command (string, JSON, TTL 1 h)."""
+    return f"gw:cmdresult:{command_id}"
+
+
+USERS = "gw:users"  # every user name (a set)
+LOGIN_TTL_S = 24 * 3600  # a one-time login link is valid this long
+SESSION_TTL_S = 12 * 3600  # a session lasts one shift; a 24-hour shift logs in again
+
+
+def user(name: str) -> str:
+    """One user: role, grids, stations (string, JSON)."""
+    return f"gw:user:{name}"
+
+
+def login_token(token_id: str) -> str:
+    """One unused login link: user, salt, scrypt hash of its secret (string, JSON, TTL)."""
+    return f"gw:login:{token_id}"
+
+
+def session(session_id: str) -> str:
+    """One session: user, salt, hash of its secret, expiry (string, JSON, TTL)."""
+    return f"gw:session:{session_id}"

@@ -27,14 +27,40 @@ for _, o in ipairs(p.o) do
   if not cur then cur = '-1' end
   if cur ~= o[2] then return {0, o[1], cur} end
 end
+for _, c in ipairs(p.c) do
+  local cur = redis.call('HGET', KEYS[3], c[1])
+  if not cur then cur = '0' end
+  if cur ~= c[2] then return {0, c[1], cur} end
+end
 for _, o in ipairs(p.o) do redis.call('HSET', KEYS[1], o[1], o[3]) end
 for _, w in ipairs(p.w) do redis.call('HSET', KEYS[2], w[1], w[2]) end
 for _, i in ipairs(p.i) do redis.call('HINCRBY', i[1], i[2], i[3]) end
-for _, s in ipairs(p.s) do redis.call('SADD', s[1], unpack(s[2])) end
+for _, h in ipairs(p.h) do redis.call('HSET', h[1], h[2], h[3]) end
+for _, h in ipairs(p.hd) do redis.call('HDEL', h[1], h[2]) end
+for _, m in ipairs(p.mx) do
+  local cur = redis.call('HGET', m[1], m[2])
+  if (not cur) or tonumber(m[3]) > tonumber(cur) then redis.call('HSET', m[1], m[2], m[3]) end
+end
+for _, m in ipairs(p.mn) do
+  local cur = redis.call('HGET', m[1], m[2])
+  if (not cur) or tonumber(m[3]) < tonumber(cur) then redis.call('HSET', m[1], m[2], m[3]) end
+end
+for _, s in ipairs(p.s) do
+  for k = 1, #s[2], 500 do
+    redis.call('SADD', s[1], unpack(s[2], k, math.min(k + 499, #s[2])))
+  end
+end
 for _, z in ipairs(p.z) do
   for _, m in ipairs(z[2]) do redis.call('ZADD', z[1], m[1], m[2]) end
 end
+for _, z in ipairs(p.zr) do redis.call('ZREM', z[1], z[2]) end
+for _, z in ipairs(p.zt) do redis.call('ZREMRANGEBYSCORE', z[1], '-inf', '(' .. z[2]) end
+for _, t in ipairs(p.t) do
+  if t[3] > 0 then redis.call('SET', t[1], t[2], 'EX', t[3]) else redis.call('SET', t[1], t[2]) end
+end
+for _, d in ipairs(p.d) do redis.call('DEL', d) end
 for _, e in ipairs(p.e) do redis.call('EXPIRE', e[1], e[2]) end
+for _, c in ipairs(p.c) do redis.call('HINCRBY', KEYS[3], c[1], 1) end
 for _, x in ipairs(p.x) do
   redis.call('XADD', x[1], 'MAXLEN', '~', x[2], '*', 'd', x[3])
 end
@@ -42,18 +68,27 @@ return {1}
 """
 
 
-def encode_update(update: BatchUpdate, streams: list[tuple[str, int, bytes]] | None = None) -> bytes:
+def encode_update(update: BatchUpdate) -> bytes:
     """The script's argument: the update as compact JSON (numbers as strings where
     Lua's doubles would round them)."""
     payload = {
         "o": [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()],
+        "c": [[k, str(v)] for k, v in update.cas.items()],
         "w": [[f, repr(float(w))] for f, w in update.watermarks.items()],
         "i": [[k, f, n] for (k, f), n in update.incr.items() if n],
+        "h": [[k, f, v] for (k, f), v in update.hset.items()],
+        "hd": [[k, f] for k, fields in update.hdel.items() for f in sorted(fields)],
+        "mx": [[k, f, repr(float(v))] for (k, f), v in update.hmax.items()],
+        "mn": [[k, f, repr(float(v))] for (k, f), v in update.hmin.items()],
         "s": [[k, sorted(members)] for k, members in update.sadd.items() if members],
         "z": [[k, [[score, m] for m, score in members.items()]]
               for k, members in update.zadd.items() if members],
+        "zr": [[k, m] for k, members in update.zrem.items() for m in sorted(members)],
+        "zt": [[k, repr(float(v))] for k, v in update.ztrim.items()],
+        "t": [[k, v.decode(), ttl or 0] for k, (v, ttl) in update.sets.items()],
+        "d": sorted(update.dels),
         "e": [[k, ttl] for k, ttl in update.expire.items()],
-        "x": [[k, maxlen, data.decode()] for k, maxlen, data in (streams or [])],
+        "x": [[k, maxlen, data.decode()] for k, maxlen, data in update.streams],
     }
     return orjson.dumps(payload)
 
@@ -81,15 +116,15 @@ class AsyncStore:
         raw = await self.redis.hgetall(keys.WATERMARKS)
         return {k.decode(): float(v) for k, v in raw.items()}
 
-    async def apply(self, update: BatchUpdate, streams: list[tuple[str, int, bytes]] | None = None) -> None:
+    async def apply(self, update: BatchUpdate) -> None:
         """Apply a batch atomically.
 
         Raises:
             ApplyConflict: a partition's stored offset is not the one the batch was
                 folded against; nothing was changed.
         """
-        result = await self._apply(keys=[keys.OFFSETS, keys.WATERMARKS],
-                                   args=[encode_update(update, streams)])
+        result = await self._apply(keys=[keys.OFFSETS, keys.WATERMARKS, keys.VERSIONS],
+                                   args=[encode_update(update)])
         if int(result[0]) != 1:
             raise ApplyConflict(f"{result[1].decode()} is at {result[2].decode()}")
 

@@ -43,9 +43,10 @@ def parse_time(value: str) -> float:
     if not _RFC3339.match(value):
         raise ValueError("not an RFC 3339 time with an offset")
     text = value
-    frac = re.search(r"\.(\d+)", text)
-    if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
-        text = text.replace(frac.group(0), "." + frac.group(1)[:6], 1)
+    if "." in text:
+        frac = re.search(r"\.(\d+)", text)
+        if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
+            text = text.replace(frac.group(0), "." + frac.group(1)[:6], 1)
     return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
 
 

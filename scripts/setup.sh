@@ -26,8 +26,8 @@ $PY -m pip install -q --disable-pip-version-check -e '.[test,forecast]'
 
 if [ -f package.json ]; then
   echo "setup: installing the cockpit's front-end libraries (npm)"
-  if [ -f package-lock.json ]; then npm ci --silent --no-audit --no-fund; else npm install --silent --no-audit --no-fund; fi
-  $PY -m gridwatch.ws.build_static
+  # postinstall copies the libraries into ws/static/vendor/ (ws/build_static.py)
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
 fi
 
 echo "setup: fetching the Kafka broker (Maven Central), once"

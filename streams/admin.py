@@ -43,12 +43,13 @@ def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> lis
         present = [name for name in wanted if name in existing]
         if present:
             for meta in admin.describe_topics(present):
+                # kafka-python 2.x names the topic "topic", 3.x "name".
+                name = meta.get("name") or meta.get("topic")
                 count = len(meta.get("partitions", []))
-                if count and count != wanted[meta["topic"]]:
+                if name in wanted and count and count != wanted[name]:
                     raise StackError(
-                        f"topic {meta['topic']} has {count} partitions, settings say "
-                        f"{wanted[meta['topic']]}: set GRIDWATCH_PARTITIONS={count} "
-                        "or `gridwatch stack reset --yes`"
+                        f"topic {name} has {count} partitions, settings say {wanted[name]}: "
+                        f"set GRIDWATCH_PARTITIONS={count} or `gridwatch stack reset --yes`"
                     )
         return missing
     finally:

@@ -54,8 +54,8 @@ class CityDay:
     arrivals: int = 5_000
     people: int = 120_000
     red_share: float = 0.0006
-    yellow_share: float = 0.004
-    stale_share: float = 0.01
+    yellow_share: float = 0.002
+    stale_share: float = 0.002
     late_share: float = 0.003
 
 

@@ -1,0 +1,204 @@
+"""Applying cockpit and CLI commands from the ``gridwatch.commands`` log.
+
+Each command is applied once, in log order, with the pure state machines of
+:mod:`.lifecycle`: the alert and task records are read with their versions, the
+transition is decided, and the new records, the next escalation deadline, the
+command's outcome and the partition's offset are written in one atomic step. A refused
+transition is an outcome too (``{"ok": false, "reason": ...}``), so the officer who
+acknowledged second is told who was first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .. import keys
+from ..schemas.errors import DecodeError, TransitionRefused
+from ..schemas.events import parse_time
+from ..schemas.records import Alert, Task
+from ..store import ApplyConflict, AsyncStore
+from . import escalation, lifecycle
+from .escalation import Deadline, EscalationConfig
+from .fold import BatchUpdate, DeadLetter, RawRecord
+from .grid_index import GridIndex
+from .records_io import write_alert, write_deadline, write_task
+
+log = logging.getLogger("gridwatch.commands")
+
+ALERT_ACTIONS = {"ack", "dispatch", "resolve", "close", "dismiss", "handover"}
+TASK_ACTIONS = {"accept", "arrive", "done", "reject"}
+ROLES = {"duty_officer", "grid_worker", "station_manager", "admin"}
+CMDRESULT_TTL_S = 3600
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: who does what to which alert or task."""
+
+    command_id: str
+    target: str
+    id: str
+    action: str
+    actor: str
+    role: str
+    grids: tuple[str, ...]
+    note: str
+    ts: float
+
+
+def decode_command(raw: bytes | None) -> Command:
+    """Strictly decode a command record.
+
+    Raises:
+        DecodeError: naming the bad field.
+    """
+    if raw is None:
+        raise DecodeError("empty command")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise DecodeError("invalid JSON") from None
+    if not isinstance(obj, dict):
+        raise DecodeError("command must be a JSON object")
+    if obj.get("v", 1) != 1:
+        raise DecodeError("unsupported command version", "v")
+    for name in ("command_id", "target", "id", "action", "actor", "role"):
+        if not isinstance(obj.get(name), str) or not obj[name] or len(obj[name]) > 200:
+            raise DecodeError(f"{name}: missing or not a short string", name)
+    if obj["target"] not in ("alert", "task"):
+        raise DecodeError("target: must be alert or task", "target")
+    allowed = ALERT_ACTIONS if obj["target"] == "alert" else TASK_ACTIONS
+    if obj["action"] not in allowed:
+        raise DecodeError(f"action: {obj['action']!r} is not an {obj['target']} action", "action")
+    if obj["role"] not in ROLES:
+        raise DecodeError("role: unknown role", "role")
+    grids = obj.get("grids", [])
+    if not isinstance(grids, list) or not all(isinstance(g, str) for g in grids):
+        raise DecodeError("grids: must be a list of grid ids", "grids")
+    note = obj.get("note", "")
+    if not isinstance(note, str) or len(note) > 2000:
+        raise DecodeError("note: must be text of at most 2000 characters", "note")
+    try:
+        ts = parse_time(obj["ts"]) if isinstance(obj.get("ts"), str) else float(obj["ts"])
+    except (KeyError, TypeError, ValueError):
+        raise DecodeError("ts: missing or not an RFC 3339 time", "ts") from None
+    return Command(obj["command_id"], obj["target"], obj["id"], obj["action"], obj["actor"],
+                   obj["role"], tuple(grids), note, ts)
+
+
+class CommandApplier:
+    """Applies commands one at a time, each atomically with its partition's offset."""
+
+    def __init__(self, store: AsyncStore, index: GridIndex, config: EscalationConfig,
+                 *, sla_s: float = 7200.0) -> None:
+        self.store = store
+        self.index = index
+        self.config = config
+        self.sla_s = sla_s
+        self.applied: dict[str, int] | None = None
+        self.stats = {"applied": 0, "refused": 0, "bad": 0}
+
+    async def _load(self, record_keys: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.mget(record_keys)
+        pipe.hmget(keys.VERSIONS, record_keys)
+        values, vers = await pipe.execute()
+        found = {k: orjson.loads(v) for k, v in zip(record_keys, values) if v}
+        return found, {k: int(v or 0) for k, v in zip(record_keys, vers)}
+
+    async def decide(self, cmd: Command, update: BatchUpdate) -> dict[str, Any]:
+        """Decide one command into ``update``; returns its outcome."""
+        if cmd.target == "task":
+            found, versions = await self._load([keys.task(cmd.id)])
+            task_raw = found.get(keys.task(cmd.id))
+            if task_raw is None:
+                return {"ok": False, "reason": f"no task {cmd.id}"}
+            task: Task | None = Task.from_dict(task_raw)
+            assert task is not None
+            alert_id = task.alert_id
+        else:
+            task, alert_id = None, cmd.id
+        a_key = keys.alert(alert_id)
+        found, more = await self._load([a_key, keys.deadline(alert_id)])
+        versions = {**(versions if cmd.target == "task" else {}), **more}
+        if a_key not in found:
+            return {"ok": False, "reason": f"no alert {alert_id}"}
+        alert = Alert.from_dict(found[a_key])
+        if task is None and alert.task_id:
+            tfound, tvers = await self._load([keys.task(alert.task_id)])
+            if keys.task(alert.task_id) in tfound:
+                task = Task.from_dict(tfound[keys.task(alert.task_id)])
+            versions.update(tvers)
+        workers = self.index.workers_of(alert.grid_id) if alert.grid_id else ()
+        try:
+            new_alert, new_task = lifecycle.apply(
+                cmd.target, cmd.action, alert, task, actor=cmd.actor, role=cmd.role, ts=cmd.ts,
+                note=cmd.note, grids=cmd.grids, workers=workers, sla_s=self.sla_s)
+        except TransitionRefused as exc:
+            return {"ok": False, "reason": exc.reason}
+        current = found.get(keys.deadline(alert_id))
+        deadline = escalation.next_deadline(
+            new_alert, new_task, self.config,
+            current=Deadline.from_dict(current) if current else None)
+        write_alert(update, new_alert, versions.get(a_key, 0))
+        if new_task is not None and (task is None or new_task != task or new_task.id != task.id):
+            t_key = keys.task(new_task.id)
+            if t_key not in versions:
+                versions.update((await self._load([t_key]))[1])
+            write_task(update, new_task, versions.get(t_key, 0))
+        write_deadline(update, alert_id, deadline)
+        if new_alert.grid_id:
+            update.incr[(keys.GRID_VERSION, new_alert.grid_id)] += 1
+        return {"ok": True, "alert": new_alert.to_dict(),
+                "task": new_task.to_dict() if new_task else None}
+
+    async def handle(self, rec: RawRecord) -> dict[str, Any] | None:
+        """Apply one command record; returns its outcome (None if applied before)."""
+        pfield = keys.partition_field(rec.topic, rec.partition)
+        while True:
+            if self.applied is None:
+                self.applied = await self.store.offsets()
+            before = self.applied.get(pfield, -1)
+            if rec.offset <= before:
+                return None
+            update = BatchUpdate()
+            update.offsets[pfield] = (before, rec.offset)
+            try:
+                cmd = decode_command(rec.value)
+            except DecodeError as exc:
+                self.stats["bad"] += 1
+                update.deadletters.append(DeadLetter(rec.topic, rec.partition, rec.offset,
+                                                     exc.reason, exc.field, rec.value or b""))
+                update.incr[(keys.SUMMARY, "deadletter")] += 1
+                outcome: dict[str, Any] = {"ok": False, "reason": exc.reason}
+                cmd = None
+            else:
+                outcome = await self.decide(cmd, update)
+                update.sets[keys.cmdresult(cmd.command_id)] = (orjson.dumps(outcome), CMDRESULT_TTL_S)
+            try:
+                await self.store.apply(update)
+            except ApplyConflict:
+                self.applied = None
+                continue
+            self.applied[pfield] = rec.offset
+            self.stats["applied" if outcome.get("ok") else "refused"] += 1
+            if update.deadletters:
+                outcome["deadletters"] = update.deadletters
+            return outcome
+
+
+async def wait_result(redis: Any, command_id: str, *, timeout: float = 15.0) -> dict[str, Any] | None:
+    """Poll for a command's outcome (the CLI and the gateway use this)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        raw = await redis.get(keys.cmdresult(command_id))
+        if raw:
+            return orjson.loads(raw)  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    return None

@@ -1,0 +1,238 @@
+"""What a batch of new events decides, beyond counting (pure: no I/O).
+
+Given the batch's events with their grids and a :class:`View` of the state they need
+(each red-code person's recent visits, the latest loiter alert of each camera and
+zone, each source's liveness state, the alerts that may be updated), ``decide``
+runs the checkpoint rules, cross-grid detection, loiter folding, incident grouping,
+feed liveness and escalation deadlines, and returns the records to write as
+:class:`Decisions`. The worker loads the view, calls this, and applies the result
+together with the batch's counters in one atomic step.
+
+Incidents are grouped by fixed event-time windows per grid (``window_s``): an
+incident is the set of a grid's alerts raised in one window, and it opens when the set
+reaches ``min_alerts``. Unlike a sliding window this does not depend on the order in
+which partitions are consumed, so a replay, a crash or a second worker gives the same
+incidents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+from ..schemas.events import CheckpointScan, CrowdLoiter, Event
+from ..schemas.records import Alert
+from . import escalation, lifecycle, liveness, loiter, rules
+from .escalation import Deadline, EscalationConfig
+from .liveness import LivenessConfig, SourceState
+
+# Event kinds that count as "loiter alerts" / "stale tests" in a grid's risk.
+RISK_FIELDS = {"stale_test": "stale", "cross_grid": "cross_grid", "loiter": "loiter_alerts"}
+
+
+@dataclass
+class SourceSeen:
+    """A source's messages in one batch: enough to update its liveness statistics."""
+
+    kind: str
+    grid_id: str | None
+    first: float
+    last: float
+    count: int
+
+
+def source_state(source_id: str, kind: str, grid_id: str | None, count: int, first: float,
+                 last: float, config: LivenessConfig) -> SourceState:
+    """A liveness state from the stored statistics: the mean gap stands for the gaps."""
+    gaps: tuple[float, ...] = ()
+    if count > config.min_gaps:
+        mean = (last - first) / (count - 1)
+        gaps = (mean,) * config.min_gaps
+    return SourceState(source_id=source_id, kind=kind, grid_id=grid_id, last_ts=last,
+                       gaps=gaps, count=count)
+
+
+@dataclass(frozen=True)
+class DecideConfig:
+    """The rule tables and thresholds the decisions use."""
+
+    rules: rules.RuleTable
+    loiter: loiter.LoiterConfig
+    escalation: EscalationConfig = EscalationConfig(max_level=3)
+    liveness: LivenessConfig = LivenessConfig()
+    incident_min_alerts: int = 3
+    incident_window_s: float = 600.0
+    visit_horizon_s: float = 25 * 3600.0
+
+
+@dataclass
+class View:
+    """The state a batch's decisions read, loaded by the shell before deciding."""
+
+    red_visits: dict[str, list[tuple[float, str | None]]] = field(default_factory=dict)
+    loiter_latest: dict[str, Alert | None] = field(default_factory=dict)
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    silent: dict[str, str] = field(default_factory=dict)  # source id -> open silent alert id
+
+
+@dataclass
+class Decisions:
+    """The records one batch writes (the last state of each, in batch order)."""
+
+    alerts: dict[str, Alert] = field(default_factory=dict)
+    new_alert_ids: list[str] = field(default_factory=list)
+    loiter_latest: dict[str, str] = field(default_factory=dict)
+    red_visits: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    traces: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    sources_seen: dict[str, SourceSeen] = field(default_factory=dict)
+    silent_cleared: list[str] = field(default_factory=list)
+    deadlines: dict[str, Deadline | None] = field(default_factory=dict)
+    # (grid, window number) -> alert ids raised in it by this batch
+    incidents: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    # (grid, hour, risk field) -> increment; (grid, hour) -> largest crowd seen
+    grid_counts: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    crowd_max: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def incident_id(grid_id: str, window: int) -> str:
+    """The id of a grid's incident for one grouping window."""
+    return "in-" + hashlib.sha1(f"{grid_id}|{window}".encode()).hexdigest()[:12]
+
+
+def candidate_alert_ids(events: Sequence[tuple[Event, str | None]], view: View,
+                        config: DecideConfig) -> set[str]:
+    """Alert ids this batch may update, so the shell can load them before deciding.
+
+    Cross-grid ids depend on the visits, which ``view.red_visits`` holds already.
+    """
+    ids: set[str] = set()
+    visits = {p: list(v) for p, v in view.red_visits.items()}
+    for event, grid in events:
+        if isinstance(event, CheckpointScan) and event.code_color == "red":
+            seen = visits.setdefault(event.person_ref, [])
+            hit = rules.cross_grid_hit(event.person_ref, seen, event, grid, config.rules)
+            seen.append((event.ts, grid))
+            if hit:
+                ids.add(hit.alert_id)
+    for sid, alert_id in view.silent.items():
+        ids.add(alert_id)
+    return ids
+
+
+def _hour(ts: float) -> int:
+    return int(ts // 3600)
+
+
+class _Batch:
+    """Accumulates one batch's decisions."""
+
+    def __init__(self, view: View, config: DecideConfig, workers_of: Callable[[str], Sequence[str]]) -> None:
+        self.view = view
+        self.config = config
+        self.workers_of = workers_of
+        self.out = Decisions()
+
+    def alert(self, alert_id: str) -> Alert | None:
+        return self.out.alerts.get(alert_id) or self.view.alerts.get(alert_id)
+
+    def store(self, alert: Alert, *, new: bool) -> None:
+        self.out.alerts[alert.id] = alert
+        if new:
+            self.out.new_alert_ids.append(alert.id)
+            if alert.grid_id:
+                window = int(alert.ts_raised // self.config.incident_window_s)
+                self.out.incidents.setdefault((alert.grid_id, window), []).append(alert.id)
+                alert = replace(alert, incident_id=incident_id(alert.grid_id, window))
+                self.out.alerts[alert.id] = alert
+                name = RISK_FIELDS.get(alert.kind)
+                if name:
+                    key = (alert.grid_id, _hour(alert.ts_raised), name)
+                    self.out.grid_counts[key] = self.out.grid_counts.get(key, 0) + 1
+        self.out.deadlines[alert.id] = escalation.next_deadline(alert, None, self.config.escalation)
+
+    def hit(self, h: rules.RuleHit) -> None:
+        existing = self.alert(h.alert_id)
+        if existing is None:
+            self.store(lifecycle.raise_alert(
+                id=h.alert_id, kind=h.rule, severity=h.severity, grid_id=h.grid_id, ts=h.ts,
+                title=h.title, title_zh=h.title_zh, source_ids=dict(h.source_ids),
+                details=dict(h.details)), new=True)
+        else:
+            # A later scan of the same episode: newer details, same record and history.
+            updated = replace(existing, details=dict(h.details), ts_updated=max(existing.ts_updated, h.ts),
+                              title=h.title, title_zh=h.title_zh)
+            self.out.alerts[existing.id] = updated
+
+    def scan(self, scan: CheckpointScan, grid: str | None) -> None:
+        member = f"{scan.event_id}|{scan.checkpoint_id}|{grid or ''}|{scan.direction}|{scan.code_color}"
+        self.out.traces.setdefault(scan.person_ref, []).append((member, scan.ts))
+        for h in rules.evaluate_scan(scan, grid, self.config.rules):
+            self.hit(h)
+        if scan.code_color == "red":
+            visits = self.view.red_visits.setdefault(scan.person_ref, [])
+            h = rules.cross_grid_hit(scan.person_ref, visits, scan, grid, self.config.rules)
+            visits.append((scan.ts, grid))
+            self.out.red_visits.setdefault(scan.person_ref, []).append(
+                (f"{grid or ''}|{scan.event_id}", scan.ts))
+            if h:
+                self.hit(h)
+        self.source(scan.checkpoint_id, "checkpoint", grid, scan.ts)
+
+    def report(self, report: CrowdLoiter, grid: str | None) -> None:
+        key = loiter.loiter_key(report)
+        latest = self.view.loiter_latest.get(key)
+        if latest is not None:
+            latest = self.out.alerts.get(latest.id, latest)
+        decision = loiter.fold_report(latest, report, grid, self.config.loiter)
+        if decision.alert is not None:
+            self.store(decision.alert, new=decision.is_new)
+            self.view.loiter_latest[key] = decision.alert
+            self.out.loiter_latest[key] = decision.alert.id
+        if grid:
+            k = (grid, _hour(report.ts))
+            self.out.crowd_max[k] = max(self.out.crowd_max.get(k, 0), report.people)
+        self.source(report.camera_id, "camera", grid, report.ts)
+
+    def source(self, source_id: str, kind: str, grid: str | None, ts: float) -> None:
+        # Liveness statistics are commutative (count, first, last), so batches of any
+        # partition, on any worker, can add to them without reading them first.
+        seen = self.out.sources_seen.get(source_id)
+        if seen is None:
+            self.out.sources_seen[source_id] = SourceSeen(kind, grid, ts, ts, 1)
+        else:
+            seen.first = min(seen.first, ts)
+            seen.last = max(seen.last, ts)
+            seen.count += 1
+        silent_id = self.view.silent.pop(source_id, None)
+        if silent_id:
+            alert = self.alert(silent_id)
+            if alert is not None:
+                recovered, _ = liveness.recover(alert, None, ts)
+                self.out.alerts[recovered.id] = recovered
+                self.out.deadlines[recovered.id] = None
+            self.out.silent_cleared.append(source_id)
+
+
+def decide(events: Sequence[tuple[Event, str | None]], view: View, config: DecideConfig, *,
+           workers_of: Callable[[str], Sequence[str]] = lambda g: ()) -> Decisions:
+    """Decide what a batch's new events raise, fold and update.
+
+    Args:
+        events: the batch's new events with their grids, in the order consumed.
+        view: the state they need; it is updated in place as the batch goes.
+        config: rule tables and thresholds.
+        workers_of: the grid workers of a grid (for records that name them).
+    """
+    batch = _Batch(view, config, workers_of)
+    for event, grid in events:
+        if isinstance(event, CheckpointScan):
+            batch.scan(event, grid)
+        elif isinstance(event, CrowdLoiter):
+            batch.report(event, grid)
+    return batch.out
+
+
+def channel_message(alert: Alert) -> dict[str, Any]:
+    """The cockpit channel message for a changed alert."""
+    return {"type": "alert", "alert": alert.to_dict()}

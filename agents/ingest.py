@@ -1,0 +1,155 @@
+"""The ingest pipeline of one batch: fold, decide, publish, apply — once.
+
+:class:`BatchApplier` is what each input agent calls with a consumed batch:
+
+1. fold the raw records into counters (pure, :mod:`.fold`);
+2. load what the rules need and decide alerts, traces, liveness, incidents (pure,
+   :mod:`.decide`);
+3. send dead letters and changed alerts to Kafka and wait for the broker's
+   acknowledgement (at least once: consumers dedupe by id, the ids are stable);
+4. apply everything to Redis in one atomic script that refuses the batch if the
+   partitions' offsets or the records' versions moved since they were read.
+
+A refused batch is folded again from fresh state; Redis or Kafka being away makes it
+wait and retry; nothing is acknowledged to Kafka before it is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+from .. import keys
+from ..settings import Settings
+from ..store import ApplyConflict, AsyncStore
+from .decide import DecideConfig, candidate_alert_ids, decide
+from .fold import BatchUpdate, RawRecord, fold_batch
+from .grid_index import GridIndex
+from .records_io import add_decisions, load_alerts, load_view, mark_grids, versions_of
+from .risk_refresh import RiskRefresher
+
+log = logging.getLogger("gridwatch.ingest")
+
+Publisher = Callable[[BatchUpdate], Awaitable[None]]
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError)) or \
+        type(exc).__module__.startswith(("redis", "aiokafka", "kafka"))
+
+
+class BatchApplier:
+    """Holds what the worker knows between batches: the grid index, the rule config,
+    and the offsets and watermarks it last saw in Redis (reloaded whenever Redis says
+    they moved)."""
+
+    def __init__(self, settings: Settings, store: AsyncStore, index: GridIndex,
+                 config: DecideConfig, *, publish: Publisher | None = None,
+                 risk: RiskRefresher | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.index = index
+        self.config = config
+        self.publish = publish
+        self.risk = risk
+        self.applied: dict[str, int] | None = None
+        self.watermarks: dict[str, float] = {}
+        self.stats = {"batches": 0, "applied": 0, "deadletter": 0, "conflicts": 0,
+                      "alerts": 0, "retries": 0}
+
+    async def reload(self) -> None:
+        self.applied = await self.store.offsets()
+        self.watermarks = await self.store.watermarks()
+
+    async def prepare(self, records: list[RawRecord]) -> BatchUpdate:
+        """Fold and decide one batch against the state in Redis now."""
+        if self.applied is None:
+            await self.reload()
+        assert self.applied is not None
+        update = fold_batch(records, index=self.index, applied=self.applied,
+                            watermarks=self.watermarks, grace_s=self.settings.grace_s)
+        if update.empty or not update.events:
+            return update
+        events = [(event, grid) for _, event, grid in update.events]
+        redis = self.store.redis
+        view, versions = await load_view(redis, events, visit_window_s=self.config.visit_horizon_s)
+        extra = candidate_alert_ids(events, view, self.config)
+        versions.update(await load_alerts(redis, view, extra))
+        decisions = decide(events, view, self.config, workers_of=self.index.workers_of)
+        unread = [keys.alert(a) for a in decisions.alerts if keys.alert(a) not in versions]
+        versions.update(await versions_of(redis, unread))
+        add_decisions(update, decisions, versions, visit_horizon_s=self.config.visit_horizon_s,
+                      trace_s=self.settings.trace_days * 86400.0)
+        update.touched = mark_grids(update)  # type: ignore[attr-defined]
+        update.decisions = decisions  # type: ignore[attr-defined]
+        return update
+
+    async def handle(self, records: list[RawRecord]) -> BatchUpdate:
+        """Fold, decide, publish and apply one batch; returns the update applied."""
+        delay = 0.1
+        while True:
+            try:
+                update = await self.prepare(records)
+                if update.empty:
+                    return update
+                if self.publish is not None:
+                    await self.publish(update)
+                await self.store.apply(update)
+                break
+            except ApplyConflict as exc:
+                self.stats["conflicts"] += 1
+                log.info("state moved under us (%s); folding again", exc)
+                await self.reload()
+            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                if not _transient(exc):
+                    raise
+                self.stats["retries"] += 1
+                log.warning("apply failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self.applied = None
+        assert self.applied is not None
+        for pfield, (_, last) in update.offsets.items():
+            self.applied[pfield] = last
+        self.watermarks.update(update.watermarks)
+        self.stats["batches"] += 1
+        self.stats["applied"] += len(update.events)
+        self.stats["deadletter"] += len(update.deadletters)
+        decisions = getattr(update, "decisions", None)
+        if decisions is not None:
+            self.stats["alerts"] += len(decisions.new_alert_ids)
+        if self.risk is not None:
+            self.risk.mark(getattr(update, "touched", ()))
+        return update
+
+
+def alert_messages(update: BatchUpdate) -> list[tuple[bytes, bytes]]:
+    """(key, value) of each changed alert for the ``gridwatch.alerts`` topic."""
+    out = []
+    for key, _, data in update.streams:
+        if key == keys.CHAN_ALERTS:
+            # The channel message wraps the record: {"type":"alert","alert":{...}}
+            record = data[len(b'{"type":"alert","alert":'):-1]
+            alert_id = record.split(b'"id":"', 1)[1].split(b'"', 1)[0]
+            out.append((alert_id, record))
+    return out
+
+
+def publisher(send: Callable[[str, bytes, bytes], Awaitable[Any]]) -> Publisher:
+    """A publisher that sends dead letters and changed alerts and waits for Kafka."""
+    from ..streams import topics
+
+    async def publish(update: BatchUpdate) -> None:
+        futures = []
+        for dl in update.deadletters:
+            key = f"{dl.topic}:{dl.partition}:{dl.offset}".encode()
+            import orjson
+
+            futures.append(await send(topics.DEADLETTER, key, orjson.dumps(dl.to_dict())))
+        for key, value in alert_messages(update):
+            futures.append(await send(topics.ALERTS, key, value))
+        if futures:
+            await asyncio.gather(*futures)
+
+    return publish

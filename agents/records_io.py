@@ -1,0 +1,224 @@
+"""Turning decided records into writes of a batch update, and loading what decisions read.
+
+The write side is pure (records in, :class:`~gridwatch.agents.fold.BatchUpdate`
+operations out); the load side reads Redis with one pipeline per round trip. Both
+use only the key functions of :mod:`gridwatch.keys`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import orjson
+
+from .. import keys
+from ..schemas.events import CheckpointScan, CrowdLoiter, Event
+from ..schemas.records import Alert, Task
+from .decide import Decisions, View
+from .escalation import Deadline
+from .fold import BatchUpdate
+
+OPEN_STATUSES = frozenset({"new", "acknowledged", "dispatched", "resolved"})
+OPEN_TASK = frozenset({"offered", "accepted", "on_site"})
+
+
+def write_alert(update: BatchUpdate, alert: Alert, version: int) -> None:
+    """Store an alert (compare-and-set at ``version``) and announce it on its channel."""
+    key = keys.alert(alert.id)
+    data = orjson.dumps(alert.to_dict())
+    update.cas[key] = version
+    update.sets[key] = (data, keys.ALERT_TTL_S)
+    update.zadd[keys.ALERTS_ALL][alert.id] = alert.ts_raised
+    if alert.grid_id:
+        update.zadd[keys.alerts_by_grid(alert.grid_id)][alert.id] = alert.ts_raised
+    if alert.status in OPEN_STATUSES:
+        update.zadd[keys.ALERTS_OPEN][alert.id] = alert.ts_raised
+        update.zrem[keys.ALERTS_OPEN].discard(alert.id)
+    else:
+        update.zadd[keys.ALERTS_OPEN].pop(alert.id, None)
+        update.zrem[keys.ALERTS_OPEN].add(alert.id)
+    update.streams.append((keys.CHAN_ALERTS, keys.CHAN_MAXLEN,
+                           b'{"type":"alert","alert":' + data + b"}"))
+
+
+def write_task(update: BatchUpdate, task: Task, version: int) -> None:
+    """Store a task (compare-and-set at ``version``) and announce it on its channel."""
+    key = keys.task(task.id)
+    data = orjson.dumps(task.to_dict())
+    update.cas[key] = version
+    update.sets[key] = (data, keys.ALERT_TTL_S)
+    for worker in task.workers:
+        update.zadd[keys.tasks_by_worker(worker)][task.id] = task.ts_created
+    open_key = keys.tasks_open(task.grid_id)
+    if task.status in OPEN_TASK:
+        update.zadd[open_key][task.id] = task.due_at
+        update.zrem[open_key].discard(task.id)
+    else:
+        update.zadd[open_key].pop(task.id, None)
+        update.zrem[open_key].add(task.id)
+    update.incr[(keys.GRID_VERSION, task.grid_id)] += 1  # open/overdue tasks feed the risk
+    update.streams.append((keys.CHAN_TASKS, keys.CHAN_MAXLEN,
+                           b'{"type":"task","task":' + data + b"}"))
+
+
+def write_deadline(update: BatchUpdate, alert_id: str, deadline: Deadline | None) -> None:
+    """Store (or clear) the next escalation deadline of an alert."""
+    if deadline is None:
+        update.dels.add(keys.deadline(alert_id))
+        update.zrem[keys.DEADLINES].add(alert_id)
+        update.zadd[keys.DEADLINES].pop(alert_id, None)
+    else:
+        update.sets[keys.deadline(alert_id)] = (orjson.dumps(deadline.to_dict()), keys.ALERT_TTL_S)
+        update.zadd[keys.DEADLINES][alert_id] = deadline.due_at
+        update.zrem[keys.DEADLINES].discard(alert_id)
+        update.dels.discard(keys.deadline(alert_id))
+
+
+def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str, int], *,
+                  visit_horizon_s: float, trace_s: float) -> None:
+    """Add a batch's decided records to its update.
+
+    Args:
+        versions: the version each alert key was read at (absent: new, version 0).
+        visit_horizon_s: how long a red-code person's visits are kept.
+        trace_s: how long a person's trace is kept.
+    """
+    for alert in decisions.alerts.values():
+        write_alert(update, alert, versions.get(keys.alert(alert.id), 0))
+    for alert_id, deadline in decisions.deadlines.items():
+        write_deadline(update, alert_id, deadline)
+    for key, alert_id in decisions.loiter_latest.items():
+        update.hset[(keys.LOITER_LATEST, key)] = alert_id
+    for person, members in decisions.red_visits.items():
+        zkey = keys.red_visits(person)
+        newest = max(ts for _, ts in members)
+        update.zadd[zkey].update(dict(members))
+        update.ztrim[zkey] = newest - visit_horizon_s
+        update.expire[zkey] = int(visit_horizon_s)
+    for person, members in decisions.traces.items():
+        zkey = keys.trace(person)
+        newest = max(ts for _, ts in members)
+        update.zadd[zkey].update(dict(members))
+        update.ztrim[zkey] = newest - trace_s
+        update.expire[zkey] = int(trace_s)
+    for source_id, seen in decisions.sources_seen.items():
+        update.incr[(keys.SOURCE_STATS, f"{source_id}:n")] += seen.count
+        k_first, k_last = (keys.SOURCE_STATS, f"{source_id}:first"), (keys.SOURCE_STATS, f"{source_id}:last")
+        update.hmin[k_first] = min(seen.first, update.hmin.get(k_first, seen.first))
+        update.hmax[k_last] = max(seen.last, update.hmax.get(k_last, seen.last))
+        update.hset[(keys.SOURCE_STATS, f"{source_id}:kind")] = seen.kind
+        update.hset[(keys.SOURCE_STATS, f"{source_id}:grid")] = seen.grid_id or ""
+    for source_id in decisions.silent_cleared:
+        update.hdel[keys.SILENT].add(source_id)
+    for (grid, window), ids in decisions.incidents.items():
+        from .decide import incident_id
+
+        iid = incident_id(grid, window)
+        update.incr[(keys.incident(iid), "count")] += len(ids)
+        update.hset[(keys.incident(iid), "grid_id")] = grid
+        update.hset[(keys.incident(iid), "window")] = str(window)
+        update.sadd[keys.incident_alerts(iid)].update(ids)
+        update.expire[keys.incident(iid)] = keys.ALERT_TTL_S
+        update.expire[keys.incident_alerts(iid)] = keys.ALERT_TTL_S
+    for (grid, hour, name), n in decisions.grid_counts.items():
+        update.incr[(keys.grid_hour(grid, hour), name)] += n
+        update.expire[keys.grid_hour(grid, hour)] = keys.HOUR_TTL_S
+    for (grid, hour), people in decisions.crowd_max.items():
+        k = (keys.grid_hour(grid, hour), "loiter_max")
+        update.hmax[k] = max(people, update.hmax.get(k, 0))
+
+
+def mark_grids(update: BatchUpdate) -> set[str]:
+    """Note each touched grid's newest event hour and bump its risk-input version;
+    returns the touched grids."""
+    touched: set[str] = set()
+    for _, event, grid in update.events:
+        if grid is None or not isinstance(event, (CheckpointScan, CrowdLoiter)):
+            continue
+        touched.add(grid)
+        k = (keys.GRID_HOUR, grid)
+        update.hmax[k] = max(float(keys.hour_of(event.ts)), update.hmax.get(k, 0.0))
+    for grid in touched:
+        update.incr[(keys.GRID_VERSION, grid)] += 1
+    return touched
+
+
+async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
+                    visit_window_s: float) -> tuple[View, dict[str, int]]:
+    """Read what the decisions of a batch need (two round trips).
+
+    Returns:
+        the view, and the version of every alert key it read.
+    """
+    view = View()
+    red_people: dict[str, float] = {}
+    loiter_keys: list[str] = []
+    sources: set[str] = set()
+    for event, _ in events:
+        if isinstance(event, CheckpointScan):
+            sources.add(event.checkpoint_id)
+            if event.code_color == "red":
+                red_people[event.person_ref] = min(event.ts, red_people.get(event.person_ref, event.ts))
+        elif isinstance(event, CrowdLoiter):
+            sources.add(event.camera_id)
+            loiter_keys.append(f"{event.camera_id}|{event.zone}")
+    loiter_keys = sorted(set(loiter_keys))
+    source_list = sorted(sources)
+    pipe = redis.pipeline(transaction=False)
+    people = sorted(red_people)
+    for person in people:
+        pipe.zrangebyscore(keys.red_visits(person), red_people[person] - visit_window_s, "+inf",
+                           withscores=True)
+    if loiter_keys:
+        pipe.hmget(keys.LOITER_LATEST, loiter_keys)
+    if source_list:
+        pipe.hmget(keys.SILENT, source_list)
+    replies = await pipe.execute()
+    for person, visits in zip(people, replies[: len(people)]):
+        out = []
+        for member, score in visits:
+            grid = member.decode().split("|", 1)[0] if isinstance(member, bytes) else member.split("|", 1)[0]
+            out.append((float(score), grid or None))
+        view.red_visits[person] = out
+    rest = replies[len(people):]
+    latest_ids: dict[str, str] = {}
+    if loiter_keys:
+        for key, value in zip(loiter_keys, rest[0]):
+            if value:
+                latest_ids[key] = value.decode()
+        rest = rest[1:]
+    if source_list:
+        for sid, value in zip(source_list, rest[0]):
+            if value:
+                view.silent[sid] = value.decode()
+    wanted = set(latest_ids.values()) | set(view.silent.values())
+    return view, await load_alerts(redis, view, wanted, latest_ids)
+
+
+async def load_alerts(redis: Any, view: View, ids: Iterable[str],
+                      latest_ids: dict[str, str] | None = None) -> dict[str, int]:
+    """Load alert records into ``view.alerts``; returns the version of each key read."""
+    ids = sorted(set(ids) - set(view.alerts))
+    versions: dict[str, int] = {}
+    if ids:
+        alert_keys = [keys.alert(i) for i in ids]
+        pipe = redis.pipeline(transaction=False)
+        pipe.mget(alert_keys)
+        pipe.hmget(keys.VERSIONS, alert_keys)
+        values, vers = await pipe.execute()
+        for alert_id, key, value, ver in zip(ids, alert_keys, values, vers):
+            versions[key] = int(ver or 0)
+            if value:
+                view.alerts[alert_id] = Alert.from_dict(orjson.loads(value))
+    for key, alert_id in (latest_ids or {}).items():
+        view.loiter_latest[key] = view.alerts.get(alert_id)
+    return versions
+
+
+async def versions_of(redis: Any, record_keys: Iterable[str]) -> dict[str, int]:
+    """The current version of each record key (0 for a key never written)."""
+    record_keys = sorted(set(record_keys))
+    if not record_keys:
+        return {}
+    vers = await redis.hmget(keys.VERSIONS, record_keys)
+    return {k: int(v or 0) for k, v in zip(record_keys, vers)}

@@ -1,0 +1,148 @@
+"""Keeping every grid's risk score live: recompute the grids whose inputs changed.
+
+Each applied batch bumps the input version of the grids it touched. The refresher
+reads the indicators of those grids in one Lua call (24 hourly buckets each, the same
+hour a week earlier, open and overdue tasks), scores them with the pure
+:func:`~gridwatch.agents.risk.score_grid`, and writes each score only if the grid's
+input version is still the one it read: if another batch changed the grid meanwhile,
+that batch's own refresh writes the newer score. The window is the grid's own newest
+event hour, so the score is a function of the grid's events alone (a replay, a crash
+or a second worker give the same scores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Iterable
+
+import orjson
+
+from .. import keys
+from .risk import RiskConfig, score_grid, volume_ratio
+
+log = logging.getLogger("gridwatch.risk")
+
+INDICATORS = """
+local fmt, tasks_fmt, grids = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
+local out = {}
+for _, g in ipairs(grids) do
+  local hour = tonumber(redis.call('HGET', KEYS[1], g) or '0')
+  local ver = redis.call('HGET', KEYS[2], g) or '0'
+  local red, yellow, stale, cross, loit, crowd = 0, 0, 0, 0, 0, 0
+  for h = hour - 23, hour do
+    local v = redis.call('HMGET', string.format(fmt, g, h),
+      'scan:red:in', 'scan:red:out', 'late:scan:red:in', 'late:scan:red:out',
+      'scan:yellow:in', 'scan:yellow:out', 'late:scan:yellow:in', 'late:scan:yellow:out',
+      'stale', 'cross_grid', 'loiter_alerts', 'loiter_max')
+    for k = 1, 4 do red = red + tonumber(v[k] or 0) end
+    for k = 5, 8 do yellow = yellow + tonumber(v[k] or 0) end
+    stale = stale + tonumber(v[9] or 0)
+    cross = cross + tonumber(v[10] or 0)
+    loit = loit + tonumber(v[11] or 0)
+    local m = tonumber(v[12] or 0)
+    if m > crowd then crowd = m end
+  end
+  local function scans(h)
+    local all = redis.call('HGETALL', string.format(fmt, g, h))
+    local n = 0
+    for k = 1, #all, 2 do
+      local f = all[k]
+      if string.sub(f, 1, 5) == 'scan:' or string.sub(f, 1, 10) == 'late:scan:' then
+        n = n + tonumber(all[k + 1])
+      end
+    end
+    return n
+  end
+  local tkey = string.format(tasks_fmt, g)
+  local open = redis.call('ZCARD', tkey)
+  local overdue = redis.call('ZCOUNT', tkey, '-inf', '(' .. tostring((hour + 1) * 3600))
+  table.insert(out, {g, ver, hour, red, yellow, stale, cross, loit, crowd,
+                     scans(hour), scans(hour - 168), open, overdue})
+end
+return cjson.encode(out)
+"""
+
+PUT_RISK = """
+local items = cjson.decode(ARGV[1])
+local written = 0
+for _, it in ipairs(items) do
+  local ver = redis.call('HGET', KEYS[1], it[1]) or '0'
+  if ver == it[2] then
+    redis.call('SET', it[3], it[4])
+    redis.call('ZADD', KEYS[2], it[5], it[1])
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'd', it[6])
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+def indicators_of(row: list[Any], config: RiskConfig) -> dict[str, float]:
+    """The risk indicators of one row of the INDICATORS script."""
+    (_, _, _, red, yellow, stale, cross, loit, crowd, now_scans, week_scans, open_t, overdue) = row
+    return {
+        "red_scans": float(red),
+        "yellow_scans": float(yellow),
+        "stale_tests": float(stale),
+        "cross_grid_moves": float(cross),
+        "loiter_alerts": float(loit),
+        "largest_crowd": float(crowd),
+        "scan_volume_vs_last_week": volume_ratio(float(now_scans), float(week_scans), config),
+        "open_tasks": float(open_t),
+        "overdue_tasks": float(overdue),
+    }
+
+
+class RiskRefresher:
+    """Recomputes the risk of grids marked dirty, at most every ``interval`` seconds."""
+
+    def __init__(self, redis: Any, config: RiskConfig, *, interval: float = 0.1) -> None:
+        self.redis = redis
+        self.config = config
+        self.interval = interval
+        self.dirty: set[str] = set()
+        self._read = redis.register_script(INDICATORS)
+        self._write = redis.register_script(PUT_RISK)
+        self.written = 0
+
+    def mark(self, grids: Iterable[str]) -> None:
+        self.dirty.update(grids)
+
+    async def refresh(self, grids: Iterable[str]) -> int:
+        """Recompute and store the risk of ``grids``; returns how many were written."""
+        grids = sorted(grids)
+        written = 0
+        for start in range(0, len(grids), 400):
+            chunk = grids[start:start + 400]
+            raw = await self._read(keys=[keys.GRID_HOUR, keys.GRID_VERSION],
+                                   args=[keys.GRID_HOUR_FMT, keys.TASKS_OPEN_FMT, orjson.dumps(chunk)])
+            items = []
+            for row in orjson.loads(raw) if raw not in (b"{}", "{}") else []:
+                grid, ver, hour = row[0], row[1], int(row[2])
+                score = score_grid(indicators_of(row, self.config), self.config)
+                record = {"grid_id": grid, "hour": hour, **score.to_dict()}
+                data = orjson.dumps(record)
+                delta = orjson.dumps({"type": "grid", "grid_id": grid, "score": score.score,
+                                      "band": score.band, "hour": hour})
+                items.append([grid, str(ver), keys.risk(grid), data.decode(), score.score,
+                              delta.decode()])
+            if items:
+                written += int(await self._write(keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS],
+                                                 args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
+        self.written += written
+        return written
+
+    async def run(self) -> None:
+        """Refresh dirty grids forever (a background task of the worker)."""
+        while True:
+            await asyncio.sleep(self.interval)
+            if not self.dirty:
+                continue
+            grids, self.dirty = self.dirty, set()
+            try:
+                await self.refresh(grids)
+            except Exception as exc:  # noqa: BLE001 - keep the loop alive; retry next tick
+                log.warning("risk refresh failed (%s); will retry", exc)
+                self.dirty |= grids

@@ -1,0 +1,153 @@
+"""Stored deadlines that fire: escalations and silent sources.
+
+Nothing here lives only in memory. Escalation deadlines are a sorted set in Redis;
+every worker looks at the overdue ones every few seconds, and firing one rewrites the
+alert and its next deadline under a version check, so with several workers, or after
+a restart that finds many overdue, each level fires exactly once.
+
+Time is the feed's event time (the newest event seen), so a simulated day at speed and
+a replay of old data escalate as the day itself would have; in live operation event
+time follows the wall clock within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from .. import keys
+from ..schemas.records import Alert, Task
+from ..store import ApplyConflict, AsyncStore
+from . import escalation, liveness
+from .decide import DecideConfig, source_state
+from .escalation import Deadline
+from .fold import BatchUpdate
+from .records_io import write_alert, write_deadline
+
+log = logging.getLogger("gridwatch.timers")
+
+
+async def event_now(redis: Any) -> float | None:
+    """The feed's event time: the newest watermark of any partition."""
+    marks = [float(v) for v in await redis.hvals(keys.WATERMARKS)]
+    return max(marks) if marks else None
+
+
+class Timers:
+    """Fires overdue escalations and raises silent-source alerts."""
+
+    def __init__(self, store: AsyncStore, config: DecideConfig) -> None:
+        self.store = store
+        self.config = config
+        self.stats = {"escalations": 0, "silent": 0}
+
+    async def _records(self, record_keys: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.mget(record_keys)
+        pipe.hmget(keys.VERSIONS, record_keys)
+        values, vers = await pipe.execute()
+        return ({k: orjson.loads(v) for k, v in zip(record_keys, values) if v},
+                {k: int(v or 0) for k, v in zip(record_keys, vers)})
+
+    async def fire_due(self, now: float, *, limit: int = 200) -> int:
+        """Fire every deadline due at ``now``; returns the escalation alerts raised."""
+        redis = self.store.redis
+        due = await redis.zrangebyscore(keys.DEADLINES, "-inf", now, start=0, num=limit)
+        fired = 0
+        for raw_id in due:
+            alert_id = raw_id.decode()
+            for _ in range(5):  # a version conflict means someone else moved it: look again
+                try:
+                    fired += await self._fire_one(alert_id, now)
+                    break
+                except ApplyConflict:
+                    continue
+        self.stats["escalations"] += fired
+        return fired
+
+    async def _fire_one(self, alert_id: str, now: float) -> int:
+        a_key, d_key = keys.alert(alert_id), keys.deadline(alert_id)
+        found, versions = await self._records([a_key, d_key])
+        update = BatchUpdate()
+        if a_key not in found or d_key not in found:
+            write_deadline(update, alert_id, None)
+            update.cas[a_key] = versions[a_key]
+            await self.store.apply(update)
+            return 0
+        alert = Alert.from_dict(found[a_key])
+        deadline = Deadline.from_dict(found[d_key])
+        task: Task | None = None
+        if alert.task_id:
+            t_found, _ = await self._records([keys.task(alert.task_id)])
+            if keys.task(alert.task_id) in t_found:
+                task = Task.from_dict(t_found[keys.task(alert.task_id)])
+        raised, next_deadline = escalation.fire_all(deadline, alert, task, now, self.config.escalation)
+        if not raised and next_deadline is None:
+            next_deadline = escalation.next_deadline(alert, task, self.config.escalation)
+        source = alert
+        e_keys = [keys.alert(e.id) for e in raised]
+        _, e_versions = await self._records(e_keys) if e_keys else ({}, {})
+        for esc in raised:
+            write_alert(update, esc, e_versions.get(keys.alert(esc.id), 0))
+            source = escalation.escalated(source, esc)
+        if source is not alert:
+            write_alert(update, source, versions[a_key])
+        else:
+            update.cas[a_key] = versions[a_key]
+        write_deadline(update, alert_id, next_deadline)
+        await self.store.apply(update)
+        return len(raised)
+
+    async def check_sources(self, now: float) -> int:
+        """Raise a silent-source alert for each source overdue at ``now``."""
+        redis = self.store.redis
+        raw = await redis.hgetall(keys.SOURCE_STATS)
+        stats: dict[str, dict[str, str]] = {}
+        for field, value in raw.items():
+            sid, _, name = field.decode().rpartition(":")
+            stats.setdefault(sid, {})[name] = value.decode()
+        silent = {k.decode() for k in await redis.hkeys(keys.SILENT)}
+        raised = 0
+        for sid, s in stats.items():
+            if sid in silent or "last" not in s:
+                continue
+            state = source_state(sid, s.get("kind", "checkpoint"), s.get("grid") or None,
+                                 int(s.get("n", 0)), float(s.get("first", s["last"])),
+                                 float(s["last"]), self.config.liveness)
+            alert = liveness.check(state, now, self.config.liveness)
+            if alert is None:
+                continue
+            update = BatchUpdate()
+            key = keys.alert(alert.id)
+            version = int(await redis.hget(keys.VERSIONS, key) or 0)
+            if version:
+                continue  # raised already for this silence
+            write_alert(update, alert, 0)
+            update.hset[(keys.SILENT, sid)] = alert.id
+            try:
+                await self.store.apply(update)
+                raised += 1
+            except ApplyConflict:
+                continue
+        self.stats["silent"] += raised
+        return raised
+
+    async def run(self, *, every: float = 2.0, sources_every: float = 30.0) -> None:
+        """Fire deadlines every ``every`` seconds and check sources every ``sources_every``."""
+        last_sources = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                now = await event_now(self.store.redis)
+                if now is None:
+                    continue
+                await self.fire_due(now)
+                if loop.time() - last_sources >= sources_every:
+                    last_sources = loop.time()
+                    await self.check_sources(now)
+            except Exception as exc:  # noqa: BLE001 - a timer must outlive a Redis blip
+                log.warning("timers: %s: %s; retrying", type(exc).__name__, exc)
