@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -178,6 +178,12 @@ class CommandApplier:
                 outcome: dict[str, Any] = {"ok": False, "reason": exc.reason}
                 cmd = None
             else:
+                # The control room runs on the feed's clock: when the feed's event time
+                # is ahead of the command's (a simulated day at speed), the command
+                # happens "now" on that clock, so deadlines stay meaningful.
+                marks = [float(v) for v in await self.store.redis.hvals(keys.WATERMARKS)]
+                if marks and max(marks) > cmd.ts:
+                    cmd = replace(cmd, ts=max(marks))
                 outcome = await self.decide(cmd, update)
                 update.sets[keys.cmdresult(cmd.command_id)] = (orjson.dumps(outcome), CMDRESULT_TTL_S)
             try:

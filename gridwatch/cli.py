@@ -140,13 +140,31 @@ def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
         elif args.what == "grid":
             if not args.id:
                 raise GridwatchError("state grid needs a GRID_ID")
+            from . import queries
+
             state = store.grid_state(r, args.id)
             if not state["total"] and not r.sismember("gw:grids", args.id):
                 from .city import load_grids
 
                 if args.id not in {g.id for g in load_grids(s.grids)}:
                     raise GridwatchError(f"unknown grid {args.id!r}")
+            state["risk"] = queries.risk_of(r, args.id)
+            if not args.json and state["risk"]:
+                from .agents.risk import RiskScore, explain
+
+                state["why"] = explain(RiskScore.from_dict(state["risk"]), lang=args.lang)
             emit(state, as_json=args.json)
+        elif args.what == "top":
+            from . import queries
+
+            if args.by != "risk":
+                raise GridwatchError("state top: only --by risk is known")
+            rows = queries.top(r, limit=args.limit)
+            if args.json:
+                emit(rows, as_json=True)
+            else:
+                for row in rows:
+                    print(f"{row['grid_id']:8s} {row['score']:5.1f} {row['band']}")
         elif args.what == "dump":
             emit(store.dump(r), as_json=True)
     finally:
@@ -225,8 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("state", help="read live state from Redis")
-    p.add_argument("what", choices=["summary", "grid", "dump"])
+    p.add_argument("what", choices=["summary", "grid", "top", "dump"])
     p.add_argument("id", nargs="?")
+    p.add_argument("--by", default="risk")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--lang", default="en", choices=["en", "zh"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_state)
 
@@ -247,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_gateway)
 
+    from .cli_ops import add_parsers as add_ops_parsers
     from .cli_users import add_parser as add_user_parser
 
     add_user_parser(sub)
+    add_ops_parsers(sub)
 
     p = sub.add_parser("demo", help="stack + worker + gateway + simulated city, in one go")
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")

@@ -1,0 +1,163 @@
+"""CLI for the duty room: traces, alerts, tasks and the commands that move them.
+
+``gridwatch alert ack ID --actor wang`` sends a command to the ``gridwatch.commands``
+log (the same path the cockpit uses), waits for the worker's outcome and exits 1 with
+the reason when the transition is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from . import queries, store
+from .schemas.errors import GridwatchError
+from .schemas.events import format_time
+from .settings import Settings
+
+ALERT_ACTIONS = ["ack", "dispatch", "resolve", "close", "dismiss", "handover"]
+TASK_ACTIONS = ["accept", "arrive", "done", "reject"]
+
+
+def _emit(obj: Any, as_json: bool) -> None:
+    from .cli import emit
+
+    emit(obj, as_json=as_json)
+
+
+def send_command(settings: Settings, command: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+    """Send one command and wait for its outcome.
+
+    Raises:
+        GridwatchError: no outcome within ``timeout`` (is a worker running?).
+    """
+    from .streams.producer import make_producer
+    from .streams.topics import COMMANDS
+
+    producer = make_producer(settings)
+    try:
+        producer.send(COMMANDS, key=command["id"].encode(), value=orjson.dumps(command)).get(timeout=15)
+    finally:
+        producer.close()
+
+    async def wait() -> dict[str, Any] | None:
+        import redis.asyncio as aioredis
+
+        from .agents.commands import wait_result
+
+        r = aioredis.Redis.from_url(settings.redis)
+        try:
+            return await wait_result(r, command["command_id"], timeout=timeout)
+        finally:
+            await r.aclose()
+
+    outcome = asyncio.run(wait())
+    if outcome is None:
+        raise GridwatchError(f"no outcome within {timeout:.0f} s: is `gridwatch worker` running?")
+    return outcome
+
+
+def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
+    command = {
+        "v": 1, "command_id": str(uuid.uuid4()), "target": args.target, "id": args.id,
+        "action": args.action, "actor": args.actor, "role": args.role,
+        "grids": [g for g in (args.grids or "").split(",") if g], "note": args.note or "",
+        "ts": format_time(args.at if args.at is not None else time.time()),
+    }
+    outcome = send_command(s, command)
+    if args.json:
+        _emit(outcome, True)
+    elif outcome.get("ok"):
+        record = outcome.get("task") if args.target == "task" else outcome.get("alert")
+        print(f"{args.target} {args.id}: {args.action} done; status {record['status'] if record else '?'}")
+    else:
+        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
+    return 0 if outcome.get("ok") else 1
+
+
+def cmd_alerts(args: argparse.Namespace, s: Settings) -> int:
+    r = store.connect(s.redis)
+    try:
+        since = queries.parse_span(args.since) if args.since else None
+        rows = queries.alerts(r, status=args.status, grid=args.grid, since_s=since, limit=args.limit)
+    except ValueError as exc:
+        raise GridwatchError(str(exc)) from None
+    finally:
+        r.close()
+    if args.json:
+        _emit(rows, True)
+    else:
+        for a in rows:
+            print(f"{format_time(a['ts_raised'])}  {a['severity']:6s} {a['status']:12s} "
+                  f"{a['grid_id'] or '-':6s} {a['id']}  {a['title']}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
+    r = store.connect(s.redis)
+    try:
+        rows = queries.tasks(r, worker=args.worker)
+    finally:
+        r.close()
+    if args.json:
+        _emit(rows, True)
+    else:
+        for t in rows:
+            print(f"{format_time(t['ts_created'])}  {t['status']:9s} {t['grid_id']:6s} {t['id']}")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace, s: Settings) -> int:
+    r = store.connect(s.redis)
+    try:
+        rows = queries.trace(r, args.person_ref, days=args.days or s.trace_days)
+    finally:
+        r.close()
+    if args.json:
+        _emit(rows, True)
+    else:
+        for row in rows:
+            print(f"{row['ts']}  {row['checkpoint_id']:8s} {row['grid_id'] or '-':6s} "
+                  f"{row['direction']:3s} {row['code_color']}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``alert``, ``task``, ``alerts``, ``tasks`` and ``trace``."""
+    for target, actions in (("alert", ALERT_ACTIONS), ("task", TASK_ACTIONS)):
+        p = sub.add_parser(target, help=f"move an {target} through its life cycle")
+        p.add_argument("action", choices=actions)
+        p.add_argument("id")
+        p.add_argument("--actor", required=True, help="who does it (recorded in the audit)")
+        p.add_argument("--role", default="duty_officer" if target == "alert" else "grid_worker",
+                       choices=["duty_officer", "grid_worker", "station_manager", "admin"])
+        p.add_argument("--grids", help="the actor's grids (grid workers), comma separated")
+        p.add_argument("--note", help="a note (required to dismiss, reject or finish)")
+        p.add_argument("--at", type=float, help=argparse.SUPPRESS)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_transition, target=target)
+
+    p = sub.add_parser("alerts", help="list alerts (newest first)")
+    p.add_argument("--status", help="open, or one status (new, acknowledged, ...)")
+    p.add_argument("--grid")
+    p.add_argument("--since", help="e.g. 1h, 6h, 24h (event time)")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("tasks", help="a grid worker's tasks (newest first)")
+    p.add_argument("--worker", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("trace", help="where a person scanned in the last 14 days")
+    p.add_argument("person_ref")
+    p.add_argument("--days", type=float)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_trace)

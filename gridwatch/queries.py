@@ -1,0 +1,93 @@
+"""Read-only queries over the live state (CLI and tools): traces, alerts, tasks, risk."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from . import keys
+from .schemas.events import format_time
+
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_span(text: str) -> float:
+    """``"6h"`` -> 21600.0 seconds (s, m, h, d).
+
+    Raises:
+        ValueError: not a number followed by s, m, h or d.
+    """
+    m = _SPAN.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r}: expected a span like 30m, 6h or 14d")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def event_now(r: redis.Redis) -> float:
+    """The feed's event time (newest event seen), or the wall clock before any event."""
+    marks = [float(v) for v in r.hvals(keys.WATERMARKS)]
+    return max(marks) if marks else time.time()
+
+
+def trace(r: redis.Redis, person_ref: str, *, days: float = 14) -> list[dict[str, Any]]:
+    """Where a person scanned in the last ``days`` (of event time), newest first."""
+    since = event_now(r) - days * 86400
+    rows = r.zrevrangebyscore(keys.trace(person_ref), "+inf", since, withscores=True)
+    out = []
+    for member, ts in rows:
+        event_id, checkpoint, grid, direction, color = member.split("|")
+        out.append({"ts": format_time(ts), "checkpoint_id": checkpoint, "grid_id": grid or None,
+                    "direction": direction, "code_color": color, "event_id": event_id})
+    return out
+
+
+def risk_of(r: redis.Redis, grid_id: str) -> dict[str, Any] | None:
+    raw = r.get(keys.risk(grid_id))
+    return orjson.loads(raw) if raw else None
+
+
+def top(r: redis.Redis, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The grids with the highest risk score, worst first."""
+    ids = [g for g, _ in r.zrevrange(keys.RISK_RANK, 0, limit - 1, withscores=True)]
+    raws = r.mget([keys.risk(g) for g in ids]) if ids else []
+    return [orjson.loads(raw) for raw in raws if raw]
+
+
+def alerts(r: redis.Redis, *, status: str | None = None, grid: str | None = None,
+           since_s: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Alerts, newest first, filtered by status ("open" = not closed or dismissed),
+    grid and age (event time)."""
+    lo = event_now(r) - since_s if since_s else "-inf"
+    if grid:
+        source = keys.alerts_by_grid(grid)
+    elif status == "open":
+        source = keys.ALERTS_OPEN
+    else:
+        source = keys.ALERTS_ALL
+    ids = r.zrevrangebyscore(source, "+inf", lo, start=0, num=limit * 4 if status else limit)
+    out = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for raw in r.mget([keys.alert(i) for i in chunk]):
+            if not raw:
+                continue
+            alert = orjson.loads(raw)
+            if status == "open" and alert["status"] in ("closed", "dismissed"):
+                continue
+            if status and status != "open" and alert["status"] != status:
+                continue
+            out.append(alert)
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def tasks(r: redis.Redis, *, worker: str, limit: int = 200) -> list[dict[str, Any]]:
+    """A worker's tasks, newest first."""
+    ids = r.zrevrange(keys.tasks_by_worker(worker), 0, limit - 1)
+    raws = r.mget([keys.task(i) for i in ids]) if ids else []
+    return [orjson.loads(raw) for raw in raws if raw]
