@@ -95,7 +95,8 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         grids = [g.id for g in index.grids]
         await risk.refresh(grids)
         app.add_future(risk.run())
-        app.add_future(timers.run())
+        if settings.timers:
+            app.add_future(timers.run())
 
     @app.timer(interval=10.0)
     async def report() -> None:

@@ -21,6 +21,7 @@ GRIDWATCH_GATEWAY          gateway listen address host:port                    1
 GRIDWATCH_WEB_ORIGIN       allowed browser Origin(s), comma separated          http://127.0.0.1:8765
 GRIDWATCH_TRACE_DAYS       how long person traces are kept                     14
 GRIDWATCH_GROUP            the workers' Kafka consumer group                   gridwatch-worker
+GRIDWATCH_TIMERS           run escalation and liveness timers (1/0)            1
 =========================  ==================================================  ======================
 """
 
@@ -64,6 +65,7 @@ class Settings:
     web_origins: tuple[str, ...] = ("http://127.0.0.1:8765", "http://localhost:8765")
     trace_days: int = 14
     group: str = "gridwatch-worker"
+    timers: bool = True
 
     @property
     def kafka_port(self) -> int:
@@ -153,6 +155,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         trace_days=_int(env, "GRIDWATCH_TRACE_DAYS", base.trace_days),
         group=env.get("GRIDWATCH_GROUP") or base.group,
+        timers=env.get("GRIDWATCH_TIMERS", "1").strip().lower() not in ("0", "false", "no", "off"),
     )
     if ":" not in settings.kafka:
         raise ConfigError(f"GRIDWATCH_KAFKA={settings.kafka!r}: expected host:port")
