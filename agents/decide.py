@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from ..schemas.events import CheckpointScan, CrowdLoiter, Event
+from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket, format_time
 from ..schemas.records import Alert
 from . import escalation, lifecycle, liveness, loiter, rules
 from .escalation import Deadline, EscalationConfig
@@ -64,6 +64,7 @@ class DecideConfig:
     incident_min_alerts: int = 3
     incident_window_s: float = 600.0
     visit_horizon_s: float = 25 * 3600.0
+    station_high_risk_seats: int = 50
 
 
 @dataclass
@@ -74,6 +75,7 @@ class View:
     loiter_latest: dict[str, Alert | None] = field(default_factory=dict)
     alerts: dict[str, Alert] = field(default_factory=dict)
     silent: dict[str, str] = field(default_factory=dict)  # source id -> open silent alert id
+    train_high_risk: dict[str, int] = field(default_factory=dict)  # train key -> seats so far
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Decisions:
     # (grid, hour, risk field) -> increment; (grid, hour) -> largest crowd seen
     grid_counts: dict[tuple[str, int, str], int] = field(default_factory=dict)
     crowd_max: dict[tuple[str, int], int] = field(default_factory=dict)
+    train_high_risk: dict[str, int] = field(default_factory=dict)  # train key -> increment
 
 
 def incident_id(grid_id: str, window: int) -> str:
@@ -214,6 +217,40 @@ class _Batch:
             self.out.silent_cleared.append(source_id)
 
 
+def train_key(ticket: StationTicket) -> str:
+    """The identity of a train's arrival at a station."""
+    return f"{ticket.station_id}|{ticket.train_no}|{int(ticket.arrival_at)}"
+
+
+def _ticket(batch: _Batch, ticket: StationTicket) -> None:
+    """Bookings from high-risk origins: when a train's seats pass the threshold, the
+    station's staff are alerted to screen at the gate (once per train arrival)."""
+    if ticket.origin_risk != "high" or ticket.action == "exited":
+        return
+    key = train_key(ticket)
+    delta = ticket.seats if ticket.action == "sold" else -ticket.seats
+    before = batch.view.train_high_risk.get(key, 0)
+    after = before + delta
+    batch.view.train_high_risk[key] = after
+    batch.out.train_high_risk[key] = batch.out.train_high_risk.get(key, 0) + delta
+    limit = batch.config.station_high_risk_seats
+    if before < limit <= after:
+        alert_id = rules.alert_id("station_high_risk", key)
+        if batch.alert(alert_id) is None:
+            at = format_time(ticket.arrival_at)
+            batch.store(lifecycle.raise_alert(
+                id=alert_id, kind="station_high_risk", severity="medium", grid_id=None,
+                ts=ticket.ts, station_id=ticket.station_id,
+                title=f"Train {ticket.train_no} arriving {at} carries {after} passengers from "
+                      f"high-risk {ticket.origin}: screen at the gate",
+                title_zh=f"{at}到站的{ticket.train_no}次列车有{after}名来自高风险地区"
+                         f"{ticket.origin}的旅客，请在出站口加强查验",
+                source_ids={"station_id": ticket.station_id, "train_no": ticket.train_no,
+                            "event_id": ticket.event_id},
+                details={"arrival_at": ticket.arrival_at, "origin": ticket.origin,
+                         "high_risk_seats": after, "threshold": limit}), new=True)
+
+
 def decide(events: Sequence[tuple[Event, str | None]], view: View, config: DecideConfig, *,
            workers_of: Callable[[str], Sequence[str]] = lambda g: ()) -> Decisions:
     """Decide what a batch's new events raise, fold and update.
@@ -230,6 +267,8 @@ def decide(events: Sequence[tuple[Event, str | None]], view: View, config: Decid
             batch.scan(event, grid)
         elif isinstance(event, CrowdLoiter):
             batch.report(event, grid)
+        elif isinstance(event, StationTicket):
+            _ticket(batch, event)
     return batch.out
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import orjson
 
 from .. import keys
-from ..schemas.events import CheckpointScan, CrowdLoiter, Event
+from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket
 from ..schemas.records import Alert, Task
 from .decide import Decisions, View
 from .escalation import Deadline
@@ -123,6 +123,11 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
     for (grid, hour, name), n in decisions.grid_counts.items():
         update.incr[(keys.grid_hour(grid, hour), name)] += n
         update.expire[keys.grid_hour(grid, hour)] = keys.HOUR_TTL_S
+    for tkey, n in decisions.train_high_risk.items():
+        station, train_no, arrival = tkey.split("|")
+        hkey = keys.train(station, train_no, float(arrival))
+        update.incr[(hkey, "high_risk")] += n
+        update.expire[hkey] = keys.STATION_TTL_S
     for (grid, hour), people in decisions.crowd_max.items():
         k = (keys.grid_hour(grid, hour), "loiter_max")
         update.hmax[k] = max(people, update.hmax.get(k, 0))
@@ -154,7 +159,12 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
     red_people: dict[str, float] = {}
     loiter_keys: list[str] = []
     sources: set[str] = set()
+    trains: dict[str, str] = {}
     for event, _ in events:
+        if isinstance(event, StationTicket) and event.origin_risk == "high":
+            from .decide import train_key
+
+            trains[train_key(event)] = keys.train(event.station_id, event.train_no, event.arrival_at)
         if isinstance(event, CheckpointScan):
             sources.add(event.checkpoint_id)
             if event.code_color == "red":
@@ -173,7 +183,14 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
         pipe.hmget(keys.LOITER_LATEST, loiter_keys)
     if source_list:
         pipe.hmget(keys.SILENT, source_list)
+    train_list = sorted(trains)
+    for tkey in train_list:
+        pipe.hget(trains[tkey], "high_risk")
     replies = await pipe.execute()
+    if train_list:
+        for tkey, value in zip(train_list, replies[-len(train_list):]):
+            view.train_high_risk[tkey] = int(value or 0)
+        replies = replies[: -len(train_list)]
     for person, visits in zip(people, replies[: len(people)]):
         out = []
         for member, score in visits:
@@ -191,7 +208,10 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
         for sid, value in zip(source_list, rest[0]):
             if value:
                 view.silent[sid] = value.decode()
+    from .rules import alert_id as rule_alert_id
+
     wanted = set(latest_ids.values()) | set(view.silent.values())
+    wanted |= {rule_alert_id("station_high_risk", t) for t in train_list}
     return view, await load_alerts(redis, view, wanted, latest_ids)
 
 

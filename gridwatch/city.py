@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 import shapely
-from shapely.geometry import MultiPoint, Polygon, mapping, shape
+from shapely.geometry import MultiPoint, MultiPolygon, Polygon, mapping, shape
 
 from .schemas.errors import ConfigError
 
@@ -48,7 +48,7 @@ class Grid:
     name_zh: str
     street: str
     workers: tuple[str, ...]
-    polygon: Polygon
+    polygon: Polygon | MultiPolygon
 
 
 def _relaxed_cells(boundary: Polygon, n: int, rng: random.Random, rounds: int = 2) -> list[Polygon]:
@@ -170,37 +170,50 @@ def generate(*, grids: int = 800, seed: int = 7) -> tuple[dict[str, Any], dict[s
 
 
 def load_grids(path: Path) -> list[Grid]:
-    """Read a grids GeoJSON FeatureCollection.
+    """Read a grids GeoJSON FeatureCollection of Polygons or MultiPolygons.
+
+    A feature's id is its ``id`` (or ``grid_id``) property, else the feature's ``id``.
 
     Raises:
-        ConfigError: the file is missing, not GeoJSON, or a feature lacks an id or a
-            polygon.
+        ConfigError: the file is missing or not GeoJSON, or a feature lacks an id or a
+            valid polygon; the message names the feature.
     """
     try:
         doc = orjson.loads(Path(path).read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read grids GeoJSON {path}: {exc}") from None
+    features = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(features, list):
+        raise ConfigError(f"{path}: not a GeoJSON FeatureCollection (no features list)")
     grids = []
     seen: set[str] = set()
-    for n, feature in enumerate(doc.get("features", [])):
+    for n, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            raise ConfigError(f"{path}: feature {n} is not an object")
         props = feature.get("properties") or {}
-        grid_id = str(props.get("id") or feature.get("id") or "")
+        if not isinstance(props, dict):
+            raise ConfigError(f"{path}: feature {n}: properties must be an object")
+        grid_id = str(props.get("id") or props.get("grid_id") or feature.get("id") or "")
         if not grid_id:
             raise ConfigError(f"{path}: feature {n} has no id property")
         if grid_id in seen:
             raise ConfigError(f"{path}: grid id {grid_id} appears twice")
         seen.add(grid_id)
-        geom = shape(feature["geometry"])
-        if geom.geom_type == "MultiPolygon":
-            geom = max(geom.geoms, key=lambda g: g.area)
-        if geom.geom_type != "Polygon" or geom.is_empty:
+        try:
+            geom = shape(feature["geometry"])
+        except Exception as exc:  # noqa: BLE001 - shapely raises many kinds for bad input
+            raise ConfigError(f"{path}: grid {grid_id} has no valid geometry ({exc})") from None
+        if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
             raise ConfigError(f"{path}: grid {grid_id} is not a polygon")
+        workers = props.get("workers", [])
+        if isinstance(workers, str) or not isinstance(workers, list):
+            raise ConfigError(f"{path}: grid {grid_id}: workers must be a list of ids")
         grids.append(Grid(
             id=grid_id,
             name=str(props.get("name", grid_id)),
             name_zh=str(props.get("name_zh", props.get("name", grid_id))),
             street=str(props.get("street", "")),
-            workers=tuple(props.get("workers", ())),
+            workers=tuple(str(w) for w in workers),
             polygon=geom,
         ))
     if not grids:

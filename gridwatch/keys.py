@@ -98,6 +98,11 @@ def trace(person_ref: str) -> str:
     return f"gw:trace:{person_ref}"
 
 
+def train(station_id: str, train_no: str, arrival_at: float) -> str:
+    """One train's bookings at a station: sold, refunded, high_risk seats (hash)."""
+    return f"gw:train:{station_id}:{train_no}:{int(arrival_at)}"
+
+
 def incident(incident_id: str) -> str:
     """One incident: grid, window, count (hash); its alert ids in ``incident_alerts``."""
     return f"gw:incident:{incident_id}"

@@ -51,8 +51,11 @@ def parse_time(value: str) -> float:
 
 
 def format_time(epoch: float) -> str:
-    """Format UTC epoch seconds as RFC 3339 (``2026-11-22T08:30:00+00:00``)."""
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+    """Format UTC epoch seconds as RFC 3339 (``2026-11-22T08:30:00+00:00``), with
+    milliseconds when the time has a fraction of a second."""
+    whole = float(epoch).is_integer()
+    return datetime.fromtimestamp(round(epoch, 3), tz=timezone.utc).isoformat(
+        timespec="seconds" if whole else "milliseconds")
 
 
 # ---- field kinds -------------------------------------------------------------------
