@@ -25,10 +25,13 @@ from gridwatch import stack
 from gridwatch.streams.topics import all_topics
 
 ROOT = Path(__file__).resolve().parents[2]
+# GRIDWATCH_TEST_SLOT=N gives a test run a stack of its own (Kafka 19192+10N, Redis
+# 16479+N), so several runs on one machine never reset each other's topics.
+SLOT = int(os.environ.get("GRIDWATCH_TEST_SLOT", "0"))
 TEST_ENV = {
-    "GRIDWATCH_KAFKA": "127.0.0.1:19192",
-    "GRIDWATCH_REDIS": "redis://127.0.0.1:16479/0",
-    "GRIDWATCH_HOME": str(ROOT / ".local" / "test-stack"),
+    "GRIDWATCH_KAFKA": f"127.0.0.1:{19192 + 10 * SLOT}",
+    "GRIDWATCH_REDIS": f"redis://127.0.0.1:{16479 + SLOT}/0",
+    "GRIDWATCH_HOME": str(ROOT / ".local" / (f"test-stack-{SLOT}" if SLOT else "test-stack")),
     "GRIDWATCH_PARTITIONS": "8",
 }
 
