@@ -27,6 +27,8 @@ from .decide import DecideConfig
 from .fold import RawRecord
 from .grid_index import GridIndex
 from .ingest import BatchApplier, publisher
+from .metrics import WorkerMetrics
+from .metrics import serve as serve_metrics
 from .risk import load_risk_config
 from .risk_refresh import RiskRefresher
 from .timers import Timers
@@ -63,15 +65,18 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     commands = CommandApplier(store, index, config.escalation)
     timers = Timers(store, config)
 
+    metrics = WorkerMetrics()
+
     for spec in topics.INPUTS:
         async def consume(stream: faust.StreamT, _name: str = spec.name) -> None:
             async for events in stream.take_events(settings.batch, within=settings.batch_within_s):
                 started = time.perf_counter()
                 update = await applier.handle(_records(events))
-                log.debug("%s: %d records in %.1f ms", _name, len(events),
-                          (time.perf_counter() - started) * 1000)
-                if update.late:
-                    log.info("%s: %d late events counted apart", _name, update.late)
+                took = time.perf_counter() - started
+                decisions = getattr(update, "decisions", None)
+                metrics.observe_batch(_name, len(events), len(update.events), len(update.deadletters),
+                                      update.late, len(decisions.new_alert_ids) if decisions else 0, took)
+                log.debug("%s: %d records in %.1f ms", _name, len(events), took * 1000)
 
         app.agent(app.topic(spec.name, **raw),
                   name=f"gridwatch.ingest.{spec.name.split('.')[-1]}")(consume)
@@ -97,6 +102,49 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         app.add_future(risk.run())
         if settings.timers:
             app.add_future(timers.run())
+
+    async def health() -> dict[str, object]:
+        try:
+            redis_ok = bool(await store.redis.ping())
+        except Exception:  # noqa: BLE001 - any failure means not healthy
+            redis_ok = False
+        lag = sum(int(v) for v in _lag().values())
+        idle = time.time() - (metrics.last_batch._value.get() or started_at)
+        return {"ok": redis_ok and not (lag > 0 and idle > 60), "redis": redis_ok,
+                "lag": lag, "seconds_since_last_batch": round(idle, 1), **applier.stats}
+
+    def _lag() -> dict[str, int]:
+        out: dict[str, int] = {}
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started yet
+            return out
+        for tp in assigned:
+            if tp.topic not in topics.INPUT_BY_NAME:
+                continue
+            try:
+                high = app.consumer.highwater(tp)
+            except Exception:  # noqa: BLE001
+                continue
+            done = (applier.applied or {}).get(f"{tp.topic}:{tp.partition}", -1)
+            out[tp.topic] = out.get(tp.topic, 0) + max(0, (high or 0) - done - 1)
+        return out
+
+    started_at = time.time()
+
+
+    @app.timer(interval=5.0)
+    async def sample_lag() -> None:
+        for topic, lag in _lag().items():
+            metrics.lag.labels(topic).set(lag)
+
+    @app.task
+    async def start_http() -> None:
+        host, _, port = settings.worker_http.rpartition(":")
+        if port and port != "0":
+            server = await serve_metrics(metrics, host or "127.0.0.1", int(port), health)
+            if server is not None:
+                app.add_future(server.serve_forever())
 
     @app.timer(interval=10.0)
     async def report() -> None:

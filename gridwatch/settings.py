@@ -22,6 +22,7 @@ GRIDWATCH_WEB_ORIGIN       allowed browser Origin(s), comma separated          h
 GRIDWATCH_TRACE_DAYS       how long person traces are kept                     14
 GRIDWATCH_GROUP            the workers' Kafka consumer group                   gridwatch-worker
 GRIDWATCH_TIMERS           run escalation and liveness timers (1/0)            1
+GRIDWATCH_WORKER_HTTP      worker metrics and health, host:port (0 = off)     127.0.0.1:9464
 =========================  ==================================================  ======================
 """
 
@@ -66,6 +67,7 @@ class Settings:
     trace_days: int = 14
     group: str = "gridwatch-worker"
     timers: bool = True
+    worker_http: str = "127.0.0.1:9464"
 
     @property
     def kafka_port(self) -> int:
@@ -155,6 +157,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         trace_days=_int(env, "GRIDWATCH_TRACE_DAYS", base.trace_days),
         group=env.get("GRIDWATCH_GROUP") or base.group,
+        worker_http=env.get("GRIDWATCH_WORKER_HTTP") or base.worker_http,
         timers=env.get("GRIDWATCH_TIMERS", "1").strip().lower() not in ("0", "false", "no", "off"),
     )
     if ":" not in settings.kafka:
