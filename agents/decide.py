@@ -118,8 +118,7 @@ def candidate_alert_ids(events: Sequence[tuple[Event, str | None]], view: View,
             seen.append((event.ts, grid))
             if hit:
                 ids.add(hit.alert_id)
-    for sid, alert_id in view.silent.items():
-        ids.add(alert_id)
+    ids.update(view.silent.values())
     return ids
 
 

@@ -102,8 +102,7 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     shower.start()
     producer = make_producer(settings)
     try:
-        history = ((t, topic, e) for t, topic, e in sim.stream(days=0, history_days=28))
-        for ts, topic, event in history:
+        for _, topic, event in sim.stream(days=0, history_days=28):
             producer.send(topic.name, key=str(event[topic.key_field]).encode(),
                           value=orjson.dumps(event))
             sent[0] += 1
