@@ -103,6 +103,7 @@ class Gateway:
         self.hub = Hub(settings.redis,
                        grid_ids=[f["properties"]["id"] for f in grids_doc["features"]],
                        station_ids=[s["id"] for s in self.stations])
+        self.grid_set = frozenset(self.hub.grid_ids)
         self.files = http.load_static()
         self.metrics = Metrics(self.hub)
         self.producer: Any = None
@@ -179,6 +180,17 @@ class Gateway:
             return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
         if path == "/api/grids.geojson":
             return http.response(200, self.geojson, "application/geo+json", cache="private")
+        if path.startswith("/api/risk/"):
+            # One grid's full risk record: grid deltas carry only score and band, the
+            # "why this colour" (indicator contributions) is read here on demand.
+            grid = path[len("/api/risk/"):]
+            if grid not in self.grid_set or user.role == "station_manager" or (
+                    user.role == "grid_worker" and grid not in user.grids):
+                return http.response(404, b"not found\n", "text/plain")
+            raw = await self.hub.r.get(keys.risk(grid))
+            if raw is None:
+                return http.response(404, b"no risk yet\n", "text/plain")
+            return http.response(200, raw, "application/json", cache="no-store")
         return http.static_response(self.files, "/index.html" if path == "/" else path)
 
     async def login(self, token: str) -> Response:

@@ -1,8 +1,12 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, a gateway on the local stack."""
+"""Browser fixtures: Debian's Chromium driven by Playwright, a gateway on the test stack.
+
+The stack (Kafka and Redis on ports of their own), the per-test cleaning and the real
+``gridwatch worker`` processes are the integration fixtures, shared from
+``tests/integration/conftest.py``.
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +15,14 @@ import pytest
 import redis
 
 from gridwatch import settings as settings_mod
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from test_gateway import GatewayProcess
+from tests.integration.conftest import (  # noqa: F401 - fixtures used by the browser tests
+    Workers,
+    clean_stack,
+    stack_settings,
+    wait_until,
+    workers,
+)
+from tests.integration.test_gateway import GatewayProcess
 
 ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -22,7 +31,6 @@ ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     "--autoplay-policy=no-user-gesture-required",
 ]
-DB = 8  # a Redis database of its own
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -32,20 +40,27 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 
 @pytest.fixture
-def cockpit(tmp_path: Path) -> Iterator[tuple[GatewayProcess, redis.Redis, settings_mod.Settings]]:
-    """A fresh gateway on the running local stack and its (emptied) Redis database."""
-    base = settings_mod.load()
-    s = base.with_(redis=base.redis.rsplit("/", 1)[0] + f"/{DB}")
-    r = redis.Redis.from_url(s.redis)
-    try:
-        r.ping()
-    except redis.ConnectionError:
-        pytest.skip("the local stack is not running (gridwatch stack up)")
-    r.flushdb()
-    g = GatewayProcess(s, tmp_path)
+def cockpit(workers: Workers, tmp_path: Path) -> Iterator[tuple[GatewayProcess, Workers]]:
+    """The whole system: clean topics and Redis, worker processes (started by the test)
+    and a fresh gateway."""
+    g = GatewayProcess(workers.settings, tmp_path)
     g.start()
     try:
-        yield g, r, s
+        yield g, workers
+    finally:
+        g.stop()
+
+
+@pytest.fixture
+def gateway_only(stack_settings: settings_mod.Settings,
+                 tmp_path: Path) -> Iterator[tuple[GatewayProcess, redis.Redis, settings_mod.Settings]]:
+    """A fresh gateway on the test stack and its emptied Redis database, no worker."""
+    r = redis.Redis.from_url(stack_settings.redis)
+    r.flushdb()
+    g = GatewayProcess(stack_settings, tmp_path)
+    g.start()
+    try:
+        yield g, r, stack_settings
     finally:
         g.stop()
         r.close()

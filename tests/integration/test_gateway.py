@@ -2,7 +2,8 @@
 
 The worker is simulated: records are written straight into the channel streams and
 snapshot keys, as the contract says the worker does. The gateway runs as a process of
-its own so a test can cut it (SIGKILL) and start it again.
+its own so a test can cut it (SIGKILL) and start it again. Kafka and Redis are the
+test stack of ``conftest.py`` (started by the tests, on ports of their own).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +33,6 @@ from gridwatch import keys, users
 from gridwatch import settings as settings_mod
 
 pytestmark = pytest.mark.integration
-DB = 7  # a database of its own: other integration tests flush db 0
 
 
 def free_port() -> int:
@@ -76,15 +77,11 @@ class GatewayProcess:
 
 
 @pytest.fixture
-def gw(tmp_path: Path) -> Iterator[tuple[GatewayProcess, redis.Redis]]:
-    """A fresh gateway on the running local stack (``gridwatch stack up``), Redis db 7."""
-    base = settings_mod.load()
-    s = base.with_(redis=base.redis.rsplit("/", 1)[0] + f"/{DB}")
+def gw(stack_settings: settings_mod.Settings,
+       tmp_path: Path) -> Iterator[tuple[GatewayProcess, redis.Redis]]:
+    """A fresh gateway on the test stack, its Redis database emptied first."""
+    s = stack_settings
     r = redis.Redis.from_url(s.redis)
-    try:
-        r.ping()
-    except redis.ConnectionError:
-        pytest.skip("the local stack is not running (gridwatch stack up)")
     r.flushdb()
     g = GatewayProcess(s, tmp_path)
     g.start()
@@ -170,6 +167,24 @@ class Client:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+def run_async(main: Any) -> None:
+    """``asyncio.run(main())`` in a thread of its own: Playwright's sync API (the browser
+    tests, when they run first in the same session) leaves an event loop on this thread."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
 async def until(check: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -198,7 +213,7 @@ def test_refusals(gw: tuple[GatewayProcess, redis.Redis]) -> None:
                 pass
         assert foreign.value.response.status_code == 403
 
-    asyncio.run(main())
+    run_async(main)
     with pytest.raises(urllib.error.HTTPError) as page:
         urllib.request.urlopen(f"{g.origin}/app.js", timeout=5)
     assert page.value.code == 401
@@ -244,7 +259,7 @@ def test_snapshot_deltas_visibility_and_commands(gw: tuple[GatewayProcess, redis
         for c in (o, a, b):
             await c.stop()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_resume_after_reconnect_gets_exactly_the_missed(gw: tuple[GatewayProcess, redis.Redis]) -> None:
@@ -265,7 +280,7 @@ def test_resume_after_reconnect_gets_exactly_the_missed(gw: tuple[GatewayProcess
         assert len(c.snapshots) == 4  # resumed, no second snapshot
         await c.stop()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_gateway_cut_and_restart_loses_and_repeats_nothing(
@@ -311,4 +326,4 @@ def test_gateway_cut_and_restart_loses_and_repeats_nothing(
             assert len(set(c.deltas)) == len(c.deltas)
             await c.stop()
 
-    asyncio.run(main())
+    run_async(main)

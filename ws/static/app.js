@@ -1,5 +1,5 @@
 // Entry point: who am I, then the view for my role, the link to the gateway and the banner.
-import { applyLabels, lang, setLang, t } from "./i18n.js";
+import { applyLabels, has, lang, setLang, t } from "./i18n.js";
 import { Link } from "./net.js";
 
 const VIEWS = {
@@ -31,7 +31,10 @@ export function toast(text, bad = false) {
 
 /** A readable line for a command reply. */
 export function resultText(res) {
-  if (res.ok === false) return `${t("result_failed")}: ${t("r_" + res.reason)}`;
+  if (res.ok === false) {
+    // The gateway's refusals are short codes; the worker's are sentences naming who and when.
+    return `${t("result_failed")}: ${has("r_" + res.reason) ? t("r_" + res.reason) : res.reason}`;
+  }
   return t({ sent: "result_sent", applied: "result_applied", pending: "result_pending" }[res.state] || "result_sent");
 }
 

@@ -103,6 +103,18 @@ export const TABLE = {
     hour: "时",
     incident: "事件",
     incident_of: "{n} 条告警合并",
+    i_red_scans: "红码扫码",
+    i_yellow_scans: "黄码扫码",
+    i_stale_tests: "核酸过期或缺失",
+    i_cross_grid_moves: "红码跨网格流动",
+    i_loiter_alerts: "人员聚集滞留",
+    i_largest_crowd: "最大聚集人数",
+    i_scan_volume_vs_last_week: "扫码量与上周同时段之比",
+    i_open_tasks: "未办结任务",
+    i_overdue_tasks: "超时任务",
+    raw_value: "数值",
+    note_required: "请先填写备注",
+    task_note: "网格员反馈",
   },
   en: {
     app_title: "Grid Digital Cockpit",
@@ -205,6 +217,18 @@ export const TABLE = {
     hour: "h",
     incident: "Incident",
     incident_of: "{n} alerts grouped",
+    i_red_scans: "Red-code scans",
+    i_yellow_scans: "Yellow-code scans",
+    i_stale_tests: "Stale or missing tests",
+    i_cross_grid_moves: "Cross-grid movements",
+    i_loiter_alerts: "Loitering crowds",
+    i_largest_crowd: "Largest crowd (people)",
+    i_scan_volume_vs_last_week: "Scan volume vs same hour last week",
+    i_open_tasks: "Open tasks",
+    i_overdue_tasks: "Overdue tasks",
+    raw_value: "value",
+    note_required: "Write a note first",
+    task_note: "Worker's report",
   },
 };
 
@@ -217,6 +241,11 @@ export function lang() {
 export function setLang(value) {
   localStorage.setItem(KEY, value === "en" ? "en" : "zh");
   document.documentElement.lang = value === "en" ? "en" : "zh-CN";
+}
+
+/** Whether the table has a label `key`. */
+export function has(key) {
+  return key in TABLE.zh;
 }
 
 /** The label `key` in the current language, with `{name}` placeholders filled. */
@@ -232,7 +261,11 @@ export function applyLabels(root = document) {
 }
 
 /** Time of day in the user's language, e.g. 09:05. */
+const CLOCKS = {};
 export function clock(epochSeconds) {
-  const d = new Date(epochSeconds * 1000);
-  return d.toLocaleTimeString(lang() === "en" ? "en-GB" : "zh-CN", { hour: "2-digit", minute: "2-digit" });
+  // One formatter per language: toLocaleTimeString builds a new one on every call,
+  // which is slow when a feed of hundreds of alerts is drawn.
+  const code = lang() === "en" ? "en-GB" : "zh-CN";
+  const fmt = CLOCKS[code] || (CLOCKS[code] = new Intl.DateTimeFormat(code, { hour: "2-digit", minute: "2-digit" }));
+  return fmt.format(new Date(epochSeconds * 1000));
 }

@@ -1,11 +1,20 @@
 // The duty officer's wall screen (1920x1080): alert feed, risk map, grid detail, counters.
-import { applyLabels, clock, lang, t } from "./i18n.js";
+import { applyLabels, clock, has, lang, t } from "./i18n.js";
 import { beep } from "./net.js";
 import { resultText, toast } from "./app.js";
 
 const BAND_COLOUR = { red: "#e5484d", yellow: "#f5c518", blue: "#3b82f6" };
 const NO_DATA = "#4b5563";
-const ALERT_ACTIONS = ["ack", "dispatch", "resolve", "close", "dismiss", "handover"];
+// What an officer can do to an alert in each status (agents/lifecycle.py ALERT_TABLE);
+// a handover note can be left in any status.
+const NEXT = {
+  new: ["ack", "dismiss"],
+  acknowledged: ["dispatch", "resolve", "dismiss"],
+  dispatched: ["resolve", "dismiss"],
+  resolved: ["close"],
+};
+const NEEDS_NOTE = new Set(["resolve", "dismiss", "handover"]);
+const FEED_ROWS = 200;
 const COUNTERS = ["open_alerts", "checkpoint_scans", "loiter_reports", "station_tickets", "unassigned", "late", "deadletter"];
 
 const TEMPLATE = `
@@ -57,7 +66,7 @@ export function mount(root, { link }) {
     gridNames = new Map(geo.features.map((f) => [f.properties.id, f.properties]));
     drawMap();
   });
-  chart.on("click", (p) => { selectedGrid = p.name; drawGrid(); });
+  chart.on("click", (p) => selectGrid(p.name));
   new ResizeObserver(() => chart.resize()).observe(root.querySelector("#map"));
 
   let mapTimer = null;
@@ -81,41 +90,98 @@ export function mount(root, { link }) {
     });
   }
   function scheduleMap() {
-    // Grid deltas arrive up to 10 a second; redraw the 1,000-polygon map at most twice.
-    if (!mapTimer) mapTimer = setTimeout(() => { mapTimer = null; drawMap(); }, 500);
+    // Grid deltas arrive up to 10 a second; redraw the 800-polygon map at most once.
+    if (!mapTimer) mapTimer = setTimeout(() => { mapTimer = null; drawMap(); }, 1000);
   }
 
   function visible(a) {
     return a.ts_raised >= Date.now() / 1000 - hours * 3600 || a.status === "new";
   }
 
-  function drawFeed() {
-    const list = root.querySelector("#alerts");
-    const rows = [...alerts.values()].filter(visible).sort((a, b) => b.ts_raised - a.ts_raised);
+  // The feed is redrawn for every alert that arrives: rows are kept by id and only
+  // the ones that changed are rebuilt, so a feed of hundreds of alerts stays instant.
+  const rowEls = new Map();  // item key -> <li>
+  function feedItems() {
+    // The newest FEED_ROWS only: a wall screen shows a dozen, and laying out thousands
+    // of rows for every arriving alert would hold the page up.
+    const rows = [...alerts.values()].filter(visible).sort((a, b) => b.ts_raised - a.ts_raised)
+      .slice(0, FEED_ROWS);
     const inc = [...incidents.values()].filter((i) => i.status === "open");
-    list.innerHTML = inc.map((i) => `<li class="incident sev-${i.severity}">
-        <b>${t("incident")}</b> ${esc(i.grid_id)} · ${t("incident_of", { n: i.alert_ids.length })}</li>`).join("")
-      + (rows.length ? rows.map((a) => `<li data-id="${esc(a.id)}" class="alert sev-${a.severity} st-${a.status}${a.id === selected ? " selected" : ""}">
+    const items = inc.map((i) => ({
+      key: `inc:${i.id}`, version: `${i.alert_ids.length}|${lang()}`,
+      html: () => `<li class="incident sev-${i.severity}"><b>${t("incident")}</b> ${esc(i.grid_id)} · ${t("incident_of", { n: i.alert_ids.length })}</li>`,
+    }));
+    for (const a of rows) {
+      items.push({
+        key: `al:${a.id}`, version: `${a.ts_updated}|${a.status}|${a.id === selected}|${lang()}`,
+        html: () => `<li data-id="${esc(a.id)}" class="alert sev-${a.severity} st-${a.status}${a.id === selected ? " selected" : ""}">
         <span class="sev">${t("sev_" + a.severity)}</span>
         <span class="title">${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</span>
         <span class="meta">${esc(a.grid_id || a.station_id || "")} · ${clock(a.ts_raised)}</span>
-        <span class="status">${t("st_" + a.status)}</span></li>`).join("")
-        : `<li class="hint">${t("no_alerts")}</li>`);
+        <span class="status">${t("st_" + a.status)}</span></li>`,
+      });
+    }
+    if (!items.length) items.push({ key: "hint", version: lang(), html: () => `<li class="hint">${t("no_alerts")}</li>` });
+    return items;
+  }
+
+  // Alerts come in bursts (escalations fire together): draw once per animation frame.
+  let feedQueued = false;
+  function queueFeed() {
+    if (feedQueued) return;
+    feedQueued = true;
+    requestAnimationFrame(() => { feedQueued = false; drawFeed(); });
+  }
+
+  function drawFeed() {
+    feedQueued = false;
+    const list = root.querySelector("#alerts");
+    const items = feedItems();
+    const keep = new Set(items.map((x) => x.key));
+    for (const [key, el] of rowEls) {
+      if (!keep.has(key)) { el.remove(); rowEls.delete(key); }
+    }
+    const tpl = document.createElement("template");
+    let at = list.firstElementChild;
+    for (const item of items) {
+      let el = rowEls.get(item.key);
+      if (!el || el.dataset.version !== item.version) {
+        tpl.innerHTML = item.html().trim();
+        const fresh = tpl.content.firstElementChild;
+        fresh.dataset.version = item.version;
+        if (el) el.replaceWith(fresh);
+        if (at === el) at = fresh;
+        el = fresh;
+        rowEls.set(item.key, el);
+      }
+      if (el !== at) list.insertBefore(el, at);
+      else at = at.nextElementSibling;
+    }
   }
 
   function drawAlert() {
     const box = root.querySelector("#alert-detail");
     const a = alerts.get(selected);
-    if (!a) { box.innerHTML = `<p class="hint">${t("select_alert")}</p>`; return; }
+    if (!a) { box.innerHTML = `<p class="hint">${t("select_alert")}</p>`; box.dataset.for = ""; return; }
+    if (box.dataset.for !== a.id) {
+      // Built once per selected alert: live frames redraw the parts around the note,
+      // never the note being typed.
+      box.dataset.for = a.id;
+      box.innerHTML = `<div class="info"></div>
+        <textarea id="note" rows="2"></textarea><div class="actions"></div>`;
+    }
     const task = a.task_id && tasks.get(a.task_id);
-    const audit = (a.audit || []).slice(-5).map((e) => `<li>${clock(e.ts)} ${esc(e.actor)} ${esc(e.action)} ${esc(e.note)}</li>`).join("");
-    box.innerHTML = `<h2 class="sev-${a.severity}">${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</h2>
-      <p>${t("st_" + a.status)} · ${t("sev_" + a.severity)} · ${t("grid")} ${esc(a.grid_id || "-")}
+    const last = task && (task.audit || []).filter((e) => e.note).slice(-1)[0];
+    const audit = (a.audit || []).slice(-5).map((e) => `<li>${clock(e.ts)} ${esc(e.actor)} ${esc(has("act_" + e.action) ? t("act_" + e.action) : e.action)} ${esc(e.note)}</li>`).join("");
+    box.querySelector(".info").innerHTML = `<h2 class="sev-${a.severity}">${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</h2>
+      <p><span class="status" data-status="${esc(a.status)}">${t("st_" + a.status)}</span> · ${t("sev_" + a.severity)} · ${t("grid")} ${esc(a.grid_id || "-")}
         · ${t("raised")} ${clock(a.ts_raised)}</p>
-      ${task ? `<p class="task-line">${t("task")}: ${esc(task.id)} · ${t("st_" + task.status)} ${esc(task.assignee || "")}</p>` : ""}
-      <ol class="audit">${audit}</ol>
-      <textarea id="note" rows="2" placeholder="${t("note_placeholder")}"></textarea>
-      <div class="actions">${ALERT_ACTIONS.map((x) => `<button data-action="${x}" class="act-${x}">${t("act_" + x)}</button>`).join("")}</div>`;
+      ${task ? `<p class="task-line" data-status="${esc(task.status)}">${t("task")}: ${esc(task.id)} · ${t("st_" + task.status)} ${esc(task.assignee || "")}</p>` : ""}
+      ${last ? `<p class="task-note">${t("task_note")}: ${esc(last.note)}</p>` : ""}
+      <ol class="audit">${audit}</ol>`;
+    box.querySelector("#note").placeholder = t("note_placeholder");
+    box.querySelector(".actions").innerHTML = [...(NEXT[a.status] || []), "handover"]
+      .map((x) => `<button data-action="${x}" class="act-${x}">${t("act_" + x)}</button>`).join("");
   }
 
   function drawGrid() {
@@ -125,13 +191,34 @@ export function mount(root, { link }) {
     const r = risk.get(selectedGrid);
     const contrib = Object.entries(r?.contributions || {}).sort((x, y) => (y[1].points || 0) - (x[1].points || 0));
     const max = Math.max(1, ...contrib.map(([, c]) => c.points || 0));
+    const raw = (v) => (Number.isInteger(v) ? v : Number(v || 0).toFixed(2));
     box.innerHTML = `<h2>${esc(lang() === "en" ? props.name : props.name_zh)} <small>${esc(selectedGrid)}</small></h2>
       <p class="band band-${r?.band || "none"}">${t("score")}: <b>${r ? r.score : "-"}</b> · ${t("band_" + (r?.band || "none"))}</p>
       <h3>${t("contributions")}</h3>
-      <ul class="contrib">${contrib.map(([name, c]) => `<li><span>${esc(name)}</span>
+      <ul class="contrib">${contrib.map(([name, c]) => `<li data-indicator="${esc(name)}"><span>${esc(t("i_" + name))} <small>${raw(c.raw)}</small></span>
         <span class="bar"><i style="width:${(100 * (c.points || 0)) / max}%"></i></span>
         <span>${(c.points || 0).toFixed(1)} ${t("points")}</span></li>`).join("")}</ul>
-      ${r?.counts ? `<p class="counts">${Object.entries(r.counts).map(([k, v]) => `${esc(k)}: ${esc(v)}`).join(" · ")}</p>` : ""}`;
+      ${r?.counts ? `<p class="counts">${Object.entries(r.counts).map(([k, v]) => `${esc(has("i_" + k) ? t("i_" + k) : k)}: ${esc(v)}`).join(" · ")}</p>` : ""}`;
+  }
+
+  // Grid deltas carry the score and band only: the contributions ("why this colour")
+  // of the selected grid are read fresh from the gateway when it changes.
+  let gridFetch = null;
+  function refreshGrid() {
+    const id = selectedGrid;
+    if (!id || gridFetch) return;
+    gridFetch = fetch(`/api/risk/${encodeURIComponent(id)}`, { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((rec) => {
+        if (rec && rec.grid_id === id) { risk.set(id, rec); if (selectedGrid === id) drawGrid(); }
+      })
+      .catch(() => {})
+      .finally(() => { gridFetch = null; if (selectedGrid !== id) refreshGrid(); });
+  }
+  function selectGrid(id) {
+    selectedGrid = id;
+    drawGrid();
+    refreshGrid();
   }
 
   function drawCounters() {
@@ -155,8 +242,11 @@ export function mount(root, { link }) {
   root.querySelector("#alert-detail").addEventListener("click", (ev) => {
     const action = ev.target.dataset.action;
     if (!action || !selected) return;
-    const note = root.querySelector("#note").value.trim();
+    const box = root.querySelector("#note");
+    const note = box.value.trim();
+    if (NEEDS_NOTE.has(action) && !note) { toast(t("note_required"), true); box.focus(); return; }
     link.command({ target: "alert", id: selected, action, note });
+    box.value = "";
   });
 
   function upsertAlert(a) {
@@ -174,16 +264,21 @@ export function mount(root, { link }) {
         if (f.snapshot) { alerts.clear(); f.items.forEach(upsertAlert); }
         else if (f.m.type === "incident") incidents.set(f.m.incident.id, f.m.incident);
         else if (f.m.alert) upsertAlert(f.m.alert);
-        drawFeed();
-        if (selected) drawAlert();
+        if (f.snapshot) drawFeed(); else queueFeed();
+        if (selected && (f.snapshot || f.m.alert?.id === selected)) drawAlert();
       } else if (f.ch === "tasks") {
-        (f.snapshot ? f.items : [f.m.task]).forEach((x) => x && tasks.set(x.id, x));
-        if (selected) drawAlert();
+        const items = f.snapshot ? f.items : [f.m.task];
+        items.forEach((x) => {
+          if (!x) return;
+          const before = tasks.get(x.id);
+          if (!before || !(before.ts_updated > x.ts_updated)) tasks.set(x.id, x);
+        });
+        if (selected && items.some((x) => x && x.alert_id === selected)) drawAlert();
       } else if (f.ch === "grids") {
         if (f.snapshot) f.items.forEach((r) => risk.set(r.grid_id, r));
         else risk.set(f.m.grid_id, { ...risk.get(f.m.grid_id), ...f.m });
         scheduleMap();
-        if (selectedGrid) drawGrid();
+        if (selectedGrid && (f.snapshot || f.m.grid_id === selectedGrid)) { drawGrid(); refreshGrid(); }
       } else if (f.ch === "summary") {
         counters = f.m;
         drawCounters();
@@ -192,13 +287,17 @@ export function mount(root, { link }) {
         setTimeout(() => { live = true; }, 1500);
       }
     },
-    selectGrid(id) { selectedGrid = id; drawGrid(); },
+    selectGrid,
     result(res) {
       toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
     },
     relabel() {
       applyLabels(root);
+      const box = root.querySelector("#alert-detail");
+      box.dataset.for = "";  // rebuild it in the new language (the note is kept)
+      const note = box.querySelector("#note")?.value || "";
       drawFeed(); drawAlert(); drawGrid(); drawCounters(); drawMap();
+      if (box.querySelector("#note")) box.querySelector("#note").value = note;
     },
   };
 }

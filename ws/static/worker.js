@@ -33,6 +33,10 @@ export function mount(root, { me, link }) {
 
   function draw() {
     const list = root.querySelector("#tasks");
+    // Frames keep arriving while a note is typed: carry the text over the redraw.
+    const typing = list.querySelector("#text");
+    const typed = typing ? typing.value : "";
+    const focused = typing && document.activeElement === typing;
     const rows = [...tasks.values()].filter(mine).sort((a, b) => b.ts_created - a.ts_created);
     root.querySelector("#offline").hidden = !(link.pending().length && !link.online());
     if (!rows.length) { list.innerHTML = `<li class="hint">${t("no_tasks")}</li>`; return; }
@@ -53,6 +57,9 @@ export function mount(root, { me, link }) {
         <div class="actions">${(NEXT[status] || []).map((a) => `<button data-action="${a}" class="act-${a}">${t("act_" + a)}</button>`).join("")}</div>
         ${form}</li>`;
     }).join("");
+    const text = list.querySelector("#text");
+    if (text && typed) text.value = typed;
+    if (text && focused) text.focus();
   }
 
   function send(id, action, note) {
@@ -69,12 +76,18 @@ export function mount(root, { me, link }) {
     if (cancel) { open = null; draw(); return; }
     if (sendAction) {
       const text = li.querySelector("#text").value.trim();
-      if (sendAction === "reject" && !text) { toast(t("r_note_required"), true); return; }
+      if (!text) { toast(t(sendAction === "reject" ? "r_note_required" : "note_required"), true); return; }
       send(li.dataset.id, sendAction, text);
       return;
     }
     if (!action) return;
-    if (NEEDS_TEXT[action]) { open = { id: li.dataset.id, action }; draw(); li.querySelector("textarea")?.focus(); return; }
+    if (NEEDS_TEXT[action]) {
+      const typing = root.querySelector("#text");
+      if (typing) typing.value = "";  // a new form starts empty
+      open = { id: li.dataset.id, action }; draw();
+      root.querySelector("#text")?.focus();  // the redraw replaced li: look it up again
+      return;
+    }
     send(li.dataset.id, action, "");
   });
 
@@ -95,6 +108,7 @@ export function mount(root, { me, link }) {
       if (f.op === "welcome") { live = false; setTimeout(() => { live = true; }, 1500); return; }
       if (f.ch === "tasks") (f.snapshot ? f.items : [f.m.task]).forEach((x) => x && upsert(x));
       else if (f.ch === "alerts") (f.snapshot ? f.items : [f.m.alert]).forEach((a) => a && alerts.set(a.id, a));
+      else return;  // grid states: not shown on the phone
       draw();
     },
     status() { draw(); },
