@@ -1,0 +1,399 @@
+"""Sustained end-to-end ingest through one ``gridwatch worker`` (Kafka -> worker -> Redis),
+beside a bare aiokafka consumer reading the same topics, on this machine.
+
+Run::
+
+    python bench/bench_ingest.py [--events 200000] [--runs 3] [--seed 1] [--keep-stack]
+
+Each run, on the benchmark's own stack (Kafka 127.0.0.1:19292, Redis 127.0.0.1:16579,
+data under ``.local/bench-stack``):
+
+1. empty the topics and the Redis database;
+2. pre-load the same simulated mix of the three input streams (checkpoint scans, crowd
+   loiter reports, station tickets, in the simulator's proportions and order, keyed as
+   ``gridwatch publish`` keys them) with a fast aiokafka producer;
+3. read all of it back with a bare aiokafka consumer (``getmany``, no decoding, no
+   group): the rate at which this machine merely reads the topics;
+4. start one ``gridwatch worker`` and time from the first applied event to the last,
+   polling ``gridwatch.store.summary``; the applied lag (end offsets minus the offsets
+   the worker has applied in Redis) and the consumer group's committed lag are sampled
+   throughout, and must never grow.
+
+The figures printed are the median over ``--runs`` runs; the worker's rate over the bare
+read rate is the ratio (what decoding, grid mapping, folding and the Redis apply cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import itertools
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import _stack  # bench/_stack.py: the script's own folder is first on sys.path
+import orjson
+from gridwatch.streams.simulate import CST, CityDay, Simulator
+from gridwatch.streams.topics import INPUTS
+
+from gridwatch import keys, store
+from gridwatch.city import load_city
+from gridwatch.settings import Settings
+
+Message = tuple[str, bytes, bytes]  # topic, key, value
+START = datetime(2026, 11, 23, tzinfo=CST)  # a Monday; fixed so a seed gives the same events
+APPLIED_FIELDS = ("checkpoint_scans", "loiter_reports", "station_tickets", "deadletter")
+
+
+# ---- the workload ------------------------------------------------------------------------
+
+
+def simulated_messages(n: int, seed: int, city_path: Path) -> tuple[list[Message], dict[str, int]]:
+    """``n`` events of a simulated city day, scaled so that a whole day is about ``n``
+    events (so the mix of the three streams and their daily rhythm are the simulator's)."""
+    base = CityDay()
+    per_day = base.scans + base.loiter_reports + 3_300  # ~3,300 station tickets a day
+    scale = n / per_day
+    profile = CityDay(scans=max(1, int(base.scans * scale)),
+                      loiter_reports=max(1, int(base.loiter_reports * scale)),
+                      arrivals=max(50, int(base.arrivals * scale)),
+                      people=max(1_000, int(base.people * min(scale, 1.0))))
+    sim = Simulator(load_city(city_path), seed=seed, start=START, profile=profile)
+    out: list[Message] = []
+    mix: dict[str, int] = {}
+    for _, topic, event in sim.stream(days=2.0):
+        out.append((topic.name, str(event[topic.key_field]).encode(), orjson.dumps(event)))
+        mix[topic.name] = mix.get(topic.name, 0) + 1
+        if len(out) >= n:
+            break
+    return out, mix
+
+
+async def preload(s: Settings, messages: list[Message]) -> float:
+    """Send every message (acks=all) in ready-made batches, one partition at a time in
+    offset order; partitions are chosen from the key with Kafka's default partitioner
+    (murmur2), as any client keying the same way would. Returns messages/s."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitioner = DefaultPartitioner()
+    all_partitions = list(range(s.partitions))
+    by_partition: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+    for topic, key, value in messages:
+        p = partitioner(key, all_partitions, all_partitions)
+        by_partition.setdefault((topic, p), []).append((key, value))
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka, acks="all",
+                                max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024,
+                                client_id="gridwatch-bench-preload")
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        async def send_partition(topic: str, partition: int,
+                                 items: list[tuple[bytes, bytes]]) -> None:
+            batch = producer.create_batch()
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    await (await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            if batch.record_count():
+                await (await producer.send_batch(batch, topic, partition=partition))
+
+        await asyncio.gather(*(send_partition(t, p, items)
+                               for (t, p), items in by_partition.items()))
+    finally:
+        await producer.stop()
+    return len(messages) / (time.perf_counter() - started)
+
+
+@dataclass
+class BareRead:
+    rate: float
+    ends: dict[str, int]  # "topic:partition" -> end offset (next offset to be written)
+
+
+async def bare_read(s: Settings, expected: int) -> BareRead:
+    """Read the input topics from the beginning with a bare aiokafka consumer."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 * 1024 * 1024,
+                                fetch_max_bytes=64 * 1024 * 1024,
+                                client_id="gridwatch-bench-bare")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t.name, p) for t in INPUTS for p in range(s.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        total = sum(ends.values())
+        if total != expected:
+            raise RuntimeError(f"topics hold {total} messages, {expected} were sent")
+        got = 0
+        deadline = time.monotonic() + 600
+        # Timed from the first fetch request to the last record: every record counts.
+        started = time.perf_counter()
+        while got < expected:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            got += sum(len(records) for records in batch.values())
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bare consumer read {got} of {expected} in 600 s")
+        rate = got / (time.perf_counter() - started)
+        return BareRead(rate, {keys.partition_field(tp.topic, tp.partition): off
+                               for tp, off in ends.items()})
+    finally:
+        await consumer.stop()
+
+
+# ---- the worker --------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerRun:
+    rate: float
+    seconds: float
+    applied: int
+    worker_cpu: float  # CPU seconds of the worker process over the timed window / window
+    applied_lag: list[tuple[float, int]] = field(default_factory=list)
+    committed_lag: list[tuple[float, int]] = field(default_factory=list)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _applied(r: object) -> int:
+    summary = store.summary(r)  # type: ignore[arg-type]
+    return sum(summary[name] for name in APPLIED_FIELDS)
+
+
+def _applied_lag(r: object, ends: dict[str, int]) -> int:
+    raw = r.hgetall(keys.OFFSETS)  # type: ignore[attr-defined]
+    applied = {k: int(v) for k, v in raw.items()}
+    return sum(end - (applied.get(pf, -1) + 1) for pf, end in ends.items())
+
+
+def _committed_lag(admin: object, group: str, ends: dict[str, int]) -> int | None:
+    try:
+        if hasattr(admin, "list_group_offsets"):  # kafka-python 3.x
+            offsets = admin.list_group_offsets(group).get(group, {})
+        else:  # kafka-python 2.x
+            offsets = admin.list_consumer_group_offsets(group)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the group may have no coordinator yet
+        return None
+    if not offsets:
+        return None
+    committed = {keys.partition_field(tp.topic, tp.partition): meta.offset
+                 for tp, meta in offsets.items() if meta.offset >= 0}
+    return sum(end - committed.get(pf, 0) for pf, end in ends.items())
+
+
+def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path) -> WorkerRun:
+    from kafka import KafkaAdminClient
+
+    r = store.connect(s.redis)
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka, client_id="gridwatch-bench-lag")
+    proc = _stack.start_worker(s, log_path)
+    try:
+        deadline = time.monotonic() + 120  # start-up: joining the group, first fetch
+        first_at = 0.0
+        first_n = 0
+        cpu0 = 0.0
+        applied_lag: list[tuple[float, int]] = []
+        committed_lag: list[tuple[float, int]] = []
+        next_sample = 0.0
+        n = last_n = 0
+        while True:
+            now = time.perf_counter()
+            n = _applied(r)
+            if n and not first_at:
+                first_at, first_n, cpu0 = now, n, _cpu_seconds(proc.pid)
+                next_sample = now
+            if n > last_n:
+                # Slow is measured, not failed: give up only after 120 s without progress.
+                last_n, deadline = n, time.monotonic() + 120
+            if first_at and now >= next_sample:
+                applied_lag.append((now - first_at, _applied_lag(r, ends)))
+                lag = _committed_lag(admin, s.group, ends)
+                if lag is not None:
+                    committed_lag.append((now - first_at, lag))
+                next_sample = now + 0.5
+            if n >= expected:
+                end_at = time.perf_counter()
+                cpu1 = _cpu_seconds(proc.pid)
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the worker stalled at {n} of {expected} applied "
+                                   f"(no progress for 120 s); see {log_path}")
+            time.sleep(0.02)
+        applied_lag.append((end_at - first_at, _applied_lag(r, ends)))
+        # The group commits about once a second: give it a moment to catch up.
+        settle = time.monotonic() + 5
+        while time.monotonic() < settle:
+            lag = _committed_lag(admin, s.group, ends)
+            if lag is not None:
+                committed_lag.append((time.perf_counter() - first_at, lag))
+                if lag == 0:
+                    break
+            time.sleep(0.5)
+        seconds = end_at - first_at
+        return WorkerRun(rate=(n - first_n) / seconds, seconds=seconds, applied=n,
+                         worker_cpu=(cpu1 - cpu0) / seconds, applied_lag=applied_lag,
+                         committed_lag=committed_lag)
+    finally:
+        _stack.stop_worker(proc)
+        admin.close()
+        r.close()
+
+
+def max_rise(series: list[tuple[float, int]]) -> int:
+    """The largest increase between two consecutive samples (0: never grew)."""
+    return max([0] + [b[1] - a[1] for a, b in itertools.pairwise(series)])
+
+
+# ---- the machine ---------------------------------------------------------------------------
+
+
+def machine(s: Settings) -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for name in ("faust-streaming", "mode-streaming", "aiokafka", "kafka-python", "redis",
+                 "orjson", "shapely", "numpy"):
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} (absent)")
+    jars = sorted((s.home / "kafka" / "lib").glob("kafka_2.13-*.jar"))
+    kafka = jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
+    try:
+        r = store.connect(s.redis)
+        redis_version = r.info("server")["redis_version"]
+        r.close()
+    except Exception:  # noqa: BLE001
+        redis_version = "?"
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"CPU: {cpu}, {os.cpu_count()} cores, {mem_gb:.1f} GiB RAM",
+        f"OS: {platform.platform()}",
+        f"Python {platform.python_version()} ({platform.python_implementation()})",
+        f"Kafka {kafka} (KRaft, one node), Redis {redis_version} (AOF everysec)",
+        "packages: " + ", ".join(versions),
+        f"load average before the runs: {load}",
+    ]
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    # aiokafka logs each retry while fresh partitions elect their leader; the retries
+    # are harmless and the preload waits for every send.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-stack", action="store_true",
+                        help="leave the bench stack running afterwards")
+    args = parser.parse_args(argv)
+
+    s = _stack.bench_settings()
+    from gridwatch import stack
+
+    was_running = stack.status(s)["kafka_pid"] is not None
+    _stack.up(s)
+    print("gridwatch ingest benchmark: Kafka -> one worker -> Redis", flush=True)
+    for line in machine(s):
+        print("  " + line)
+    started = time.perf_counter()
+    messages, mix = simulated_messages(args.events, args.seed, s.city)
+    sizes = [len(v) for _, _, v in messages]
+    print(f"workload: {len(messages):,} simulated events (seed {args.seed}), "
+          + ", ".join(f"{t.split('.')[-1]} {n / len(messages):.1%}" for t, n in sorted(mix.items()))
+          + f"; mean {statistics.mean(sizes):.0f} B per message; "
+          f"{s.partitions} partitions per topic; generated in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+    logdir = s.home / "logs"
+    results = []
+    failures: list[str] = []
+    try:
+        for run in range(1, args.runs + 1):
+            s_run = s.with_(group=f"gridwatch-bench-{uuid.uuid4().hex[:8]}")
+            _stack.clean(s_run)
+            produced = asyncio.run(preload(s_run, messages))
+            bare = asyncio.run(bare_read(s_run, len(messages)))
+            try:
+                worker = run_worker(s_run, len(messages), bare.ends,
+                                    logdir / f"bench-worker-{run}.log")
+            except RuntimeError as exc:
+                failures.append(f"run {run}: {exc}")
+                print(f"run {run}: FAILED: {exc}", flush=True)
+                continue
+            a_rise, c_rise = max_rise(worker.applied_lag), max_rise(worker.committed_lag)
+            results.append((worker, bare))
+            print(f"run {run}: worker {worker.rate:,.0f} events/s ({worker.applied:,} applied in "
+                  f"{worker.seconds:.2f} s, worker CPU {worker.worker_cpu:.0%}); "
+                  f"bare aiokafka read {bare.rate:,.0f} msg/s; ratio {worker.rate / bare.rate:.3f}; "
+                  f"pre-load {produced:,.0f} msg/s", flush=True)
+            lag_points = worker.applied_lag
+            picks = [lag_points[int(i * (len(lag_points) - 1) / 5)] for i in range(6)]
+            print("        applied lag (s: events): "
+                  + ", ".join(f"{t:.1f}: {lag:,}" for t, lag in picks)
+                  + f"; largest rise {a_rise}; committed lag at the end "
+                  + (f"{worker.committed_lag[-1][1]:,}" if worker.committed_lag else "n/a")
+                  + f", largest rise {c_rise}", flush=True)
+    finally:
+        if not was_running and not args.keep_stack:
+            stack.down(s, log=lambda msg: print(f"[bench stack] {msg}", file=sys.stderr))
+
+    if not results:
+        print("no run completed: " + "; ".join(failures))
+        return 1
+    worker_rates = [w.rate for w, _ in results]
+    bare_rates = [b.rate for _, b in results]
+    ratios = [w.rate / b.rate for w, b in results]
+    grew = [max(max_rise(w.applied_lag), max_rise(w.committed_lag)) for w, _ in results]
+    print()
+    print(f"median of {len(results)} runs, {len(messages):,} events each:")
+    print(f"  (a) end-to-end ingest, one worker:   {statistics.median(worker_rates):>10,.0f} "
+          f"events/s   (runs: {', '.join(f'{x:,.0f}' for x in worker_rates)})")
+    print(f"  (b) bare aiokafka read (getmany):    {statistics.median(bare_rates):>10,.0f} "
+          f"msg/s      (runs: {', '.join(f'{x:,.0f}' for x in bare_rates)})")
+    print(f"  (c) ratio worker / bare read:        {statistics.median(ratios):>10.3f}"
+          f"             (runs: {', '.join(f'{x:.3f}' for x in ratios)})")
+    print(f"  consumer lag: {'never grew' if max(grew) <= 0 else 'GREW'} during any run "
+          f"(largest rise between samples: {max(grew)})")
+    print(f"  worker CPU over the timed window: "
+          f"{statistics.median([w.worker_cpu for w, _ in results]):.0%} of one core (median)")
+    if failures:
+        print(f"  {len(failures)} run(s) failed: " + "; ".join(failures))
+    print(f"  load average after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0 if max(grew) <= 0 and not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
