@@ -60,13 +60,11 @@ def _relaxed_cells(boundary: Polygon, n: int, rng: random.Random, rounds: int = 
             points.append(p)
     cells: list[Polygon] = []
     for _ in range(rounds + 1):
-        regions = shapely.voronoi_polygons(MultiPoint(points), extend_to=boundary.envelope)
-        by_point = []
-        for p in points:
-            for region in regions.geoms:
-                if region.contains(shapely.Point(p)):
-                    by_point.append(region.intersection(boundary))
-                    break
+        # ordered=True returns the regions in the order of the points (GEOS >= 3.12),
+        # so no point has to search every region.
+        regions = shapely.voronoi_polygons(MultiPoint(points), extend_to=boundary.envelope,
+                                           ordered=True)
+        by_point = [region.intersection(boundary) for region in regions.geoms]
         cells = [c if isinstance(c, Polygon) else max(c.geoms, key=lambda g: g.area)
                  for c in by_point]
         points = [(c.centroid.x, c.centroid.y) for c in cells]  # Lloyd relaxation
