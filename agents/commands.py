@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -95,7 +95,10 @@ class CommandApplier:
     """Applies commands one at a time, each atomically with its partition's offset."""
 
     def __init__(self, store: AsyncStore, index: GridIndex, config: EscalationConfig,
-                 *, sla_s: float = 7200.0) -> None:
+                 *, sla_s: float = 7200.0, input_ends: Callable[[], Awaitable[dict[str, int]]] | None = None,
+                 catch_up_s: float = 120.0) -> None:
+        self.input_ends = input_ends
+        self.catch_up_s = catch_up_s
         self.store = store
         self.index = index
         self.config = config
@@ -117,7 +120,7 @@ class CommandApplier:
             found, versions = await self._load([keys.task(cmd.id)])
             task_raw = found.get(keys.task(cmd.id))
             if task_raw is None:
-                return {"ok": False, "reason": f"no task {cmd.id}"}
+                return {"ok": False, "reason": f"no task {cmd.id}", "missing": True}
             task: Task | None = Task.from_dict(task_raw)
             assert task is not None
             alert_id = task.alert_id
@@ -127,7 +130,7 @@ class CommandApplier:
         found, more = await self._load([a_key, keys.deadline(alert_id)])
         versions = {**(versions if cmd.target == "task" else {}), **more}
         if a_key not in found:
-            return {"ok": False, "reason": f"no alert {alert_id}"}
+            return {"ok": False, "reason": f"no alert {alert_id}", "missing": True}
         alert = Alert.from_dict(found[a_key])
         if task is None and alert.task_id:
             tfound, tvers = await self._load([keys.task(alert.task_id)])
@@ -157,6 +160,32 @@ class CommandApplier:
         return {"ok": True, "alert": new_alert.to_dict(),
                 "task": new_task.to_dict() if new_task else None}
 
+    async def catch_up(self) -> bool:
+        """Wait until the input topics are applied up to their end offsets as of now.
+
+        A command names an alert that was in the log when the command was sent. When the
+        commands are read faster than the inputs (a replay, a restart), its alert may
+        not be applied yet; waiting for the inputs' current end is enough for it to be.
+
+        Returns:
+            True if the inputs were behind and have caught up (decide again).
+        """
+        if self.input_ends is None:
+            return False
+        ends = await self.input_ends()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.catch_up_s
+        waited = False
+        while loop.time() < deadline:
+            applied = await self.store.offsets()
+            behind = [p for p, end in ends.items() if end > 0 and applied.get(p, -1) < end - 1]
+            if not behind:
+                return waited
+            waited = True
+            await asyncio.sleep(0.2)
+        log.warning("inputs did not catch up within %.0f s; deciding the command now", self.catch_up_s)
+        return False
+
     async def handle(self, rec: RawRecord) -> dict[str, Any] | None:
         """Apply one command record; returns its outcome (None if applied before)."""
         pfield = keys.partition_field(rec.topic, rec.partition)
@@ -185,6 +214,8 @@ class CommandApplier:
                 if marks and max(marks) > cmd.ts:
                     cmd = replace(cmd, ts=max(marks))
                 outcome = await self.decide(cmd, update)
+                if outcome.pop("missing", False) and await self.catch_up():
+                    continue  # the inputs were behind: decide again now they have caught up
                 update.sets[keys.cmdresult(cmd.command_id)] = (orjson.dumps(outcome), CMDRESULT_TTL_S)
             try:
                 await self.store.apply(update)

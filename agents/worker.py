@@ -11,6 +11,7 @@ topic with its reason and its offset is applied like any other.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -49,6 +50,18 @@ def _records(events: list[faust.EventT]) -> list[RawRecord]:
                       ev.message.value, ev.message.key) for ev in events]
 
 
+def _end_offsets(settings: Settings) -> dict[str, int]:
+    """The end offset of every input partition ("topic:partition" -> next offset)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.split(","), client_id="gridwatch-ends")
+    try:
+        parts = [TopicPartition(t.name, p) for t in topics.INPUTS for p in range(settings.partitions)]
+        return {f"{tp.topic}:{tp.partition}": int(end) for tp, end in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
 def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     """The faust app with its agents, and the batch applier they share."""
     app = make_app(settings, app_id=settings.group)
@@ -64,7 +77,10 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         return await out_topics[topic].send(key=key, value=value)
 
     applier = BatchApplier(settings, store, index, config, publish=publisher(send), risk=risk)
-    commands = CommandApplier(store, index, config.escalation)
+    async def input_ends() -> dict[str, int]:
+        return await asyncio.to_thread(_end_offsets, settings)
+
+    commands = CommandApplier(store, index, config.escalation, input_ends=input_ends)
     timers = Timers(store, config)
     forecasts = ForecastRefresher(store.redis, publish=send)
 
