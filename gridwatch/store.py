@@ -75,7 +75,9 @@ def encode_update(update: BatchUpdate) -> bytes:
         "o": [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()],
         "c": [[k, str(v)] for k, v in update.cas.items()],
         "w": [[f, repr(float(w))] for f, w in update.watermarks.items()],
-        "i": [[k, f, n] for (k, f), n in update.incr.items() if n],
+        # Zero increments are kept: HINCRBY by 0 creates the field, so a +2 and a -2 in
+        # one batch leave the same fields as in two batches.
+        "i": [[k, f, n] for (k, f), n in update.incr.items()],
         "h": [[k, f, v] for (k, f), v in update.hset.items()],
         "hd": [[k, f] for k, fields in update.hdel.items() for f in sorted(fields)],
         "mx": [[k, f, repr(float(v))] for (k, f), v in update.hmax.items()],
@@ -187,11 +189,12 @@ def keys_hour_iso(hour: int | None) -> str | None:
     return None if hour is None else format_time(hour * 3600)
 
 
-# Keys whose content depends on how the events were batched or on who is logged in,
-# not on the events: channel streams (one entry per write), write-version counters,
-# command outcomes, users and sessions.
+# Keys whose content depends on how the events were batched, on when a timer ran or on
+# who is logged in, not on the events: channel streams (one entry per write),
+# write-version counters, command outcomes, users and sessions, and forecasts (made
+# when the refresher's clock ticks).
 NOT_STATE = ("gw:chan:", "gw:ver", "gw:gridver", "gw:cmdresult:", "gw:user", "gw:login:",
-             "gw:session:")
+             "gw:session:", "gw:forecast:")
 
 
 def dump(r: redis.Redis) -> dict[str, Any]:
