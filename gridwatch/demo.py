@@ -72,12 +72,18 @@ def _progress(settings: Settings, stop: threading.Event, sent: list[int]) -> Non
     r.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float = 1.0,
         scale: float = 1.0) -> int:
     """Run the demo until the simulated days end and Ctrl-C is pressed."""
     from .streams.producer import make_producer, paced
     from .streams.simulate import CST, CityDay, Simulator
 
+    # A SIGTERM (e.g. from a supervisor) stops the demo like Ctrl-C: children included.
+    signal.signal(signal.SIGTERM, _interrupt)
     print("gridwatch demo: starting the local stack (Kafka, Redis) ...", file=sys.stderr)
     stack.up(settings, log=lambda m: print(f"  {m}", file=sys.stderr))
     logdir = settings.home / "logs"
