@@ -25,7 +25,6 @@ rate achieved, the machine and the command line.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import multiprocessing as mp
 import os
 import platform
@@ -51,6 +50,8 @@ from gridwatch.settings import Settings  # noqa: E402
 from gridwatch.streams.producer import make_producer  # noqa: E402
 from gridwatch.streams.simulate import CityDay, Simulator  # noqa: E402
 from gridwatch.streams.topics import CROWD_LOITER  # noqa: E402
+from _machine import cpu_model, kafka_version
+from _machine import versions as package_versions
 
 PROBE_TIMEOUT_S = 30.0
 POLL_S = 0.0005
@@ -132,22 +133,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def machine(s: Settings) -> list[str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = []
-    for name in ("faust-streaming", "aiokafka", "kafka-python", "redis", "orjson"):
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (absent)")
-    jars = sorted((s.home / "kafka" / "lib").glob("kafka_2.13-*.jar"))
-    kafka = jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
+    cpu = cpu_model()
+    versions = package_versions(("faust-streaming", "aiokafka", "kafka-python", "redis", "orjson"))
+    kafka = kafka_version(s.home)
     r = store.connect(s.redis)
     try:
         redis_version = r.info("server")["redis_version"]

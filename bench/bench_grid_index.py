@@ -16,7 +16,6 @@ is the median of ``--runs`` runs.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import platform
 import random
@@ -32,6 +31,8 @@ from gridwatch.agents.grid_index import GridIndex
 
 from gridwatch.city import Grid, generate, load_grids
 from gridwatch.settings import Settings
+from _machine import cpu_model
+from _machine import versions as package_versions
 
 CACHE = Path(__file__).resolve().parents[1] / ".local" / "bench-grids"
 SEED = 7
@@ -83,20 +84,8 @@ def rate(index: GridIndex, lons: list[float], lats: list[float], batch: int) -> 
 
 
 def machine() -> list[str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = []
-    for name in ("shapely", "numpy"):
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (absent)")
+    cpu = cpu_model()
+    versions = package_versions(("shapely", "numpy"))
     return [
         f"CPU: {cpu}, {os.cpu_count()} cores; load average "
         + ", ".join(f"{x:.2f}" for x in os.getloadavg()),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import itertools
 import logging
 import os
@@ -48,6 +47,8 @@ from gridwatch.streams.topics import INPUTS
 from gridwatch import keys, store
 from gridwatch.city import load_city
 from gridwatch.settings import Settings
+from _machine import cpu_model, kafka_version
+from _machine import versions as package_versions
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
 START = datetime(2026, 11, 23, tzinfo=CST)  # a Monday; fixed so a seed gives the same events
@@ -271,23 +272,10 @@ def max_rise(series: list[tuple[float, int]]) -> int:
 
 
 def machine(s: Settings) -> list[str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = []
-    for name in ("faust-streaming", "mode-streaming", "aiokafka", "kafka-python", "redis",
-                 "orjson", "shapely", "numpy"):
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} (absent)")
-    jars = sorted((s.home / "kafka" / "lib").glob("kafka_2.13-*.jar"))
-    kafka = jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
+    cpu = cpu_model()
+    versions = package_versions(("faust-streaming", "mode-streaming", "aiokafka", "kafka-python", "redis",
+                 "orjson", "shapely", "numpy"))
+    kafka = kafka_version(s.home)
     try:
         r = store.connect(s.redis)
         redis_version = r.info("server")["redis_version"]

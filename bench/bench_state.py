@@ -56,6 +56,7 @@ from gridwatch.streams.topics import CHECKPOINT_SCANS, INPUT_BY_NAME
 from gridwatch import keys, store
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_city, load_grids
+from _machine import cpu_model
 
 Message = tuple[str, dict[str, Any], float]  # topic, event, how late it is sent (s)
 
@@ -64,14 +65,7 @@ Message = tuple[str, dict[str, Any], float]  # topic, event, how late it is sent
 
 
 def machine(s: settings_mod.Settings) -> list[str]:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
     except (OSError, ValueError, IndexError):
