@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -207,12 +207,6 @@ class CommandApplier:
                 outcome: dict[str, Any] = {"ok": False, "reason": exc.reason}
                 cmd = None
             else:
-                # The control room runs on the feed's clock: when the feed's event time
-                # is ahead of the command's (a simulated day at speed), the command
-                # happens "now" on that clock, so deadlines stay meaningful.
-                marks = [float(v) for v in await self.store.redis.hvals(keys.WATERMARKS)]
-                if marks and max(marks) > cmd.ts:
-                    cmd = replace(cmd, ts=max(marks))
                 outcome = await self.decide(cmd, update)
                 if outcome.pop("missing", False) and await self.catch_up():
                     continue  # the inputs were behind: decide again now they have caught up

@@ -63,12 +63,25 @@ def send_command(settings: Settings, command: dict[str, Any], *, timeout: float 
     return outcome
 
 
+def _control_room_now(s: Settings) -> float:
+    """Wall time, or the feed's event time when it runs ahead (a simulated day at speed).
+
+    The command is stamped once, here, so a replay of the command log gives the same
+    audit trail and deadlines.
+    """
+    r = store.connect(s.redis)
+    try:
+        return max(time.time(), queries.event_now(r))
+    finally:
+        r.close()
+
+
 def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
     command = {
         "v": 1, "command_id": str(uuid.uuid4()), "target": args.target, "id": args.id,
         "action": args.action, "actor": args.actor, "role": args.role,
         "grids": [g for g in (args.grids or "").split(",") if g], "note": args.note or "",
-        "ts": format_time(args.at if args.at is not None else time.time()),
+        "ts": format_time(args.at if args.at is not None else _control_room_now(s)),
     }
     outcome = send_command(s, command)
     if args.json:

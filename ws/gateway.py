@@ -331,7 +331,11 @@ class Gateway:
             self.metrics.commands.labels(exc.reason).inc()
             conn.send_raw(result(msg, ok=False, reason=exc.reason))
             return
-        record = command_record(user, cmd, now=time.time())
+        # The command happens "now" on the control room's clock: the feed's event time
+        # when it runs ahead of the wall clock (a simulated day at speed). Stamped here,
+        # once, so a replay of the command log applies it exactly as the first time.
+        marks = [float(v) for v in await self.hub.r.hvals(keys.WATERMARKS)]
+        record = command_record(user, cmd, now=max([time.time(), *marks]))
         try:
             if self.producer is None:
                 raise ConnectionError("no Kafka producer")
