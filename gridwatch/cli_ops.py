@@ -38,11 +38,12 @@ def send_command(settings: Settings, command: dict[str, Any], *, timeout: float 
         GridwatchError: no outcome within ``timeout`` (is a worker running?).
     """
     from .streams.producer import make_producer
-    from .streams.topics import COMMANDS
+    from .streams.topics import COMMANDS, command_key
 
     producer = make_producer(settings)
     try:
-        producer.send(COMMANDS, key=command["id"].encode(), value=orjson.dumps(command)).get(timeout=15)
+        key = command_key(command["target"], command["id"])
+        producer.send(COMMANDS, key=key, value=orjson.dumps(command)).get(timeout=15)
     finally:
         producer.close()
 

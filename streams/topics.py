@@ -54,6 +54,18 @@ ALIASES = {
 }
 
 
+def command_key(target: str, target_id: str) -> bytes:
+    """The key of a command: its alert's id, also for a task (``tk-<alert id>-<n>``).
+
+    Every command of one alert's loop — ack, dispatch, the task's accept, arrive, done —
+    then lands on one partition of ``gridwatch.commands`` and is applied in the order
+    it was sent, also when the log is replayed.
+    """
+    if target == "task" and target_id.startswith("tk-") and "-" in target_id[3:]:
+        return target_id[3:].rsplit("-", 1)[0].encode()
+    return target_id.encode()
+
+
 def all_topics(partitions: int) -> dict[str, int]:
     """Every topic with its partition count (commands and dead letters included)."""
     topics = {t.name: partitions for t in INPUTS}

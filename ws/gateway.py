@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from gridwatch.streams.topics import COMMANDS
+from gridwatch.streams.topics import COMMANDS, command_key
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -340,7 +340,7 @@ class Gateway:
             if self.producer is None:
                 raise ConnectionError("no Kafka producer")
             await self.producer.send_and_wait(COMMANDS, orjson.dumps(record),
-                                              key=cmd["id"].encode())
+                                              key=command_key(cmd["target"], cmd["id"]))
         except Exception as exc:  # any broker failure: the client must hear of it
             log.warning("command %s not produced: %s", cmd["command_id"], exc)
             self.metrics.commands.labels("kafka_unavailable").inc()
