@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import redis
-from gridwatch.streams.admin import ensure_topics
+from gridwatch.streams.admin import recreate_topics
 from gridwatch.streams.topics import all_topics
 
 from gridwatch import settings as settings_mod
@@ -52,33 +52,7 @@ def up(s: settings_mod.Settings) -> None:
 
 def reset_topics(s: settings_mod.Settings) -> None:
     """Delete and re-create every gridwatch topic: empty topics, offsets from 0."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import UnknownTopicOrPartitionError
-
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka, client_id="gridwatch-bench")
-    try:
-        names = [n for n in admin.list_topics() if n in all_topics(s.partitions)]
-        if names:
-            try:
-                admin.delete_topics(names, timeout_ms=30000)
-            except UnknownTopicOrPartitionError:
-                pass
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if not set(names) & set(admin.list_topics()):
-                break
-            time.sleep(0.2)
-    finally:
-        admin.close()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            ensure_topics(s)
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    recreate_topics(s)
     wait_for_leaders(s)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -54,3 +56,37 @@ def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> lis
         return missing
     finally:
         admin.close()
+
+
+def recreate_topics(settings: Settings, *, timeout: float = 60.0) -> None:
+    """Delete every gridwatch topic and create it again: empty topics, offsets from 0.
+
+    For test and benchmark stacks, which start each run from an empty log.
+
+    Raises:
+        StackError: the topics could not be created again within ``timeout`` seconds.
+    """
+    from kafka.errors import UnknownTopicOrPartitionError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka, client_id="gridwatch-admin")
+    try:
+        names = [n for n in admin.list_topics() if n in all_topics(settings.partitions)]
+        if names:
+            try:
+                admin.delete_topics(names, timeout_ms=int(timeout * 1000))
+            except UnknownTopicOrPartitionError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and set(names) & set(admin.list_topics()):
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ensure_topics(settings)
+            return
+        except Exception as exc:  # noqa: BLE001 - the deletion may still be settling
+            if time.monotonic() > deadline:
+                raise StackError(f"topics not re-created within {timeout:.0f} s: {exc}") from exc
+            time.sleep(0.5)

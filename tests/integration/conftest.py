@@ -22,7 +22,6 @@ import redis
 
 from gridwatch import settings as settings_mod
 from gridwatch import stack
-from gridwatch.streams.topics import all_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 # GRIDWATCH_TEST_SLOT=N gives a test run a stack of its own (Kafka 19192+10N, Redis
@@ -56,35 +55,9 @@ def stack_settings() -> Iterator[settings_mod.Settings]:
 
 
 def _reset_topics(s: settings_mod.Settings) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.errors import UnknownTopicOrPartitionError
+    from gridwatch.streams.admin import recreate_topics
 
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka, client_id="gridwatch-tests")
-    try:
-        names = [n for n in admin.list_topics() if n in all_topics(s.partitions)]
-        if names:
-            try:
-                admin.delete_topics(names, timeout_ms=30000)
-            except UnknownTopicOrPartitionError:
-                pass
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if not set(names) & set(admin.list_topics()):
-                break
-            time.sleep(0.2)
-    finally:
-        admin.close()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            from gridwatch.streams.admin import ensure_topics
-
-            ensure_topics(s)
-            return
-        except Exception:  # noqa: BLE001 - topic deletion may still be settling
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    recreate_topics(s)
 
 
 @pytest.fixture
