@@ -26,7 +26,7 @@ from . import escalation, lifecycle
 from .escalation import Deadline, EscalationConfig
 from .fold import BatchUpdate, DeadLetter, RawRecord
 from .grid_index import GridIndex
-from .records_io import write_alert, write_deadline, write_task
+from .records_io import load_records, write_alert, write_deadline, write_task
 
 log = logging.getLogger("gridwatch.commands")
 
@@ -106,18 +106,10 @@ class CommandApplier:
         self.applied: dict[str, int] | None = None
         self.stats = {"applied": 0, "refused": 0, "bad": 0}
 
-    async def _load(self, record_keys: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
-        pipe = self.store.redis.pipeline(transaction=False)
-        pipe.mget(record_keys)
-        pipe.hmget(keys.VERSIONS, record_keys)
-        values, vers = await pipe.execute()
-        found = {k: orjson.loads(v) for k, v in zip(record_keys, values) if v}
-        return found, {k: int(v or 0) for k, v in zip(record_keys, vers)}
-
     async def decide(self, cmd: Command, update: BatchUpdate) -> dict[str, Any]:
         """Decide one command into ``update``; returns its outcome."""
         if cmd.target == "task":
-            found, versions = await self._load([keys.task(cmd.id)])
+            found, versions = await load_records(self.store.redis, [keys.task(cmd.id)])
             task_raw = found.get(keys.task(cmd.id))
             if task_raw is None:
                 return {"ok": False, "reason": f"no task {cmd.id}", "missing": True}
@@ -127,13 +119,13 @@ class CommandApplier:
         else:
             task, alert_id = None, cmd.id
         a_key = keys.alert(alert_id)
-        found, more = await self._load([a_key, keys.deadline(alert_id)])
+        found, more = await load_records(self.store.redis, [a_key, keys.deadline(alert_id)])
         versions = {**(versions if cmd.target == "task" else {}), **more}
         if a_key not in found:
             return {"ok": False, "reason": f"no alert {alert_id}", "missing": True}
         alert = Alert.from_dict(found[a_key])
         if task is None and alert.task_id:
-            tfound, tvers = await self._load([keys.task(alert.task_id)])
+            tfound, tvers = await load_records(self.store.redis, [keys.task(alert.task_id)])
             if keys.task(alert.task_id) in tfound:
                 task = Task.from_dict(tfound[keys.task(alert.task_id)])
             versions.update(tvers)
@@ -152,7 +144,7 @@ class CommandApplier:
         if new_task is not None and (task is None or new_task != task or new_task.id != task.id):
             t_key = keys.task(new_task.id)
             if t_key not in versions:
-                versions.update((await self._load([t_key]))[1])
+                versions.update((await load_records(self.store.redis, [t_key]))[1])
             write_task(update, new_task, versions.get(t_key, 0))
         write_deadline(update, alert_id, deadline)
         if new_alert.grid_id:

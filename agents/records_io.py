@@ -235,6 +235,17 @@ async def load_alerts(redis: Any, view: View, ids: Iterable[str],
     return versions
 
 
+async def load_records(redis: Any, record_keys: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """The JSON records stored under ``record_keys`` (absent ones left out) and the
+    version of every key (0 for a key never written), in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.mget(record_keys)
+    pipe.hmget(keys.VERSIONS, record_keys)
+    values, vers = await pipe.execute()
+    return ({k: orjson.loads(v) for k, v in zip(record_keys, values) if v},
+            {k: int(v or 0) for k, v in zip(record_keys, vers)})
+
+
 async def versions_of(redis: Any, record_keys: Iterable[str]) -> dict[str, int]:
     """The current version of each record key (0 for a key never written)."""
     record_keys = sorted(set(record_keys))

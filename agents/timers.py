@@ -16,7 +16,6 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 
 from .. import keys
 from ..schemas.records import Alert, Task
@@ -25,7 +24,7 @@ from . import escalation, liveness
 from .decide import DecideConfig, source_state
 from .escalation import Deadline
 from .fold import BatchUpdate
-from .records_io import write_alert, write_deadline
+from .records_io import load_records, write_alert, write_deadline
 
 log = logging.getLogger("gridwatch.timers")
 
@@ -43,14 +42,6 @@ class Timers:
         self.store = store
         self.config = config
         self.stats = {"escalations": 0, "silent": 0}
-
-    async def _records(self, record_keys: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
-        pipe = self.store.redis.pipeline(transaction=False)
-        pipe.mget(record_keys)
-        pipe.hmget(keys.VERSIONS, record_keys)
-        values, vers = await pipe.execute()
-        return ({k: orjson.loads(v) for k, v in zip(record_keys, values) if v},
-                {k: int(v or 0) for k, v in zip(record_keys, vers)})
 
     async def fire_due(self, now: float, *, limit: int = 200) -> int:
         """Fire every deadline due at ``now``; returns the escalation alerts raised."""
@@ -70,7 +61,7 @@ class Timers:
 
     async def _fire_one(self, alert_id: str, now: float) -> int:
         a_key, d_key = keys.alert(alert_id), keys.deadline(alert_id)
-        found, versions = await self._records([a_key, d_key])
+        found, versions = await load_records(self.store.redis, [a_key, d_key])
         update = BatchUpdate()
         if a_key not in found or d_key not in found:
             write_deadline(update, alert_id, None)
@@ -81,7 +72,7 @@ class Timers:
         deadline = Deadline.from_dict(found[d_key])
         task: Task | None = None
         if alert.task_id:
-            t_found, _ = await self._records([keys.task(alert.task_id)])
+            t_found, _ = await load_records(self.store.redis, [keys.task(alert.task_id)])
             if keys.task(alert.task_id) in t_found:
                 task = Task.from_dict(t_found[keys.task(alert.task_id)])
         raised, next_deadline = escalation.fire_all(deadline, alert, task, now, self.config.escalation)
@@ -89,7 +80,7 @@ class Timers:
             next_deadline = escalation.next_deadline(alert, task, self.config.escalation)
         source = alert
         e_keys = [keys.alert(e.id) for e in raised]
-        _, e_versions = await self._records(e_keys) if e_keys else ({}, {})
+        _, e_versions = await load_records(self.store.redis, e_keys) if e_keys else ({}, {})
         for esc in raised:
             write_alert(update, esc, e_versions.get(keys.alert(esc.id), 0))
             source = escalation.escalated(source, esc)
