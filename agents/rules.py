@@ -118,7 +118,7 @@ class RuleTable:
         unevaluated.
         """
         index = bisect_right(self._starts, ts) - 1
-        return self.versions[max(index, 0)]
+        return self.versions[index if index > 0 else 0]
 
     def visit_horizon_s(self, grace_s: float = 600.0) -> float:
         """How far back (seconds before the newest scan) red-code visits must be kept.

@@ -487,6 +487,51 @@ def test_one_field_replaced_by_anything_decodes_or_names_a_field(
         assert isinstance(event, cls)
 
 
+def _two_mutations(cls: type) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid example with up to two fields replaced (or removed) by anything."""
+    names = [f.name for f in FIELDS[cls]] + ["v", "extra"]
+    change = st.tuples(st.sampled_from(names), JSON_VALUES | st.just(REMOVE))
+
+    def apply(changes: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(VALID[cls])
+        for name, value in changes:
+            if value is REMOVE:
+                obj.pop(name, None)
+            else:
+                obj[name] = value
+        return obj
+
+    return st.lists(change, max_size=2).map(apply)
+
+
+REMOVE = object()
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_fast_scan_path_agrees_with_the_field_table(data: st.DataObject) -> None:
+    """The quick check of a scan never accepts what the table refuses, and what it
+    accepts decodes to the very same event."""
+    from gridwatch.schemas.events import _fast_scan, decode_fields
+
+    obj = orjson.loads(orjson.dumps(data.draw(_two_mutations(CheckpointScan))))
+    fast = _fast_scan(obj)
+    try:
+        slow = decode_fields(obj, CheckpointScan)
+    except DecodeError:
+        assert fast is None
+    else:
+        assert fast is None or fast == slow
+
+
+def test_the_fast_scan_path_takes_the_common_case() -> None:
+    from gridwatch.schemas.events import _fast_scan
+
+    assert _fast_scan(dict(VALID[CheckpointScan])) is not None
+    assert _fast_scan({**VALID[CheckpointScan], "v": 1}) is not None
+    assert _fast_scan({**VALID[CheckpointScan], "last_negative_test_at": None}) is not None
+
+
 TEXT = st.text(min_size=1, max_size=MAX_STRING).filter(lambda s: len(s) <= MAX_STRING)
 # Seconds since the epoch from 1971 to 2100, at millisecond resolution, and offsets.
 INSTANTS = st.integers(31_536_000_000, 4_102_444_800_000).map(lambda ms: ms / 1000)
