@@ -121,13 +121,21 @@ def fold_batch(
     update = BatchUpdate()
     wm = dict(watermarks)
     fresh: list[tuple[RawRecord, Event, str]] = []  # (record, event, late prefix)
+    offsets = update.offsets
+    field_of: dict[tuple[str, int], str] = {}
     for rec in records:
-        pfield = keys.partition_field(rec.topic, rec.partition)
+        tp = (rec.topic, rec.partition)
+        pfield = field_of.get(tp)
+        if pfield is None:
+            pfield = field_of[tp] = keys.partition_field(rec.topic, rec.partition)
         before = applied.get(pfield, -1)
         if rec.offset <= before:
             continue  # applied by an earlier run: at-least-once delivery made it twice
-        prev = update.offsets.get(pfield)
-        update.offsets[pfield] = (prev[0] if prev else before, max(rec.offset, prev[1] if prev else -1))
+        prev = offsets.get(pfield)
+        if prev is None:
+            offsets[pfield] = (before, rec.offset)
+        elif rec.offset > prev[1]:
+            offsets[pfield] = (prev[0], rec.offset)
         topic = INPUT_BY_NAME.get(rec.topic)
         try:
             if topic is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 from .. import keys
 from ..settings import Settings
@@ -32,6 +32,31 @@ from .risk_refresh import RiskRefresher
 log = logging.getLogger("gridwatch.ingest")
 
 Publisher = Callable[[BatchUpdate], Awaitable[None]]
+
+
+class OffsetGap(Exception):
+    """A batch does not start right after the offset Redis holds for its partition:
+    Redis lost its last writes (or a record is missing). Nothing was applied."""
+
+    def __init__(self, expected: dict[str, int]) -> None:
+        super().__init__(", ".join(f"{f}: next is {o}" for f, o in expected.items()))
+        self.expected = expected  # partition field -> offset that must come next
+
+
+def gaps(records: list[RawRecord], applied: dict[str, int]) -> dict[str, int]:
+    """Partitions whose first record in the batch comes after the next one expected
+    (field -> the offset expected)."""
+    out: dict[str, int] = {}
+    seen: set[str] = set()
+    for rec in records:
+        f = keys.partition_field(rec.topic, rec.partition)
+        if f in seen:
+            continue
+        seen.add(f)
+        expected = applied.get(f, -1) + 1
+        if rec.offset > expected:
+            out[f] = expected
+    return out
 
 
 def _transient(exc: BaseException) -> bool:
@@ -62,11 +87,21 @@ class BatchApplier:
         self.applied = await self.store.offsets()
         self.watermarks = await self.store.watermarks()
 
-    async def prepare(self, records: list[RawRecord]) -> BatchUpdate:
-        """Fold and decide one batch against the state in Redis now."""
+    async def prepare(self, records: list[RawRecord], *,
+                      allow_gaps: Collection[str] | None = None) -> BatchUpdate:
+        """Fold and decide one batch against the state in Redis now.
+
+        Raises:
+            OffsetGap: with ``allow_gaps`` given, a partition (not in it) whose records
+                do not follow on from the offset Redis holds.
+        """
         if self.applied is None:
             await self.reload()
         assert self.applied is not None
+        if allow_gaps is not None:
+            missing = {f: o for f, o in gaps(records, self.applied).items() if f not in allow_gaps}
+            if missing:
+                raise OffsetGap(missing)
         update = fold_batch(records, index=self.index, applied=self.applied,
                             watermarks=self.watermarks, grace_s=self.settings.grace_s)
         if update.empty or not update.events:
@@ -85,12 +120,18 @@ class BatchApplier:
         update.decisions = decisions  # type: ignore[attr-defined]
         return update
 
-    async def handle(self, records: list[RawRecord]) -> BatchUpdate:
-        """Fold, decide, publish and apply one batch; returns the update applied."""
+    async def handle(self, records: list[RawRecord], *,
+                     allow_gaps: Collection[str] | None = None) -> BatchUpdate:
+        """Fold, decide, publish and apply one batch; returns the update applied.
+
+        With ``allow_gaps`` (a set of partition fields, possibly empty), a batch that
+        does not follow on from Redis's offsets raises :class:`OffsetGap` instead of
+        being applied; without it, records are applied wherever they start.
+        """
         delay = 0.1
         while True:
             try:
-                update = await self.prepare(records)
+                update = await self.prepare(records, allow_gaps=allow_gaps)
                 if update.empty:
                     return update
                 if self.publish is not None:

@@ -42,6 +42,9 @@ class WorkerMetrics:
                       alerts: int, seconds: float) -> None:
         self.events_in.labels(topic).inc(consumed)
         self.applied.labels(topic).inc(applied)
+        self.observe_batch_totals(deadletter, late, alerts, seconds)
+
+    def observe_batch_totals(self, deadletter: int, late: int, alerts: int, seconds: float) -> None:
         self.deadletter.inc(deadletter)
         self.late.inc(late)
         self.alerts.inc(alerts)
@@ -51,7 +54,11 @@ class WorkerMetrics:
 
 async def serve(metrics: WorkerMetrics, host: str, port: int,
                 health: Callable[[], Any]) -> asyncio.AbstractServer | None:
-    """Serve ``/metrics`` and ``/healthz``; returns None when the port is taken."""
+    """Serve ``/metrics`` and ``/healthz``.
+
+    A second worker on the same host finds the port taken and takes the next free one
+    (up to 20 above), so every worker can be scraped; returns None when none is free.
+    """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -76,10 +83,15 @@ async def serve(metrics: WorkerMetrics, host: str, port: int,
         finally:
             writer.close()
 
-    try:
-        server = await asyncio.start_server(handle, host, port)
-    except OSError as exc:
-        log.warning("metrics: cannot listen on %s:%d (%s); running without", host, port, exc)
-        return None
-    log.info("metrics and health on http://%s:%d/metrics and /healthz", host, port)
-    return server
+    last: OSError | None = None
+    for candidate in range(port, port + 21):
+        try:
+            server = await asyncio.start_server(handle, host, candidate)
+        except OSError as exc:
+            last = exc
+            continue
+        log.info("metrics and health on http://%s:%d/metrics and /healthz", host, candidate)
+        return server
+    log.warning("metrics: cannot listen on %s:%d-%d (%s); running without", host, port,
+                port + 20, last)
+    return None

@@ -1,6 +1,7 @@
 """The faust worker: the agents are thin shells around the pure core.
 
-- one ingest agent per input topic: take a batch -> :class:`~.ingest.BatchApplier`;
+- the ingest loop (:mod:`.consume`, plain aiokafka ``getmany()``) reads the three
+  input topics batch by batch -> :class:`~.ingest.BatchApplier`;
 - the command agent: each command -> :class:`~.commands.CommandApplier`;
 - background tasks: the risk refresher (dirty grids, every 100 ms) and the timers
   (escalations every 2 s, silent sources every 30 s).
@@ -28,6 +29,7 @@ from .decide import DecideConfig
 from .fold import RawRecord
 from .forecast_refresh import ForecastRefresher
 from .grid_index import GridIndex
+from .consume import IngestLoop
 from .ingest import BatchApplier, publisher
 from .metrics import WorkerMetrics
 from .metrics import serve as serve_metrics
@@ -86,19 +88,35 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
 
     metrics = WorkerMetrics()
 
-    for spec in topics.INPUTS:
-        async def consume(stream: faust.StreamT, _name: str = spec.name) -> None:
-            async for events in stream.take_events(settings.batch, within=settings.batch_within_s):
-                started = time.perf_counter()
-                update = await applier.handle(_records(events))
-                took = time.perf_counter() - started
-                decisions = getattr(update, "decisions", None)
-                metrics.observe_batch(_name, len(events), len(update.events), len(update.deadletters),
-                                      update.late, len(decisions.new_alert_ids) if decisions else 0, took)
-                log.debug("%s: %d records in %.1f ms", _name, len(events), took * 1000)
+    seen = {"conflicts": 0}
 
-        app.agent(app.topic(spec.name, **raw),
-                  name=f"gridwatch.ingest.{spec.name.split('.')[-1]}")(consume)
+    def observe(records: list[RawRecord], update: object, took: float) -> None:
+        per_topic: dict[str, int] = {}
+        for rec in records:
+            per_topic[rec.topic] = per_topic.get(rec.topic, 0) + 1
+        applied_per_topic: dict[str, int] = {}
+        for rec, _, _ in getattr(update, "events", ()):
+            applied_per_topic[rec.topic] = applied_per_topic.get(rec.topic, 0) + 1
+        decisions = getattr(update, "decisions", None)
+        metrics.conflicts.inc(applier.stats["conflicts"] - seen["conflicts"])
+        seen["conflicts"] = applier.stats["conflicts"]
+        for topic, n in per_topic.items():
+            metrics.events_in.labels(topic).inc(n)
+            metrics.applied.labels(topic).inc(applied_per_topic.get(topic, 0))
+        metrics.observe_batch_totals(len(getattr(update, "deadletters", ())), getattr(update, "late", 0),
+                                     len(decisions.new_alert_ids) if decisions else 0, took)
+        log.debug("ingest: %d records in %.1f ms", len(records), took * 1000)
+
+    ingest = IngestLoop(settings, applier, observe=observe)
+
+    async def run_ingest() -> None:
+        try:
+            await ingest.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug, not bad input (that is dead-lettered): stop loudly
+            log.exception("ingest loop failed; stopping the worker")
+            await app.crash(exc)
 
     async def consume_commands(stream: faust.StreamT) -> None:
         async for events in stream.take_events(100, within=0.02):
@@ -118,6 +136,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         # Recompute every grid once at start: a crash may have lost the dirty set.
         grids = [g.id for g in index.grids]
         await risk.refresh(grids)
+        app.add_future(run_ingest())
         app.add_future(risk.run())
         app.add_future(forecasts.run())
         if settings.timers:
@@ -131,24 +150,11 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         lag = sum(int(v) for v in _lag().values())
         idle = time.time() - (metrics.last_batch._value.get() or started_at)
         return {"ok": redis_ok and not (lag > 0 and idle > 60), "redis": redis_ok,
-                "lag": lag, "seconds_since_last_batch": round(idle, 1), **applier.stats}
+                "lag": lag, "seconds_since_last_batch": round(idle, 1),
+                "retention_gaps": ingest.accepted_gaps, **applier.stats}
 
     def _lag() -> dict[str, int]:
-        out: dict[str, int] = {}
-        try:
-            assigned = app.consumer.assignment()
-        except Exception:  # noqa: BLE001 - not started yet
-            return out
-        for tp in assigned:
-            if tp.topic not in topics.INPUT_BY_NAME:
-                continue
-            try:
-                high = app.consumer.highwater(tp)
-            except Exception:  # noqa: BLE001
-                continue
-            done = (applier.applied or {}).get(f"{tp.topic}:{tp.partition}", -1)
-            out[tp.topic] = out.get(tp.topic, 0) + max(0, (high or 0) - done - 1)
-        return out
+        return ingest.lag()
 
     started_at = time.time()
 
@@ -186,4 +192,9 @@ def run(settings: Settings, *, loglevel: str = "info") -> None:
     except ImportError:
         log.info("uvloop not installed: running on asyncio's default loop")
     app, _ = build(settings)
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    from ..logs import config as log_config
+
+    # faust's own setup would colour text for a terminal; ours writes plain text or
+    # JSON lines (GRIDWATCH_LOG_FORMAT) to stderr, the same as the gateway.
+    Worker(app, loglevel=loglevel, quiet=True,
+           logging_config=log_config(settings.log_format, loglevel)).execute_from_commandline()

@@ -42,6 +42,7 @@ from pathlib import Path
 import _stack  # bench/_stack.py: the script's own folder is first on sys.path
 import orjson
 from gridwatch.streams.simulate import CST, CityDay, Simulator
+from gridwatch.agents.consume import ingest_group
 from gridwatch.streams.topics import INPUTS
 
 from gridwatch import keys, store
@@ -229,7 +230,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path)
                 last_n, deadline = n, time.monotonic() + 120
             if first_at and now >= next_sample:
                 applied_lag.append((now - first_at, _applied_lag(r, ends)))
-                lag = _committed_lag(admin, s.group, ends)
+                lag = _committed_lag(admin, ingest_group(s), ends)
                 if lag is not None:
                     committed_lag.append((now - first_at, lag))
                 next_sample = now + 0.5
@@ -247,7 +248,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path)
         # The group commits about once a second: give it a moment to catch up.
         settle = time.monotonic() + 5
         while time.monotonic() < settle:
-            lag = _committed_lag(admin, s.group, ends)
+            lag = _committed_lag(admin, ingest_group(s), ends)
             if lag is not None:
                 committed_lag.append((time.perf_counter() - first_at, lag))
                 if lag == 0:
