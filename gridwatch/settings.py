@@ -22,7 +22,9 @@ GRIDWATCH_WEB_ORIGIN       allowed browser Origin(s), comma separated          h
 GRIDWATCH_TRACE_DAYS       how long person traces are kept                     14
 GRIDWATCH_GROUP            the workers' Kafka consumer group                   gridwatch-worker
 GRIDWATCH_TIMERS           run escalation and liveness timers (1/0)            1
-GRIDWATCH_WORKER_HTTP      worker metrics and health, host:port (0 = off)     127.0.0.1:9464
+GRIDWATCH_WORKER_HTTP      worker metrics and health, host:port (0 = off;      127.0.0.1:9464
+                           a taken port: the next free one, up to 20 above)
+GRIDWATCH_LOG_FORMAT       text, or json (one JSON object per line)            text
 =========================  ==================================================  ======================
 """
 
@@ -68,6 +70,7 @@ class Settings:
     group: str = "gridwatch-worker"
     timers: bool = True
     worker_http: str = "127.0.0.1:9464"
+    log_format: str = "text"
 
     @property
     def kafka_port(self) -> int:
@@ -159,7 +162,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         group=env.get("GRIDWATCH_GROUP") or base.group,
         worker_http=env.get("GRIDWATCH_WORKER_HTTP") or base.worker_http,
         timers=env.get("GRIDWATCH_TIMERS", "1").strip().lower() not in ("0", "false", "no", "off"),
+        log_format=(env.get("GRIDWATCH_LOG_FORMAT") or base.log_format).strip().lower(),
     )
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError(f"GRIDWATCH_LOG_FORMAT={settings.log_format!r}: expected text or json")
     if ":" not in settings.kafka:
         raise ConfigError(f"GRIDWATCH_KAFKA={settings.kafka!r}: expected host:port")
     if not settings.redis.startswith(("redis://", "rediss://", "unix://")):
