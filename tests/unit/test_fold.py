@@ -530,3 +530,16 @@ def test_interleaving_of_partitions_does_not_change_the_result(order: str) -> No
         # Same per-partition order, partitions concatenated instead of interleaved.
         records = sorted(records, key=lambda r: (r.partition, r.topic, r.offset))
     assert _fold_in_batches(records, [len(records)])[0] == reference
+
+
+def test_gaps_name_the_partitions_that_do_not_follow_on_from_redis() -> None:
+    from gridwatch.agents.ingest import gaps
+
+    t = "gridwatch.checkpoint-scans"
+    recs = [RawRecord(t, 0, 5, b"{}"), RawRecord(t, 0, 6, b"{}"),
+            RawRecord(t, 1, 0, b"{}"), RawRecord(t, 2, 9, b"{}"), RawRecord(t, 3, 3, b"{}")]
+    applied = {f"{t}:0": 4, f"{t}:2": 3, f"{t}:3": 7}
+    # 0 follows on (4 -> 5); 1 starts at 0 with nothing applied; 2 skips 4..8;
+    # 3 is behind (already applied records are skipped by the fold, not a gap).
+    assert gaps(recs, applied) == {f"{t}:2": 4}
+    assert gaps([RawRecord(t, 1, 2, b"{}")], {}) == {f"{t}:1": 0}
