@@ -40,6 +40,10 @@ from gridwatch.city import load_city
 
 from .conftest import Workers, _reset_topics, wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from _drill import dump_diff
+from _drill import progress as _progress
+
 pytestmark = pytest.mark.integration
 
 SEED = 11
@@ -148,12 +152,6 @@ def _send(s: settings_mod.Settings, messages: list[Message]) -> None:
     _note(f"sent {len(messages):,} messages")
 
 
-def _progress(r: redis.Redis) -> int:
-    """Messages applied so far (valid ones per kind plus dead letters)."""
-    sm = store.summary(r)
-    return sm["checkpoint_scans"] + sm["loiter_reports"] + sm["station_tickets"] + sm["deadletter"]
-
-
 def _wait_applied_and_quiet(r: redis.Redis, total: int) -> None:
     """Wait until every message is applied and the risk refresher has gone quiet
     (its channel stream and the stored offsets unchanged over three looks)."""
@@ -177,39 +175,6 @@ def _reset(s: settings_mod.Settings) -> settings_mod.Settings:
     r.flushdb()
     r.close()
     return s.with_(group=f"gridwatch-test-{uuid.uuid4().hex[:8]}")
-
-
-def _short(value: Any, limit: int = 300) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
-
-
-def dump_diff(expected: dict[str, Any], actual: dict[str, Any], *, limit: int = 10) -> str:
-    """A readable account of how two dumps differ ("" when they are equal)."""
-    lines: list[str] = []
-    missing = sorted(expected.keys() - actual.keys())
-    extra = sorted(actual.keys() - expected.keys())
-    if missing:
-        lines.append(f"{len(missing)} keys missing, first: {missing[:limit]}")
-    if extra:
-        lines.append(f"{len(extra)} keys not in the reference, first: {extra[:limit]}")
-    differing = [k for k in sorted(expected.keys() & actual.keys()) if expected[k] != actual[k]]
-    if differing:
-        lines.append(f"{len(differing)} keys with other values; the first {min(limit, len(differing))}:")
-    for k in differing[:limit]:
-        want, got = expected[k], actual[k]
-        if isinstance(want, dict) and isinstance(got, dict):
-            fields = sorted(set(want) | set(got))
-            changed = {f: (want.get(f), got.get(f)) for f in fields if want.get(f) != got.get(f)}
-            lines.append(f"  {k}: fields (reference, run): {_short(changed)}")
-        elif isinstance(want, str) and isinstance(got, str):
-            at = next((i for i, (x, y) in enumerate(zip(want, got)) if x != y), min(len(want), len(got)))
-            lo = max(0, at - 60)
-            lines.append(f"  {k}: first difference at character {at}:\n"
-                         f"    reference ...{want[lo:at + 60]!r}\n    run       ...{got[lo:at + 60]!r}")
-        else:
-            lines.append(f"  {k}:\n    reference {_short(want)}\n    run       {_short(got)}")
-    return "\n".join(lines)
 
 
 def _assert_same_state(reference: dict[str, Any], r: redis.Redis) -> None:
