@@ -60,7 +60,9 @@ def run_one(name: str, args: argparse.Namespace, logdir: Path) -> _drill.Result:
         fault = _drill.kafka_fault(down_s=args.down_s, hard=args.hard)
     elif name == "worker-pause":
         fault = _drill.pause_fault(args.pause)
-        # Feed long enough to outlast the pause: the whole pause happens under load.
+        # Feed long enough to outlast the pause, so the whole pause happens under load
+        # (at no more than --pause-rate, to keep the clean run short).
+        rate = min(rate, args.pause_rate)
         events = max(events, int(rate * (args.pause / (1 - args.fault_at) + 20)))
     else:
         raise SystemExit(f"unknown drill {name!r}; one of {', '.join(ALL)} or all")
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down-s", type=float, default=5.0, help="seconds Redis or Kafka stays down")
     parser.add_argument("--hard", action="store_true", help="kafka-restart, gateway-restart: SIGKILL, not SIGTERM")
     parser.add_argument("--pause", type=float, default=120.0, help="worker-pause: seconds SIGSTOPped")
+    parser.add_argument("--pause-rate", type=float, default=400.0,
+                        help="worker-pause: highest feed rate (the feed outlasts the pause)")
     parser.add_argument("--clients", type=int, default=100, help="gateway-restart: WebSocket clients")
     parser.add_argument("--seconds", type=float, default=40.0, help="gateway-restart: seconds of feed")
     parser.add_argument("--valid", type=int, default=50_000, help="bad-input: valid events")
