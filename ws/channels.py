@@ -3,9 +3,10 @@
 No I/O here. The gateway's shared readers turn every channel entry into one encoded
 frame plus a set of *tags*; a connection receives the frame when its user's
 subscription tags meet the message's tags. Each connection owns an :class:`Outbox`:
-alerts, tasks and forecasts go out in order at once, grid deltas are coalesced (latest
-per grid wins, flushed at most every ``grid_interval_s``), a per-channel cursor drops
-anything already sent, and the bound tells the gateway when a client is too slow.
+alerts, tasks and forecasts go out in order at once, replayed grid deltas are coalesced
+(latest per grid wins, flushed at most every ``grid_interval_s``; live ones arrive
+already coalesced, in one batch frame per interval, from the hub), a per-channel cursor
+drops anything already sent, and the bound tells the gateway when a client is too slow.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from gridwatch import keys
@@ -31,6 +33,7 @@ EVERYTHING = "all"  # the tag every message carries; officers and admins subscri
 StreamId = tuple[int, int]
 
 
+@lru_cache(maxsize=8192)  # a live entry's id is parsed once for all its recipients
 def parse_id(stream_id: str | bytes) -> StreamId:
     """A Redis stream id ``"<ms>-<seq>"`` as a comparable pair.
 
@@ -102,6 +105,12 @@ def frame(channel: str, stream_id: str, data: bytes) -> bytes:
     ``data`` is the entry's JSON exactly as the worker wrote it: no decode and re-encode.
     """
     return b'{"ch":"' + channel.encode() + b'","id":"' + stream_id.encode() + b'","m":' + data + b"}"
+
+
+def grid_batch_frame(stream_id: str, deltas: list[bytes]) -> bytes:
+    """One frame carrying several grid deltas (latest per grid, oldest first); ``id`` is
+    the newest one's stream id, so resuming from it misses none of the grids' states."""
+    return b'{"ch":"grids","id":"' + stream_id.encode() + b'","ms":[' + b",".join(deltas) + b"]}"
 
 
 def coalesce_key(channel: str, msg: Mapping[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import signal
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from gridwatch import keys, users
 from gridwatch.settings import Settings
@@ -300,9 +302,10 @@ class Gateway:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(conn.wake.wait(), timeout=due)
                     continue
-                for data in conn.outbox.take(loop.time()):
-                    await ws.send(data, text=True)
-                    self.metrics.sent.inc()
+                batch = conn.outbox.take(loop.time())
+                if batch:
+                    await send_frames(ws, batch)
+                    self.metrics.sent.inc(len(batch))
 
     def _close_slow(self, ws: ServerConnection, why: str) -> None:
         self.metrics.slow.inc()
@@ -311,9 +314,13 @@ class Gateway:
             ws.close(CLOSE_SLOW, "too slow: queue full, resume on reconnect"))
 
     async def _watch_session(self, ws: ServerConnection, token: str | None) -> None:
+        # A random phase per socket: clients that connected together (a gateway restart)
+        # must not all re-check (scrypt, on the event loop) in the same instant.
+        first = random.uniform(0.5, 1.0) * RECHECK_S
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await asyncio.sleep(RECHECK_S)
+                await asyncio.sleep(first or RECHECK_S)
+                first = 0.0
                 try:
                     await self.user_of(token, fresh=True)
                 except AuthError:
@@ -384,6 +391,9 @@ class Gateway:
         try:
             async with serve(self.handler, self.settings.gateway_host, self.settings.gateway_port,
                              process_request=self.process_request, max_size=64 * 1024,
+                             # No per-message deflate: compressing means one zlib pass per
+                             # client per frame, and frames are shared by all clients.
+                             compression=None,
                              ping_interval=20, ping_timeout=20, close_timeout=2,
                              server_header="gridwatch") as server:
                 log.info("gateway on http://%s:%d", self.settings.gateway_host,
@@ -398,6 +408,40 @@ class Gateway:
             if self.producer is not None:
                 await self.producer.stop()
             await self.hub.stop()
+
+
+def text_header(length: int) -> bytes:
+    """The header of an unmasked, final text frame of ``length`` bytes (RFC 6455 5.2)."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return b"\x81\x7e" + length.to_bytes(2, "big")
+    return b"\x81\x7f" + length.to_bytes(8, "big")
+
+
+async def send_frames(ws: ServerConnection, frames: list[bytes]) -> None:
+    """Send text frames to one client in one write (one syscall, not one per frame).
+
+    A server's text frame is a short header and the payload, unmasked and, with no
+    extension negotiated (the gateway offers none), unchanged: the same shared bytes
+    go to every client, so nothing is serialised per client. The frames are written
+    only while websockets' own state says the connection is open and no fragmented
+    message is under way; otherwise ``ws.send`` handles them (and raises once closed).
+    Flow control is websockets' own: ``drain`` waits while the socket's buffer is over
+    its limit.
+    """
+    proto = ws.protocol
+    if (proto.state is not State.OPEN or proto.extensions or proto.expect_continuation_frame
+            or ws.send_in_progress is not None):
+        for data in frames:
+            await ws.send(data, text=True)
+        return
+    parts: list[bytes] = []
+    for data in frames:
+        parts.append(text_header(len(data)))
+        parts.append(data)
+    ws.transport.writelines(parts)
+    await ws.drain()
 
 
 def result(msg: dict[str, Any], **fields: Any) -> bytes:
@@ -418,7 +462,14 @@ async def main(settings: Settings) -> None:
 def run(settings: Settings) -> None:
     """``gridwatch gateway``: serve the cockpit and ``/ws`` on the settings' host:port."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(main(settings))
+    # Per-connection open/close lines at INFO would be thousands of lines per reconnect wave.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:  # uvloop's transports write and schedule for less CPU than asyncio's own
+        import uvloop
+    except ImportError:
+        asyncio.run(main(settings))
+    else:
+        uvloop.run(main(settings))
 
 
 if __name__ == "__main__":

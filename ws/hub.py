@@ -5,6 +5,13 @@ clients. An entry is decoded once (to find its tags), framed once, and the same 
 are offered to every connection whose subscriptions meet the tags, through a tag
 index, so fan-out costs O(recipients). Snapshots and replays for one connecting client
 are read here too.
+
+Grid deltas are many (the worker rewrites every grid an event touched, every 100 ms)
+and every officer wants all of them, so they are coalesced here, once for everyone:
+the latest delta per grid is kept, and every ``grid_interval_s`` one batch frame
+``{"ch":"grids","id":<newest>,"ms":[delta, ...]}`` is built for all officers (the same
+bytes for each) and one per grid worker with deltas of their grids. A client then gets
+at most one grid frame per interval, whatever the rate of deltas.
 """
 
 from __future__ import annotations
@@ -21,7 +28,18 @@ import redis.asyncio as aioredis
 from gridwatch import keys
 
 from .auth import User
-from .channels import CHANNELS, Outbox, Overflow, coalesce_key, frame, may_see, tags_of
+from .channels import (
+    CHANNELS,
+    COALESCED,
+    EVERYTHING,
+    Outbox,
+    Overflow,
+    coalesce_key,
+    frame,
+    grid_batch_frame,
+    may_see,
+    tags_of,
+)
 
 log = logging.getLogger("gridwatch.gateway")
 
@@ -97,9 +115,13 @@ class Hub:
     """Shared channel readers, the tag index of connections, and snapshot reads."""
 
     def __init__(self, redis_url: str, *, grid_ids: Iterable[str], station_ids: Iterable[str],
-                 block_ms: int = 1000, count: int = 500) -> None:
+                 block_ms: int = 1000, count: int = 500,
+                 pool_size: int = 32, grid_interval_s: float = 0.1) -> None:
         self.redis_url = redis_url
-        self.r = aioredis.Redis.from_url(redis_url)
+        # A bounded pool that makes callers wait for a free connection: a burst of
+        # connecting clients (session checks, snapshots) must queue, not fail.
+        self.r = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=pool_size, timeout=30))
         self.grid_ids = tuple(grid_ids)
         self.station_ids = tuple(station_ids)
         self.block_ms = block_ms
@@ -108,6 +130,8 @@ class Hub:
         self.index: dict[str, set[Conn]] = {}
         self.position: dict[str, str] = {}
         self.sent_frames = 0
+        self.grid_interval_s = grid_interval_s
+        self._grids: dict[str, Entry] = {}  # grid -> its latest delta since the last flush
         self._tasks: list[asyncio.Task[None]] = []
         self._summary: bytes = b""
 
@@ -119,6 +143,7 @@ class Hub:
             self.position[ch] = await self.last_id(ch) or "0-0"
             self._tasks.append(asyncio.create_task(self._read(ch, key), name=f"read:{ch}"))
         self._tasks.append(asyncio.create_task(self._poll_summary(), name="summary"))
+        self._tasks.append(asyncio.create_task(self._flush_grids_loop(), name="grids"))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -143,12 +168,18 @@ class Hub:
     # ---- live fan-out ------------------------------------------------------------
 
     def dispatch(self, channel: str, entries: list[Entry]) -> None:
-        """Offer each entry, framed once, to every connection that may see it."""
+        """Offer each entry, framed once, to every connection that may see it (grid
+        deltas: keep the latest per grid for the next :meth:`flush_grids`)."""
         for stream_id, data in entries:
             try:
                 msg = orjson.loads(data)
             except orjson.JSONDecodeError:
                 log.warning("%s %s: not JSON, skipped", channel, stream_id)
+                continue
+            if channel == COALESCED:
+                grid = coalesce_key(channel, msg) or ""
+                self._grids.pop(grid, None)  # re-inserted last: the dict stays in stream order
+                self._grids[grid] = (stream_id, data)
                 continue
             out = frame(channel, stream_id, data)
             key = coalesce_key(channel, msg)
@@ -158,6 +189,35 @@ class Hub:
                     if conn not in seen and channel in conn.chans:
                         seen.add(conn)
                         conn.offer(channel, stream_id, out, key)
+
+    def flush_grids(self) -> None:
+        """Send the grid deltas kept since the last flush: one shared batch frame to
+        every officer, one frame of their own grids' deltas to each grid worker."""
+        if not self._grids:
+            return
+        kept, self._grids = self._grids, {}
+        newest = next(reversed(kept.values()))[0]
+        everyone = [c for c in self.index.get(EVERYTHING, ()) if COALESCED in c.chans]
+        if everyone:
+            shared = grid_batch_frame(newest, [d for _, d in kept.values()])
+            for conn in everyone:
+                conn.offer(COALESCED, newest, shared, None)
+        own: dict[Conn, list[Entry]] = {}
+        for grid, entry in kept.items():
+            for conn in self.index.get(f"grid:{grid}", ()):
+                if EVERYTHING not in conn.subs and COALESCED in conn.chans:
+                    own.setdefault(conn, []).append(entry)
+        for conn, mine in own.items():
+            last = mine[-1][0]
+            conn.offer(COALESCED, last, grid_batch_frame(last, [d for _, d in mine]), None)
+
+    async def _flush_grids_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.grid_interval_s)
+            try:
+                self.flush_grids()
+            except Exception:  # noqa: BLE001 - one bad flush must not stop the deltas
+                log.exception("flushing grid deltas")
 
     async def _read(self, channel: str, key: str) -> None:
         # Its own connection: XREAD BLOCK holds a connection for the whole wait.

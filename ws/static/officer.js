@@ -275,10 +275,12 @@ export function mount(root, { link }) {
         });
         if (selected && items.some((x) => x && x.alert_id === selected)) drawAlert();
       } else if (f.ch === "grids") {
+        // Live deltas come batched (f.ms: latest per grid), replayed ones one by one (f.m).
+        const deltas = f.snapshot ? [] : (f.ms || [f.m]);
         if (f.snapshot) f.items.forEach((r) => risk.set(r.grid_id, r));
-        else risk.set(f.m.grid_id, { ...risk.get(f.m.grid_id), ...f.m });
+        else deltas.forEach((d) => risk.set(d.grid_id, { ...risk.get(d.grid_id), ...d }));
         scheduleMap();
-        if (selectedGrid && (f.snapshot || f.m.grid_id === selectedGrid)) { drawGrid(); refreshGrid(); }
+        if (selectedGrid && (f.snapshot || deltas.some((d) => d.grid_id === selectedGrid))) { drawGrid(); refreshGrid(); }
       } else if (f.ch === "summary") {
         counters = f.m;
         drawCounters();
