@@ -10,6 +10,10 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
   day while the weekly shape comes from the weeks before;
 * blend: base x level, the value a week ago, and the latest same hour of day
   shifted by the base's change, weighted to minimise the recent rolling-origin MAE;
+  the value a week ago is not copied from an odd day (a day whose total was off its
+  seasonal median by more than ``ODD_DAY`` either way: a holiday, an outage, a
+  schedule change): the median stands in for it, so last week's holiday is not
+  repeated this week;
 * intervals: split-conformal, from the errors of the same forecast made at every
   hour of the last ``CALIB_DAYS`` days (rolling origin, never past the origin),
   divided by a scale that grows with the forecast, per hour ahead.
@@ -38,6 +42,7 @@ LEVEL_DAMP = 0.8  # exponent on the level ratio: full ratios overshoot on noisy 
 LEVEL_CLIP = (0.05, 8.0)
 CALIB_DAYS = 28
 MIN_HISTORY = 2 * WEEK  # below this: daily fallback
+ODD_DAY = 1.3  # a day off its seasonal median by more than this factor is not copied
 WINDOW = WEEKS * WEEK + CALIB_DAYS * DAY + LEVEL_HOURS + DAY  # hours of history used
 # Slightly wider than nominal: the blend weights are chosen on the same errors, and
 # errors drift, so nominal split-conformal quantiles under-cover (~74 % measured).
@@ -157,12 +162,27 @@ def _level(x: np.ndarray, base: np.ndarray, origins: np.ndarray, hours: int) -> 
     return np.clip(ratio, *LEVEL_CLIP) ** LEVEL_DAMP
 
 
+def _odd_hours(x: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """True where the 24 hours centred on t hold more than ``ODD_DAY`` times, or less
+    than 1/``ODD_DAY`` of, the seasonal median's total (over hours known in both)."""
+    ok = ~np.isnan(x)
+    cx = np.concatenate([[0.0], np.cumsum(np.where(ok, x, 0.0))])
+    cb = np.concatenate([[0.0], np.cumsum(np.where(ok, base, 0.0))])
+    t = np.arange(x.size)
+    lo, hi = np.maximum(t - DAY // 2, 0), np.minimum(t + DAY // 2, x.size)
+    # A small prior keeps quiet days (a few counts) from looking odd.
+    prior = 0.05 * DAY * (float(np.mean(base)) if base.size else 1.0) + 1.0
+    ratio = (cx[hi] - cx[lo] + prior) / (cb[hi] - cb[lo] + prior)
+    return np.abs(np.log(ratio)) > np.log(ODD_DAY)
+
+
 def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int,
                  origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Combined forecasts for t = o..o+horizon-1 per origin (rows); plus base on 0..n+h.
 
     Three candidates: the seasonal median times the recent level; the value one
-    season ago; the latest same hour of day, shifted by the seasonal median's change.
+    season ago (the median where that day was odd); the latest same hour of day,
+    shifted by the seasonal median's change.
     Their weights (a 0.1 grid on the simplex) minimise the MAE over the calibration
     origins, all but the last row, so a schedule-like series leans on the season ago
     and a noisy one on the median.
@@ -176,7 +196,11 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int,
     idx = origins[:, None] + steps
     xp = np.concatenate([x, np.full(horizon, np.nan)])
     c1 = base[idx]
-    c2 = xp[idx - lag * (steps // lag + 1)]  # long horizons reuse older seasons
+    ago = idx - lag * (steps // lag + 1)  # long horizons reuse older seasons
+    c2 = xp[ago]
+    if lag == WEEK:
+        # ago + 12 <= origin - 133: the odd-day test only reads hours before each origin.
+        c2 = np.where(_odd_hours(x, base[:n])[ago], np.nan, c2)  # NaN: the median stands in
     back = DAY * (steps // DAY + 1)  # the latest same hour of day before the origin
     # Additive reshaping: a ratio explodes when the older seasonal value is near zero.
     c3 = xp[idx - back] + (base[idx] - base[idx - back]) * level

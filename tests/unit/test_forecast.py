@@ -173,3 +173,46 @@ def test_an_hour_or_a_day_of_history_still_forecasts() -> None:
         assert len(fc.yhat) == 24
         assert all(lo <= y <= hi for lo, y, hi in zip(fc.lo95, fc.yhat, fc.hi95))
         assert any("less than 2 weeks" in n for n in fc.notes)
+
+
+def schedule(hours: int, seed: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A timetable-like series (departures per hour): each week repeats the last one,
+    with a few services added or dropped; last week is the best guess for this week."""
+    rng = np.random.default_rng(seed)
+    week = rng.poisson(12 * (1 + np.sin(2 * np.pi * (np.arange(168) % 24 - 7) / 24)).clip(0.1))
+    weeks = []
+    for _ in range(hours // 168 + 1):
+        week = np.maximum(week + rng.integers(-1, 2, 168) * (rng.random(168) < 0.2), 0)
+        weeks.append(week.astype(float))
+    y = np.concatenate(weeks)[:hours]
+    return np.array([at(int(i)) for i in range(hours)]), y
+
+
+def test_a_holiday_a_week_ago_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gridwatch.agents.forecast as fmod
+
+    ts, y = schedule(9 * 168)
+    o = 8 * 168
+    normal = y[o:o + 24].sum()
+    y = y.copy()
+    y[o - 168:o - 144] = np.round(y[o - 168:o - 144] * 0.3)  # a holiday, one week before
+    fc = forecast_next(ts[:o], y[:o], origin=at(o))
+    err = np.abs(np.array(fc.yhat) - y[o:o + 24]).mean()
+    assert abs(np.sum(fc.yhat) / normal - 1) < 0.1
+    # Without the odd-day rule the blend copies last week's holiday.
+    monkeypatch.setattr(fmod, "ODD_DAY", 1e9)
+    copied = forecast_next(ts[:o], y[:o], origin=at(o))
+    assert np.abs(np.array(copied.yhat) - y[o:o + 24]).mean() > 1.5 * err
+
+
+def test_no_look_ahead_around_an_odd_day() -> None:
+    # The odd-day test reads a day centred on an hour a week ago: data from after the
+    # origin, odd or not, must not change the forecast.
+    ts, y = schedule(9 * 168, seed=9)
+    o = 8 * 168 + 5
+    before = forecast_next(ts[:o], y[:o], origin=at(o))
+    y2 = y.copy()
+    y2[o:] = 0.0  # an outage starting at the origin
+    for cut in (o + 1, o + 12, o + 30, y.size):
+        assert forecast_next(ts[:cut], y2[:cut], origin=at(o)) == before
+        assert forecast_next(ts[:cut], y[:cut], origin=at(o)) == before
