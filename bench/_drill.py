@@ -1034,7 +1034,7 @@ class WsClient:
 
     async def run(self) -> None:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
         while True:
             try:
@@ -1046,7 +1046,9 @@ class WsClient:
                     async for raw in ws:
                         self.take(orjson.loads(raw))
                     self.closes.append(ws.close_code)
-            except (OSError, ConnectionClosed, InvalidStatus, asyncio.TimeoutError) as exc:
+            # InvalidHandshake covers a refused upgrade and a connection the stopping
+            # gateway dropped mid-handshake (EOF): a client tries again in both cases.
+            except (OSError, EOFError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError) as exc:
                 self.closes.append(type(exc).__name__)
                 await asyncio.sleep(0.3 + random.random() * 1.2)  # jitter: no reconnect storm
 
