@@ -34,12 +34,26 @@ from aiokafka.structs import OffsetAndMetadata
 from .. import keys
 from ..settings import Settings
 from ..streams import topics
-from .fold import RawRecord
-from .ingest import BatchApplier, OffsetGap
+from .fold import BatchUpdate, RawRecord
+from ..store import ApplyConflict
+from .ingest import BatchApplier, OffsetGap, Prefolded, _transient
 
 log = logging.getLogger("gridwatch.ingest")
 
 Observer = Callable[[list[RawRecord], object, float], None]
+Fetched = dict[TopicPartition, list]
+
+
+class _Inflight:
+    """A batch whose publish-and-apply is running."""
+
+    def __init__(self, fetched: Fetched, records: list[RawRecord], update: BatchUpdate,
+                 task: asyncio.Future[None], started: float) -> None:
+        self.fetched = fetched
+        self.records = records
+        self.update = update
+        self.task = task
+        self.started = started
 
 
 def ingest_group(settings: Settings) -> str:
@@ -70,6 +84,7 @@ class IngestLoop:
         self.consumer: AIOKafkaConsumer | None = None
         self.accepted_gaps = 0
         self._committed_at = 0.0
+        self._commit_task: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
 
     def make_consumer(self) -> AIOKafkaConsumer:
@@ -108,6 +123,7 @@ class IngestLoop:
         applied = await self._redis_offsets()
         self.applier.applied = applied
         self.applier.watermarks = await self.applier.store.watermarks()
+        self.applier.generation += 1  # anything folded ahead is folded again
         for tp in tps:
             done = applied.get(keys.partition_field(tp.topic, tp.partition))
             if done is None:
@@ -139,41 +155,128 @@ class IngestLoop:
                 delay = min(delay * 2, 5.0)
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Two batches overlap: while batch N's Lua apply runs in Redis (and its alerts
+        go to Kafka), batch N+1 is fetched and folded (decoding, grid lookup: pure CPU)
+        against the offsets N will leave; N+1 reads its view from Redis and is decided
+        only after N is applied, so every decision sees the state before it, exactly as
+        one batch at a time would."""
         within = max(1, int(self.settings.batch_within_s * 1000))
+        inflight: _Inflight | None = None
         while not self._stopping.is_set():
-            fetched = await consumer.getmany(timeout_ms=within, max_records=self.settings.batch)
+            fetched = await consumer.getmany(timeout_ms=0 if inflight else within,
+                                             max_records=self.settings.batch)
             if not fetched:
+                if inflight is not None:
+                    await self._finish(consumer, inflight, [])
+                    inflight = None
                 continue
             records = [RawRecord(tp.topic, tp.partition, m.offset, m.value, m.key)
                        for tp, msgs in fetched.items() for m in msgs]
-            allow: set[str] = set()
-            while True:
-                started = time.perf_counter()
-                try:
-                    update = await self.applier.handle(records, allow_gaps=allow)
-                except OffsetGap as gap:
-                    allow |= await self._gap(consumer, fetched, gap)
-                    if allow >= set(gap.expected):
-                        continue  # only retention gaps: apply the batch as it is
-                    records = []  # re-read from Redis's offsets
-                    break
-                took = time.perf_counter() - started
-                if self.observe is not None:
-                    self.observe(records, update, took)
-                await self._commit(consumer, fetched)
-                break
+            started = time.perf_counter()
+            applied = dict(self.applier.applied or {})
+            watermarks = dict(self.applier.watermarks)
+            if inflight is not None and inflight.update is not None:
+                for f, (_, last) in inflight.update.offsets.items():
+                    applied[f] = last
+                watermarks.update(inflight.update.watermarks)
+            pre = self.applier.prefold(records, applied, watermarks) \
+                if self.applier.applied is not None else None
+            if inflight is not None:
+                ok = await self._finish(consumer, inflight, [fetched])
+                inflight = None
+                if not ok:
+                    continue  # rewound: this batch is read again too
+            inflight = await self._start_batch(consumer, fetched, records, pre, started)
 
-    async def _gap(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list],
+    async def _start_batch(self, consumer: AIOKafkaConsumer, fetched: Fetched,
+                           records: list[RawRecord], pre: Prefolded | None,
+                           started: float) -> _Inflight | None:
+        """Prepare a batch and start its publish-and-apply; None when nothing is left
+        in flight (empty, rewound, or applied the slow way)."""
+        allow: set[str] = set()
+        while True:
+            try:
+                update = await self.applier.prepare(records, allow_gaps=allow, pre=pre)
+            except OffsetGap as gap:
+                allow |= await self._gap(consumer, [fetched], gap)
+                if allow >= set(gap.expected):
+                    pre = None
+                    continue  # only retention gaps: apply the batch as it is
+                return None  # re-read from Redis's offsets
+            except Exception as exc:  # noqa: BLE001 - Redis away: the retrying path
+                if not _transient(exc):
+                    raise
+                await self._slow(consumer, fetched, records, started)
+                return None
+            if update.empty:
+                self._done(consumer, fetched, records, update, started)
+                return None
+            task = asyncio.ensure_future(self.applier.commit(update))
+            return _Inflight(fetched, records, update, task, started)
+
+    async def _finish(self, consumer: AIOKafkaConsumer, inflight: _Inflight,
+                      later: list[Fetched]) -> bool:
+        """Wait for a batch in flight; False when the partitions were rewound (and the
+        ``later`` batches already fetched must be dropped)."""
+        try:
+            await inflight.task
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - conflict or Redis/Kafka away
+            if not isinstance(exc, ApplyConflict) and not _transient(exc):
+                raise
+            if isinstance(exc, ApplyConflict):
+                self.applier.stats["conflicts"] += 1
+                log.info("ingest: state moved under us (%s); folding again", exc)
+            else:
+                log.warning("ingest: apply failed (%s: %s); retrying", type(exc).__name__, exc)
+            self.applier.applied = None  # read again (and fold again) from Redis
+            return await self._slow(consumer, inflight.fetched, inflight.records,
+                                    inflight.started, later)
+        self._done(consumer, inflight.fetched, inflight.records, inflight.update,
+                   inflight.started)
+        return True
+
+    async def _slow(self, consumer: AIOKafkaConsumer, fetched: Fetched, records: list[RawRecord],
+                    started: float, later: list[Fetched] | None = None) -> bool:
+        """One batch the careful way (retrying, folding again); False if rewound."""
+        allow: set[str] = set()
+        while True:
+            try:
+                update = await self.applier.handle(records, allow_gaps=allow)
+            except OffsetGap as gap:
+                allow |= await self._gap(consumer, [fetched, *(later or [])], gap)
+                if allow >= set(gap.expected):
+                    continue
+                return False
+            self._done(consumer, fetched, records, update, started)
+            return True
+
+    def _done(self, consumer: AIOKafkaConsumer, fetched: Fetched, records: list[RawRecord],
+              update: object, started: float) -> None:
+        if self.observe is not None:
+            self.observe(records, update, time.perf_counter() - started)
+        now = time.monotonic()
+        if now - self._committed_at >= 1.0:
+            self._committed_at = now
+            self._commit_task = asyncio.ensure_future(self._commit(consumer))
+
+    async def _gap(self, consumer: AIOKafkaConsumer, batches: list[Fetched],
                    gap: OffsetGap) -> set[str]:
         """Handle a batch that does not follow what Redis holds: seek back to Redis's
-        offsets and drop the batch, unless Kafka no longer has the missing records.
-        Returns the partition fields whose gap is accepted."""
-        by_field = {keys.partition_field(tp.topic, tp.partition): tp for tp in fetched}
-        gap_tps = [by_field[f] for f in gap.expected if f in by_field]
+        offsets and drop the batches in hand, unless Kafka no longer has the missing
+        records. Returns the partition fields whose gap is accepted."""
+        first: dict[str, tuple[TopicPartition, int]] = {}
+        for fetched in batches:
+            for tp, msgs in fetched.items():
+                f = keys.partition_field(tp.topic, tp.partition)
+                if f not in first and msgs:
+                    first[f] = (tp, msgs[0].offset)
+        gap_tps = [first[f][0] for f in gap.expected if f in first]
         starts = await consumer.beginning_offsets(gap_tps) if gap_tps else {}
         accepted = set()
         for f, expected in gap.expected.items():
-            tp = by_field.get(f)
+            tp = first[f][0] if f in first else None
             if tp is not None and starts.get(tp, 0) > expected:
                 log.warning("ingest: %s: records %d..%d are no longer in Kafka (retention); "
                             "going on from %d", f, expected, starts[tp] - 1, starts[tp])
@@ -183,18 +286,13 @@ class IngestLoop:
             return accepted
         log.warning("ingest: Redis is behind the batch (%s); re-reading from Redis's offsets",
                     ", ".join(f"{f} expects {o}" for f, o in gap.expected.items()))
-        # Drop the whole batch: every partition in it is read again from its first
+        # Drop what is in hand: every partition in it is read again from its first
         # record, the ones behind from Redis's offset.
-        for tp, msgs in fetched.items():
-            f = keys.partition_field(tp.topic, tp.partition)
-            consumer.seek(tp, gap.expected.get(f, msgs[0].offset))
+        for f, (tp, offset) in first.items():
+            consumer.seek(tp, gap.expected.get(f, offset))
         return accepted
 
-    async def _commit(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list]) -> None:
-        now = time.monotonic()
-        if now - self._committed_at < 1.0:
-            return
-        self._committed_at = now
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         applied = self.applier.applied or {}
         offsets = {}
         for tp in consumer.assignment():

@@ -59,6 +59,25 @@ def gaps(records: list[RawRecord], applied: dict[str, int]) -> dict[str, int]:
     return out
 
 
+class Prefolded:
+    """A batch folded ahead of time, and what it was folded against."""
+
+    def __init__(self, update: BatchUpdate, generation: int) -> None:
+        self.update: BatchUpdate | None = update
+        self.generation = generation
+
+    def fits(self, generation: int, applied: dict[str, int]) -> bool:
+        update = self.update
+        return (update is not None and generation == self.generation
+                and all(applied.get(f, -1) == before for f, (before, _) in update.offsets.items()))
+
+    def take(self) -> BatchUpdate:
+        """The folded update, once (deciding adds to it)."""
+        update, self.update = self.update, None
+        assert update is not None
+        return update
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError)) or \
         type(exc).__module__.startswith(("redis", "aiokafka", "kafka"))
@@ -82,13 +101,27 @@ class BatchApplier:
         self.watermarks: dict[str, float] = {}
         self.stats = {"batches": 0, "applied": 0, "deadletter": 0, "conflicts": 0,
                       "alerts": 0, "retries": 0}
+        # Bumped whenever the offsets and watermarks are read from Redis again: a batch
+        # folded ahead of time against older ones is folded again.
+        self.generation = 0
 
     async def reload(self) -> None:
         self.applied = await self.store.offsets()
         self.watermarks = await self.store.watermarks()
+        self.generation += 1
+
+    def prefold(self, records: list[RawRecord], applied: dict[str, int],
+                watermarks: dict[str, float]) -> Prefolded:
+        """Fold a batch ahead of time (pure CPU work, no I/O) against the offsets and
+        watermarks it will meet once the batch before it is applied; :meth:`prepare`
+        uses it only if that is what it finds."""
+        update = fold_batch(records, index=self.index, applied=applied,
+                            watermarks=watermarks, grace_s=self.settings.grace_s)
+        return Prefolded(update, self.generation)
 
     async def prepare(self, records: list[RawRecord], *,
-                      allow_gaps: Collection[str] | None = None) -> BatchUpdate:
+                      allow_gaps: Collection[str] | None = None,
+                      pre: Prefolded | None = None) -> BatchUpdate:
         """Fold and decide one batch against the state in Redis now.
 
         Raises:
@@ -102,8 +135,11 @@ class BatchApplier:
             missing = {f: o for f, o in gaps(records, self.applied).items() if f not in allow_gaps}
             if missing:
                 raise OffsetGap(missing)
-        update = fold_batch(records, index=self.index, applied=self.applied,
-                            watermarks=self.watermarks, grace_s=self.settings.grace_s)
+        if pre is not None and pre.fits(self.generation, self.applied):
+            update = pre.take()
+        else:
+            update = fold_batch(records, index=self.index, applied=self.applied,
+                                watermarks=self.watermarks, grace_s=self.settings.grace_s)
         if update.empty or not update.events:
             return update
         events = [(event, grid) for _, event, grid in update.events]
@@ -120,36 +156,15 @@ class BatchApplier:
         update.decisions = decisions  # type: ignore[attr-defined]
         return update
 
-    async def handle(self, records: list[RawRecord], *,
-                     allow_gaps: Collection[str] | None = None) -> BatchUpdate:
-        """Fold, decide, publish and apply one batch; returns the update applied.
+    async def commit(self, update: BatchUpdate) -> None:
+        """Publish and apply a prepared batch, then take note of it.
 
-        With ``allow_gaps`` (a set of partition fields, possibly empty), a batch that
-        does not follow on from Redis's offsets raises :class:`OffsetGap` instead of
-        being applied; without it, records are applied wherever they start.
+        Raises:
+            ApplyConflict: Redis moved since the batch was prepared; nothing applied.
         """
-        delay = 0.1
-        while True:
-            try:
-                update = await self.prepare(records, allow_gaps=allow_gaps)
-                if update.empty:
-                    return update
-                if self.publish is not None:
-                    await self.publish(update)
-                await self.store.apply(update)
-                break
-            except ApplyConflict as exc:
-                self.stats["conflicts"] += 1
-                log.info("state moved under us (%s); folding again", exc)
-                await self.reload()
-            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
-                if not _transient(exc):
-                    raise
-                self.stats["retries"] += 1
-                log.warning("apply failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self.applied = None
+        if self.publish is not None:
+            await self.publish(update)
+        await self.store.apply(update)
         assert self.applied is not None
         for pfield, (_, last) in update.offsets.items():
             self.applied[pfield] = last
@@ -162,7 +177,35 @@ class BatchApplier:
             self.stats["alerts"] += len(decisions.new_alert_ids)
         if self.risk is not None:
             self.risk.mark(getattr(update, "touched", ()))
-        return update
+
+    async def handle(self, records: list[RawRecord], *,
+                     allow_gaps: Collection[str] | None = None,
+                     pre: Prefolded | None = None) -> BatchUpdate:
+        """Fold, decide, publish and apply one batch; returns the update applied.
+
+        With ``allow_gaps`` (a set of partition fields, possibly empty), a batch that
+        does not follow on from Redis's offsets raises :class:`OffsetGap` instead of
+        being applied; without it, records are applied wherever they start.
+        """
+        delay = 0.1
+        while True:
+            try:
+                update = await self.prepare(records, allow_gaps=allow_gaps, pre=pre)
+                if not update.empty:
+                    await self.commit(update)
+                return update
+            except ApplyConflict as exc:
+                self.stats["conflicts"] += 1
+                log.info("state moved under us (%s); folding again", exc)
+                await self.reload()
+            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+                if not _transient(exc):
+                    raise
+                self.stats["retries"] += 1
+                log.warning("apply failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self.applied = None
 
 
 def alert_messages(update: BatchUpdate) -> list[tuple[bytes, bytes]]:

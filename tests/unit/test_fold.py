@@ -543,3 +543,18 @@ def test_gaps_name_the_partitions_that_do_not_follow_on_from_redis() -> None:
     # 3 is behind (already applied records are skipped by the fold, not a gap).
     assert gaps(recs, applied) == {f"{t}:2": 4}
     assert gaps([RawRecord(t, 1, 2, b"{}")], {}) == {f"{t}:1": 0}
+
+
+def test_a_batch_folded_ahead_is_used_only_against_the_offsets_it_expected() -> None:
+    from gridwatch.agents.ingest import Prefolded
+
+    t = "gridwatch.checkpoint-scans"
+    update = BatchUpdate()
+    update.offsets[f"{t}:0"] = (9, 20)
+    pre = Prefolded(update, generation=3)
+    assert pre.fits(3, {f"{t}:0": 9})
+    assert not pre.fits(4, {f"{t}:0": 9}), "offsets were read again since"
+    assert not pre.fits(3, {f"{t}:0": 12}), "the batch before it was not applied as expected"
+    assert not pre.fits(3, {}), "nothing applied at all"
+    assert pre.take() is update
+    assert not pre.fits(3, {f"{t}:0": 9}), "an update is used once: deciding adds to it"
