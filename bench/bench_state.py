@@ -360,6 +360,17 @@ class Family:
     members: int = 0
 
 
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def memory_run(s: settings_mod.Settings, seed: int, logdir: Path, profile: CityDay) -> None:
     from kafka import KafkaProducer
 
@@ -390,11 +401,13 @@ def memory_run(s: settings_mod.Settings, seed: int, logdir: Path, profile: CityD
         else:
             os.environ["GRIDWATCH_TIMERS"] = old
     applied_at = time.perf_counter()
+    rss: list[tuple[float, int, int]] = []  # (seconds, events applied, worker RSS bytes)
     try:
         deadline = time.monotonic() + 1800
         while True:
             sm = store.summary(r)
             done = sm["checkpoint_scans"] + sm["loiter_reports"] + sm["station_tickets"] + sm["deadletter"]
+            rss.append((time.perf_counter() - applied_at, done, _rss(proc.pid)))
             if done >= len(messages):
                 break
             if time.monotonic() > deadline or proc.poll() is not None:
@@ -451,6 +464,11 @@ def memory_run(s: settings_mod.Settings, seed: int, logdir: Path, profile: CityD
           f"grew {(after - before) / 1e6:.2f} MB = {(after - before) / n_events * 1e6 / 1e6:.1f} MB "
           f"per million events ({(after - before) / n_events:.0f} B per event); "
           f"used_memory_dataset {int(info['used_memory_dataset']) / 1e6:.2f} MB")
+    if rss:
+        marks = [rss[min(len(rss) - 1, int(len(rss) * q))] for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        print("    worker RSS while the day was applied: " + ", ".join(
+            f"{m[2] / 1e6:.0f} MB at {m[1]:,} events" for m in marks)
+            + f"; peak {max(x[2] for x in rss) / 1e6:.0f} MB")
     total_usage = sum(f.bytes for f in fams.values())
     print(f"    MEMORY USAGE over all gw:* keys: {total_usage / 1e6:.2f} MB "
           f"({total_usage / n_events * 1e6 / 1e6:.1f} MB per million events)")
