@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Collection, Iterable, Mapping, NamedTuple
 
 from .. import keys
 from ..schemas.errors import DecodeError
@@ -104,6 +104,7 @@ def fold_batch(
     applied: Mapping[str, int],
     watermarks: Mapping[str, float],
     grace_s: float,
+    seen: Collection[tuple[str, str]] = (),
 ) -> BatchUpdate:
     """Fold consumed records into one :class:`BatchUpdate`.
 
@@ -114,6 +115,9 @@ def fold_batch(
         watermarks: event-time watermark per partition field (absent: none yet).
         grace_s: an event older than its partition's watermark minus this is late: it
             is counted under ``late:`` fields of its own hour instead of the regular ones.
+        seen: (topic, event id) of events applied before (read from Redis): a message
+            carrying one again is a duplicate; it moves the offset and is counted under
+            ``duplicates``, nothing else. Repeats inside the batch are found here.
 
     Returns:
         The update; ``update.empty`` when every record was applied before.
@@ -123,6 +127,8 @@ def fold_batch(
     fresh: list[tuple[RawRecord, Event, str]] = []  # (record, event, late prefix)
     offsets = update.offsets
     field_of: dict[tuple[str, int], str] = {}
+    batch_ids: set[tuple[str, str]] = set()
+    duplicates = 0
     for rec in records:
         tp = (rec.topic, rec.partition)
         pfield = field_of.get(tp)
@@ -148,6 +154,11 @@ def fold_batch(
                 DeadLetter(rec.topic, rec.partition, rec.offset, exc.reason, exc.field,
                            rec.value or b""))
             continue
+        ident = (rec.topic, event.event_id)
+        if ident in seen or ident in batch_ids:
+            duplicates += 1
+            continue
+        batch_ids.add(ident)
         # Event time: lateness is judged against this partition's own watermark, so the
         # outcome depends only on the partition's order, never on how partitions
         # interleave or which worker holds them.
@@ -163,9 +174,15 @@ def fold_batch(
     grid_of: dict[int, str | None] = {i: g for (i, _), g in zip(located, grids)}
 
     incr = update.incr
+    if duplicates:
+        incr[(keys.SUMMARY, "duplicates")] += duplicates
+    sadd = update.sadd
     for i, (rec, event, prefix) in enumerate(fresh):
         kind = type(event)
         incr[(keys.SUMMARY, SUMMARY_FIELD[kind])] += 1
+        seen_key = keys.seen_ids(rec.topic, int(event.ts // 3600))
+        sadd[seen_key].add(event.event_id)
+        update.expire[seen_key] = keys.SEEN_TTL_S
         grid = grid_of.get(i)
         update.events.append((rec, event, grid))
         if prefix:

@@ -78,6 +78,22 @@ class Prefolded:
         return update
 
 
+async def seen_before(redis: Any, update: BatchUpdate) -> set[tuple[str, str]]:
+    """(topic, event id) of the batch's events that an earlier batch applied."""
+    groups = [(k, sorted(ids)) for k, ids in update.sadd.items() if k.startswith(keys.SEEN_PREFIX)]
+    if not groups:
+        return set()
+    pipe = redis.pipeline(transaction=False)
+    for k, ids in groups:
+        pipe.smismember(k, ids)
+    replies = await pipe.execute()
+    out: set[tuple[str, str]] = set()
+    for (k, ids), flags in zip(groups, replies):
+        topic = k[len(keys.SEEN_PREFIX):].rsplit(":", 1)[0]
+        out.update((topic, i) for i, flag in zip(ids, flags) if flag)
+    return out
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError)) or \
         type(exc).__module__.startswith(("redis", "aiokafka", "kafka"))
@@ -140,6 +156,12 @@ class BatchApplier:
         else:
             update = fold_batch(records, index=self.index, applied=self.applied,
                                 watermarks=self.watermarks, grace_s=self.settings.grace_s)
+        if update.events:
+            seen = await seen_before(self.store.redis, update)
+            if seen:  # sent again: fold once more without them (rare)
+                update = fold_batch(records, index=self.index, applied=self.applied,
+                                    watermarks=self.watermarks, grace_s=self.settings.grace_s,
+                                    seen=seen)
         if update.empty or not update.events:
             return update
         events = [(event, grid) for _, event, grid in update.events]

@@ -26,6 +26,17 @@ STATION_TTL_S = 60 * 86400  # station history feeds the forecaster (weekly seaso
 
 UNASSIGNED = "_unassigned"  # pseudo grid of points outside every grid
 
+# Event ids applied, per input topic and event-time hour (sets): a message sent again
+# (a producer's retry, a re-sent file) is recognised and changes nothing. Kept two days
+# after the hour's last write; a copy arriving later than that would count again.
+SEEN_TTL_S = 2 * 86400
+SEEN_PREFIX = "gw:seen:"
+
+
+def seen_ids(topic: str, hour: int) -> str:
+    """The event ids of one input topic applied for one event-time hour (set)."""
+    return f"{SEEN_PREFIX}{topic}:{hour}"
+
 
 def hour_of(ts: float) -> int:
     """The event-time hour number of an epoch time."""

@@ -143,7 +143,7 @@ def summary(r: redis.Redis) -> dict[str, int]:
     """Totals: valid events applied per kind, unassigned points, dead letters, late."""
     raw = r.hgetall(keys.SUMMARY)
     out = {name: 0 for name in ("checkpoint_scans", "loiter_reports", "station_tickets",
-                                "unassigned", "deadletter", "late")}
+                                "unassigned", "deadletter", "late", "duplicates")}
     out.update({k: int(v) for k, v in raw.items()})
     out["grids_seen"] = int(r.scard(keys.GRIDS_SEEN)) - int(r.sismember(keys.GRIDS_SEEN, keys.UNASSIGNED))
     return out

@@ -110,9 +110,20 @@ def _refused(rec: RawRecord) -> bool:
 
 
 def _fold(records: list[RawRecord], applied: dict[str, int] | None = None,
-          watermarks: dict[str, float] | None = None) -> Any:
+          watermarks: dict[str, float] | None = None,
+          seen: set[tuple[str, str]] | None = None) -> Any:
     return fold_batch(records, index=INDEX, applied=applied or {}, watermarks=watermarks or {},
-                      grace_s=600.0)
+                      grace_s=600.0, seen=seen or set())
+
+
+def _seen(update: Any) -> set[tuple[str, str]]:
+    """(topic, event id) an applied update records as seen, as Redis would keep them."""
+    out = set()
+    for k, ids in update.sadd.items():
+        if k.startswith(keys.SEEN_PREFIX):
+            topic = k[len(keys.SEEN_PREFIX):].rsplit(":", 1)[0]
+            out.update((topic, i) for i in ids)
+    return out
 
 
 def _counts(incr: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
@@ -131,7 +142,13 @@ def test_every_record_is_applied_or_dead_lettered_with_its_reason(records: list[
     applied = [(r.topic, r.partition, r.offset) for r, _, _ in update.events]
     assert sorted(lettered) == sorted(refused)
     assert not set(lettered) & set(applied)
-    assert len(lettered) + len(applied) == len(records)
+    duplicates = update.incr.get((keys.SUMMARY, "duplicates"), 0)
+    assert len(lettered) + len(applied) + duplicates == len(records)
+    # A duplicate is a valid event whose (topic, event id) came earlier in the batch.
+    ids = [(r.topic, e.event_id) for r, e, _ in update.events]
+    assert len(ids) == len(set(ids))
+    valid = [r for r in records if not _refused(r)]
+    assert duplicates == len(valid) - len({(r.topic, orjson.loads(r.value)["event_id"]) for r in valid})
     assert all(isinstance(d.reason, str) and d.reason for d in update.deadletters)
     assert all(len(d.to_dict()["raw"]) <= 2048 for d in update.deadletters)
     kinds = Counter(type(e).__name__ for _, e, _ in update.events)
@@ -159,7 +176,7 @@ def test_a_batch_folded_in_two_pieces_counts_the_same(records: list[RawRecord], 
     cut = data.draw(st.integers(0, len(records)))
     one = _fold(records[:cut])
     applied = {p: last for p, (_, last) in one.offsets.items()}
-    two = _fold(records[cut:], applied, one.watermarks)
+    two = _fold(records[cut:], applied, one.watermarks, _seen(one))
     summed = Counter(_counts(one.incr))
     summed.update(_counts(two.incr))
     assert _counts(dict(summed)) == _counts(whole.incr)

@@ -141,7 +141,8 @@ def test_scans_count_per_grid_hour_bucket_by_colour_and_direction_and_in_totals(
     assert got[(keys.grid_total("A"), "scan:yellow:in")] == 1
     assert got[(keys.grid_total("B"), "scan:green:out")] == 1
     # Hour buckets expire; totals do not.
-    assert update.expire == {a0: keys.HOUR_TTL_S, a1: keys.HOUR_TTL_S, b0: keys.HOUR_TTL_S}
+    hours = {k: v for k, v in update.expire.items() if not k.startswith(keys.SEEN_PREFIX)}
+    assert hours == {a0: keys.HOUR_TTL_S, a1: keys.HOUR_TTL_S, b0: keys.HOUR_TTL_S}
     assert update.sadd[keys.GRIDS_SEEN] == {"A", "B"}
     assert [grid for _, _, grid in update.events] == ["A", "A", "A", "B", "A"]
     assert update.late == 0
@@ -558,3 +559,24 @@ def test_a_batch_folded_ahead_is_used_only_against_the_offsets_it_expected() -> 
     assert not pre.fits(3, {}), "nothing applied at all"
     assert pre.take() is update
     assert not pre.fits(3, {f"{t}:0": 9}), "an update is used once: deciding adds to it"
+
+
+def test_a_message_sent_again_is_a_duplicate_that_changes_only_its_offset() -> None:
+    log = Log()
+    t = "gridwatch.checkpoint-scans"
+    first = fold([log(t, scan(T0, n=1)), log(t, scan(T0 + 1, n=2)), log(t, scan(T0, n=1))])
+    assert [e.event_id for _, e, _ in first.events] == [f"scan-1-{T0}", f"scan-2-{T0 + 1}"]
+    assert first.incr[(keys.SUMMARY, "duplicates")] == 1
+    assert first.incr[(keys.SUMMARY, "checkpoint_scans")] == 2
+    assert first.offsets[pf(t)] == (-1, 2)
+    assert first.sadd[keys.seen_ids(t, H0)] == {f"scan-1-{T0}", f"scan-2-{T0 + 1}"}
+    assert first.expire[keys.seen_ids(t, H0)] == keys.SEEN_TTL_S
+    # The same event in a later batch, known from Redis: only the offset moves.
+    again = fold_batch([log(t, scan(T0 + 1, n=2))], index=INDEX, applied={pf(t): 2},
+                       watermarks=first.watermarks, grace_s=GRACE, seen={(t, f"scan-2-{T0 + 1}")})
+    assert again.offsets[pf(t)] == (2, 3)
+    assert not again.events
+    assert incr(again) == {(keys.SUMMARY, "duplicates"): 1}
+    # The same id on another topic is another event.
+    other = fold([log("gridwatch.crowd-loiter", loiter(T0, n=1)), log(t, scan(T0, n=1))])
+    assert len(other.events) == 2
