@@ -77,12 +77,17 @@ class IngestLoop:
     """Consume the input topics and apply them batch by batch, until stopped."""
 
     def __init__(self, settings: Settings, applier: BatchApplier, *,
-                 observe: Observer | None = None) -> None:
+                 observe: Observer | None = None,
+                 on_rewind: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.applier = applier
         self.observe = observe
+        # Called when Redis was found behind: whatever was derived from the lost writes
+        # in memory (the risk refresher's dirty grids) must be derived again.
+        self.on_rewind = on_rewind
         self.consumer: AIOKafkaConsumer | None = None
         self.accepted_gaps = 0
+        self.rewinds = 0
         self._committed_at = 0.0
         self._commit_task: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
@@ -124,12 +129,15 @@ class IngestLoop:
         self.applier.applied = applied
         self.applier.watermarks = await self.applier.store.watermarks()
         self.applier.generation += 1  # anything folded ahead is folded again
+        fresh = []
         for tp in tps:
             done = applied.get(keys.partition_field(tp.topic, tp.partition))
             if done is None:
-                consumer.seek_to_beginning(tp)
+                fresh.append(tp)
             else:
                 consumer.seek(tp, done + 1)
+        if fresh:  # nothing applied yet: from the start of the log, whatever was committed
+            await consumer.seek_to_beginning(*fresh)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -290,6 +298,9 @@ class IngestLoop:
         # record, the ones behind from Redis's offset.
         for f, (tp, offset) in first.items():
             consumer.seek(tp, gap.expected.get(f, offset))
+        self.rewinds += 1
+        if self.on_rewind is not None:
+            self.on_rewind()
         return accepted
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:

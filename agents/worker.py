@@ -107,7 +107,10 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
                                      len(decisions.new_alert_ids) if decisions else 0, took)
         log.debug("ingest: %d records in %.1f ms", len(records), took * 1000)
 
-    ingest = IngestLoop(settings, applier, observe=observe)
+    # Redis found behind (lost writes): every grid's risk is computed again, as at start,
+    # since the grids whose events were lost may not be touched by what is read again.
+    ingest = IngestLoop(settings, applier, observe=observe,
+                        on_rewind=lambda: risk.mark(g.id for g in index.grids))
 
     async def run_ingest() -> None:
         try:
@@ -151,7 +154,8 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         idle = time.time() - (metrics.last_batch._value.get() or started_at)
         return {"ok": redis_ok and not (lag > 0 and idle > 60), "redis": redis_ok,
                 "lag": lag, "seconds_since_last_batch": round(idle, 1),
-                "retention_gaps": ingest.accepted_gaps, **applier.stats}
+                "retention_gaps": ingest.accepted_gaps, "rewinds": ingest.rewinds,
+                **applier.stats}
 
     def _lag() -> dict[str, int]:
         return ingest.lag()
