@@ -212,6 +212,7 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int,
 
 
 _GRID = np.array([(a, b, 10 - a - b) for a in range(11) for b in range(11 - a)], float) / 10.0
+_GRID32 = _GRID.astype(np.float32)
 
 
 def _blend_weights(cands: list[np.ndarray], actual: np.ndarray) -> np.ndarray:
@@ -221,9 +222,13 @@ def _blend_weights(cands: list[np.ndarray], actual: np.ndarray) -> np.ndarray:
     ok = ~np.isnan(actual)
     if ok.sum() < DAY:
         return np.eye(len(cands))[0]
-    stack = np.stack([c[:-1][::3][ok] for c in cands])
-    mae = np.abs(_GRID @ stack - actual[ok][None, :]).mean(axis=1)
-    return _GRID[int(np.argmin(mae))]
+    # Weighted sum of the candidates' errors, in place: a matrix product here would
+    # start BLAS threads, which cost more than they save on a busy machine.
+    d = [(c[:-1][::3][ok] - actual[ok]).astype(np.float32) for c in cands]
+    total = _GRID32[:, 0:1] * d[0]
+    for j in range(1, len(d)):
+        total += _GRID32[:, j:j + 1] * d[j]
+    return _GRID[int(np.argmin(np.abs(total, out=total).sum(axis=1)))]
 
 
 def _scale(y: np.ndarray, typical: float) -> np.ndarray:
