@@ -90,6 +90,7 @@ class IngestLoop:
         self.rewinds = 0
         self._committed_at = 0.0
         self._commit_task: asyncio.Future[None] | None = None
+        self._uncommitted = False
         self._stopping = asyncio.Event()
 
     def make_consumer(self) -> AIOKafkaConsumer:
@@ -177,6 +178,10 @@ class IngestLoop:
                 if inflight is not None:
                     await self._finish(consumer, inflight, [])
                     inflight = None
+                elif self._uncommitted:  # idle: let the group's lag show the truth
+                    self._uncommitted = False
+                    self._committed_at = time.monotonic()
+                    self._commit_task = asyncio.ensure_future(self._commit(consumer))
                 continue
             records = [RawRecord(tp.topic, tp.partition, m.offset, m.value, m.key)
                        for tp, msgs in fetched.items() for m in msgs]
@@ -267,7 +272,10 @@ class IngestLoop:
         now = time.monotonic()
         if now - self._committed_at >= 1.0:
             self._committed_at = now
+            self._uncommitted = False
             self._commit_task = asyncio.ensure_future(self._commit(consumer))
+        else:
+            self._uncommitted = True
 
     async def _gap(self, consumer: AIOKafkaConsumer, batches: list[Fetched],
                    gap: OffsetGap) -> set[str]:

@@ -114,11 +114,12 @@ def clean(s: settings_mod.Settings) -> None:
         r.close()
 
 
-def start_worker(s: settings_mod.Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(s: settings_mod.Settings, log_path: Path,
+                 extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """One real ``gridwatch worker`` process in its own session (so it can be stopped
     with its children), with the bench stack's settings."""
     env = {**os.environ, **BENCH_ENV, "GRIDWATCH_GROUP": s.group,
-           "GRIDWATCH_KAFKA": s.kafka, "GRIDWATCH_REDIS": s.redis}
+           "GRIDWATCH_KAFKA": s.kafka, "GRIDWATCH_REDIS": s.redis, **(extra_env or {})}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "gridwatch.cli", "worker",

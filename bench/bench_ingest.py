@@ -168,6 +168,7 @@ class WorkerRun:
     worker_cpu: float  # CPU seconds of the worker process over the timed window / window
     applied_lag: list[tuple[float, int]] = field(default_factory=list)
     committed_lag: list[tuple[float, int]] = field(default_factory=list)
+    per_worker: list[int] = field(default_factory=list)  # events each worker applied
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -204,12 +205,46 @@ def _committed_lag(admin: object, group: str, ends: dict[str, int]) -> int | Non
     return sum(end - committed.get(pf, 0) for pf, end in ends.items())
 
 
-def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path) -> WorkerRun:
+METRICS_PORT = 19464  # + worker index: each worker of a run says what it applied
+
+
+def _worker_applied(port: int) -> int:
+    """Events a worker applied or dead-lettered, from its own /metrics."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return -1
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(("gridwatch_events_applied_total", "gridwatch_events_deadlettered_total")):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def state_digest(s: Settings) -> str:
+    """A digest of the whole materialised state (``gridwatch state dump``)."""
+    import hashlib
+
+    r = store.connect(s.redis)
+    try:
+        return hashlib.sha256(orjson.dumps(store.dump(r), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    finally:
+        r.close()
+
+
+def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
+               n_workers: int = 1) -> WorkerRun:
     from kafka import KafkaAdminClient
 
     r = store.connect(s.redis)
     admin = KafkaAdminClient(bootstrap_servers=s.kafka, client_id="gridwatch-bench-lag")
-    proc = _stack.start_worker(s, log_path)
+    procs = [_stack.start_worker(s, log_path.with_suffix(f".{i}.log") if n_workers > 1 else log_path,
+                                 {"GRIDWATCH_WORKER_HTTP": f"127.0.0.1:{METRICS_PORT + i}",
+                                  "GRIDWATCH_TIMERS": "0"})
+             for i in range(n_workers)]
+    proc = procs[0]
     try:
         deadline = time.monotonic() + 120  # start-up: joining the group, first fetch
         first_at = 0.0
@@ -223,7 +258,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path)
             now = time.perf_counter()
             n = _applied(r)
             if n and not first_at:
-                first_at, first_n, cpu0 = now, n, _cpu_seconds(proc.pid)
+                first_at, first_n, cpu0 = now, n, sum(_cpu_seconds(p.pid) for p in procs)
                 next_sample = now
             if n > last_n:
                 # Slow is measured, not failed: give up only after 120 s without progress.
@@ -236,9 +271,11 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path)
                 next_sample = now + 0.5
             if n >= expected:
                 end_at = time.perf_counter()
-                cpu1 = _cpu_seconds(proc.pid)
+                cpu1 = sum(_cpu_seconds(p.pid) for p in procs)
+                per_worker = [_worker_applied(METRICS_PORT + i) for i in range(n_workers)]
+                time.sleep(2.0)  # the risk refresher's last round, before the state is compared
                 break
-            if proc.poll() is not None:
+            if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"the worker exited with {proc.returncode}; see {log_path}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker stalled at {n} of {expected} applied "
@@ -257,9 +294,10 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path)
         seconds = end_at - first_at
         return WorkerRun(rate=(n - first_n) / seconds, seconds=seconds, applied=n,
                          worker_cpu=(cpu1 - cpu0) / seconds, applied_lag=applied_lag,
-                         committed_lag=committed_lag)
+                         committed_lag=committed_lag, per_worker=per_worker)
     finally:
-        _stack.stop_worker(proc)
+        for p in procs:
+            _stack.stop_worker(p)
         admin.close()
         r.close()
 
@@ -308,9 +346,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep-stack", action="store_true",
                         help="leave the bench stack running afterwards")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers in one group; with 2 or more, each run is also done with "
+                             "one worker and the two final states are compared")
+    parser.add_argument("--slot", type=int, default=int(os.environ.get("GRIDWATCH_BENCH_SLOT", "0")),
+                        help="use the bench stack of this slot")
     args = parser.parse_args(argv)
 
     s = _stack.bench_settings()
+    if args.slot:
+        s = _stack.bench_settings(GRIDWATCH_KAFKA=f"127.0.0.1:{19292 + 10 * args.slot}",
+                                  GRIDWATCH_REDIS=f"redis://127.0.0.1:{16579 + args.slot}/0",
+                                  GRIDWATCH_HOME=str(_stack.ROOT / ".local" / f"bench-stack-{args.slot}"))
     from gridwatch import stack
 
     was_running = stack.status(s)["kafka_pid"] is not None
@@ -328,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - started:.1f} s", flush=True)
     logdir = s.home / "logs"
     results = []
+    scale_out: list[tuple[WorkerRun, WorkerRun, bool]] = []
     failures: list[str] = []
     try:
         for run in range(1, args.runs + 1):
@@ -338,6 +386,21 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 worker = run_worker(s_run, len(messages), bare.ends,
                                     logdir / f"bench-worker-{run}.log")
+                if args.workers > 1:
+                    one = state_digest(s_run)
+                    s_many = s.with_(group=f"gridwatch-bench-{uuid.uuid4().hex[:8]}")
+                    _stack.clean(s_many)
+                    asyncio.run(preload(s_many, messages))
+                    many = run_worker(s_many, len(messages), bare.ends,
+                                      logdir / f"bench-workers-{run}.log", n_workers=args.workers)
+                    same = state_digest(s_many) == one
+                    scale_out.append((worker, many, same))
+                    print(f"run {run}: {args.workers} workers in one group: {many.rate:,.0f} events/s "
+                          f"together (one worker: {worker.rate:,.0f}); applied per worker "
+                          + ", ".join(f"{n:,} ({n / many.seconds:,.0f}/s)" for n in many.per_worker)
+                          + f"; worker CPU together {many.worker_cpu:.0%}; final state "
+                          + ("IDENTICAL to one worker's" if same else "DIFFERS from one worker's"),
+                          flush=True)
             except RuntimeError as exc:
                 failures.append(f"run {run}: {exc}")
                 print(f"run {run}: FAILED: {exc}", flush=True)
@@ -378,10 +441,17 @@ def main(argv: list[str] | None = None) -> int:
           f"(largest rise between samples: {max(grew)})")
     print(f"  worker CPU over the timed window: "
           f"{statistics.median([w.worker_cpu for w, _ in results]):.0%} of one core (median)")
+    if scale_out:
+        print(f"  (d) {args.workers} workers in one group: "
+              f"{statistics.median([m.rate for _, m, _ in scale_out]):,.0f} events/s together "
+              f"(median; runs: {', '.join(f'{m.rate:,.0f}' for _, m, _ in scale_out)}); final state "
+              + ("identical to one worker's in every run" if all(x for _, _, x in scale_out)
+                 else "DIFFERENT from one worker's in some run"))
     if failures:
         print(f"  {len(failures)} run(s) failed: " + "; ".join(failures))
     print(f"  load average after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return 0 if max(grew) <= 0 and not failures else 1
+    ok = max(grew) <= 0 and not failures and all(x for _, _, x in scale_out)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
