@@ -8,10 +8,11 @@ are read here too.
 
 Grid deltas are many (the worker rewrites every grid an event touched, every 100 ms)
 and every officer wants all of them, so they are coalesced here, once for everyone:
-the latest delta per grid is kept, and every ``grid_interval_s`` one batch frame
-``{"ch":"grids","id":<newest>,"ms":[delta, ...]}`` is built for all officers (the same
-bytes for each) and one per grid worker with deltas of their grids. A client then gets
-at most one grid frame per interval, whatever the rate of deltas.
+the latest delta per grid is kept, and at most every ``grid_interval_s`` (at once when
+the last flush is that old, so a burst from the worker goes out as it arrives) one
+batch frame ``{"ch":"grids","id":<newest>,"ms":[delta, ...]}`` is built for all
+officers (the same bytes for each) and one per grid worker with deltas of their grids.
+A client gets at most one grid frame per interval, whatever the rate of deltas.
 """
 
 from __future__ import annotations
@@ -61,9 +62,13 @@ class Conn:
     outbox: Outbox
     on_overflow: Callable[[Conn, str], None]
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Called (instead of setting ``wake``) when frames are queued: the gateway writes
+    # the ready connections together, from one callback, rather than waking a task each.
+    notify: Callable[[Conn], None] | None = None
     syncing: bool = True
     pending: list[tuple[str, str, bytes, str | None]] = field(default_factory=list)
     dead: bool = False
+    sending: bool = False  # the send loop is writing (or waiting on flow control)
 
     def offer(self, channel: str, stream_id: str, data: bytes, key: str | None) -> None:
         """Queue one live frame (or park it while syncing); too slow means closed."""
@@ -83,7 +88,7 @@ class Conn:
             return
         try:
             if self.outbox.push(channel, stream_id, data, key):
-                self.wake.set()
+                self.ready()
         except Overflow as exc:
             self.fail(str(exc))
 
@@ -93,7 +98,7 @@ class Conn:
             return
         try:
             self.outbox.push_raw(data)
-            self.wake.set()
+            self.ready()
         except Overflow as exc:
             self.fail(str(exc))
 
@@ -103,7 +108,14 @@ class Conn:
         self.syncing = False
         for channel, stream_id, data, key in parked:
             self.offer(channel, stream_id, data, key)
-        self.wake.set()
+        self.ready()
+
+    def ready(self) -> None:
+        """Something is queued: tell the gateway (or wake the send loop)."""
+        if self.notify is not None:
+            self.notify(self)
+        else:
+            self.wake.set()
 
     def fail(self, why: str) -> None:
         if not self.dead:
@@ -132,6 +144,8 @@ class Hub:
         self.sent_frames = 0
         self.grid_interval_s = grid_interval_s
         self._grids: dict[str, Entry] = {}  # grid -> its latest delta since the last flush
+        self._grids_flushed = float("-inf")
+        self._grids_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._summary: bytes = b""
 
@@ -143,9 +157,10 @@ class Hub:
             self.position[ch] = await self.last_id(ch) or "0-0"
             self._tasks.append(asyncio.create_task(self._read(ch, key), name=f"read:{ch}"))
         self._tasks.append(asyncio.create_task(self._poll_summary(), name="summary"))
-        self._tasks.append(asyncio.create_task(self._flush_grids_loop(), name="grids"))
 
     async def stop(self) -> None:
+        if self._grids_timer is not None:
+            self._grids_timer.cancel()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -180,6 +195,7 @@ class Hub:
                 grid = coalesce_key(channel, msg) or ""
                 self._grids.pop(grid, None)  # re-inserted last: the dict stays in stream order
                 self._grids[grid] = (stream_id, data)
+                self._schedule_grids()
                 continue
             out = frame(channel, stream_id, data)
             key = coalesce_key(channel, msg)
@@ -211,13 +227,22 @@ class Hub:
             last = mine[-1][0]
             conn.offer(COALESCED, last, grid_batch_frame(last, [d for _, d in mine]), None)
 
-    async def _flush_grids_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.grid_interval_s)
-            try:
-                self.flush_grids()
-            except Exception:  # noqa: BLE001 - one bad flush must not stop the deltas
-                log.exception("flushing grid deltas")
+    def _schedule_grids(self) -> None:
+        # At once when the last flush is an interval old (the worker writes its deltas in
+        # bursts, so a burst goes out as it arrives), else when the interval is up.
+        if self._grids_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._grids_flushed + self.grid_interval_s - loop.time()
+        self._grids_timer = loop.call_later(max(0.0, wait), self._flush_grids_now)
+
+    def _flush_grids_now(self) -> None:
+        self._grids_timer = None
+        self._grids_flushed = asyncio.get_running_loop().time()
+        try:
+            self.flush_grids()
+        except Exception:  # noqa: BLE001 - one bad flush must not stop the deltas
+            log.exception("flushing grid deltas")
 
     async def _read(self, channel: str, key: str) -> None:
         # Its own connection: XREAD BLOCK holds a connection for the whole wait.
