@@ -18,6 +18,7 @@ A client gets at most one grid frame per interval, whatever the rate of deltas.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from .channels import (
     frame,
     grid_batch_frame,
     may_see,
+    parse_id,
     tags_of,
 )
 
@@ -145,6 +147,9 @@ class Hub:
         self.grid_interval_s = grid_interval_s
         self._grids: dict[str, Entry] = {}  # grid -> its latest delta since the last flush
         self._grids_flushed = float("-inf")
+        # Redis time (s) of the oldest entry offered since the gateway last wrote: for
+        # the delivery-time metric.
+        self.oldest_pending: float | None = None
         self._grids_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._summary: bytes = b""
@@ -205,6 +210,8 @@ class Hub:
                     if conn not in seen and channel in conn.chans:
                         seen.add(conn)
                         conn.offer(channel, stream_id, out, key)
+            if seen:
+                self._offered(stream_id)
 
     def flush_grids(self) -> None:
         """Send the grid deltas kept since the last flush: one shared batch frame to
@@ -226,6 +233,13 @@ class Hub:
         for conn, mine in own.items():
             last = mine[-1][0]
             conn.offer(COALESCED, last, grid_batch_frame(last, [d for _, d in mine]), None)
+        if everyone or own:
+            self._offered(next(iter(kept.values()))[0])
+
+    def _offered(self, stream_id: str) -> None:
+        if self.oldest_pending is None:
+            with contextlib.suppress(ValueError):
+                self.oldest_pending = parse_id(stream_id)[0] / 1000
 
     def _schedule_grids(self) -> None:
         # At once when the last flush is an interval old (the worker writes its deltas in

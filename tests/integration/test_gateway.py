@@ -130,6 +130,7 @@ class Client:
         self.deltas: list[tuple[str, str]] = []
         self.snapshots: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
+        self.grid_deltas: list[dict[str, Any]] = []  # live grid deltas, as received
         self.ws: Any = None
         self.task: asyncio.Task[None] | None = None
 
@@ -156,6 +157,8 @@ class Client:
         elif "id" in f and "ch" in f:
             self.deltas.append((f["ch"], f["id"]))
             self.last[f["ch"]] = f["id"]
+            if f["ch"] == "grids":
+                self.grid_deltas.extend(f.get("ms") or [f["m"]])
 
     def start(self) -> Client:
         self.task = asyncio.create_task(self.run())
@@ -324,6 +327,39 @@ def test_gateway_cut_and_restart_loses_and_repeats_nothing(
         for c, u in zip(clients, people):
             assert got(c) == expected(u, log)
             assert len(set(c.deltas)) == len(c.deltas)
+            await c.stop()
+
+    run_async(main)
+
+
+def put_grid(r: redis.Redis, grid: str, score: float) -> str:
+    delta = {"type": "grid", "grid_id": grid, "score": score, "band": "low", "hour": 1}
+    return r.xadd(keys.CHAN_GRIDS, {"d": orjson.dumps(delta)}, maxlen=keys.CHAN_MAXLEN).decode()
+
+
+def test_grid_deltas_arrive_batched_latest_per_grid_own_grids_only(
+        gw: tuple[GatewayProcess, redis.Redis]) -> None:
+    g, r = gw
+    officer = session_for(g, r, User("o1", "duty_officer"))
+    worker = session_for(g, r, User("w0001", "grid_worker", grids=("G0001",)))
+
+    def latest(c: Client) -> dict[str, float]:
+        return {d["grid_id"]: d["score"] for d in c.grid_deltas}
+
+    async def main() -> None:
+        o, w = Client(g, officer).start(), Client(g, worker).start()
+        await until(lambda: len(o.snapshots) == 4 and len(w.snapshots) == 3)
+        for i in range(50):  # a burst, as the worker's risk refresh writes it
+            put_grid(r, "G0001", float(i))
+            put_grid(r, "G0002", 100.0 + i)
+        last = put_grid(r, "G0001", 99.0)
+        await until(lambda: latest(o) == {"G0001": 99.0, "G0002": 149.0}
+                    and latest(w) == {"G0001": 99.0})
+        assert {d["grid_id"] for d in w.grid_deltas} == {"G0001"}
+        # Fewer frames than deltas, and the newest frame's id is the resume point.
+        assert len([x for x in o.deltas if x[0] == "grids"]) < 101
+        assert o.last["grids"] == last
+        for c in (o, w):
             await c.stop()
 
     run_async(main)
