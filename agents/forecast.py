@@ -222,8 +222,9 @@ def _blend_weights(cands: list[np.ndarray], actual: np.ndarray) -> np.ndarray:
     ok = ~np.isnan(actual)
     if ok.sum() < DAY:
         return np.eye(len(cands))[0]
-    # Weighted sum of the candidates' errors, in place: a matrix product here would
-    # start BLAS threads, which cost more than they save on a busy machine.
+    # The blend's error is the weighted sum of the candidates' errors (weights sum to
+    # 1), summed in place: a matrix product here would start BLAS threads, which cost
+    # more than they save on a busy machine.
     d = [(c[:-1][::3][ok] - actual[ok]).astype(np.float32) for c in cands]
     total = _GRID32[:, 0:1] * d[0]
     for j in range(1, len(d)):
