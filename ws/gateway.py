@@ -517,7 +517,9 @@ async def main(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     """``gridwatch gateway``: serve the cockpit and ``/ws`` on the settings' host:port."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from ..logs import setup as setup_logs
+
+    setup_logs(settings.log_format)  # text, or JSON lines with GRIDWATCH_LOG_FORMAT=json
     # Per-connection open/close lines at INFO would be thousands of lines per reconnect wave.
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:  # uvloop's transports write and schedule for less CPU than asyncio's own
