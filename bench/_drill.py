@@ -472,9 +472,10 @@ class Gateway:
 
 
 def progress(r: redis.Redis) -> int:
-    """Messages applied so far (valid ones per kind plus dead letters)."""
+    """Messages consumed so far: valid ones per kind, dead letters, and duplicates (a
+    message whose event id was applied before moves the offset and counts only there)."""
     sm = store.summary(r)
-    return sum(sm[k] for k in SUMMARY_KINDS) + sm["deadletter"]
+    return sum(sm[k] for k in SUMMARY_KINDS) + sm["deadletter"] + sm.get("duplicates", 0)
 
 
 class Monitor(threading.Thread):
@@ -997,6 +998,9 @@ def bad_input_drill(s: settings_mod.Settings, logdir: Path, *, valid: int, bad: 
     result.check("every dead letter has its reason", not no_reason, f"{len(no_reason)} without a reason")
     result.check("the dead-letter count is the invalid count", sm["deadletter"] == len(expected_dl),
                  f"{sm['deadletter']:,} counted, {len(expected_dl):,} invalid")
+    result.check("every duplicate of a valid event recognised as one",
+                 sm.get("duplicates", 0) == duplicates,
+                 f"{sm.get('duplicates', 0):,} counted, {duplicates:,} sent")
     if done:
         def strip(d: dict[str, Any]) -> dict[str, Any]:
             out = {k: v for k, v in d.items() if k != keys.OFFSETS}
