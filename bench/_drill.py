@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _stack  # bench/_stack.py, beside this file
 import orjson
 import redis
 
@@ -51,25 +52,12 @@ def note(text: str) -> None:
 
 
 def slot_settings(slot: int, **extra: str) -> settings_mod.Settings:
-    """The bench stack of ``slot`` (Kafka 19292+10N, Redis 16579+N, data under
-    ``.local/bench-stack-N``), the same scheme as ``bench_state.py --slot N``."""
-    home = ROOT / ".local" / (f"bench-stack-{slot}" if slot else "bench-stack")
-    env = {**os.environ, "GRIDWATCH_KAFKA": f"127.0.0.1:{19292 + 10 * slot}",
-           "GRIDWATCH_REDIS": f"redis://127.0.0.1:{16579 + slot}/0",
-           "GRIDWATCH_HOME": str(home), "GRIDWATCH_PARTITIONS": "8", **extra}
-    return settings_mod.load(env)
-
-
-def share_jars(home: Path) -> None:
-    mine = stack.Paths(home).jars
-    theirs = stack.Paths(settings_mod.Settings().home).jars
-    if not mine.exists() and theirs.is_dir() and any(theirs.glob("kafka_2.13-*.jar")):
-        mine.parent.mkdir(parents=True, exist_ok=True)
-        mine.symlink_to(theirs, target_is_directory=True)
+    """The bench stack of ``slot`` (``_stack.slot_settings``), all partitions at 8."""
+    return _stack.slot_settings(slot, GRIDWATCH_PARTITIONS="8", **extra)
 
 
 def stack_up(s: settings_mod.Settings) -> None:
-    share_jars(s.home)
+    _stack.share_jars(s.home)
     stack.up(s, log=lambda msg: note(f"stack: {msg}"))
 
 
@@ -114,35 +102,29 @@ def wait_for_leaders(s: settings_mod.Settings, timeout: float = 90.0) -> None:
                        f" (last error: {last!r})")
 
 
-def stop_kafka(s: settings_mod.Settings, *, hard: bool = False) -> int:
-    """Stop the stack's broker (SIGTERM: a clean shutdown; ``hard``: SIGKILL)."""
+def _stop_service(s: settings_mod.Settings, name: str, hard: bool) -> int:
     paths = stack.Paths(s.home)
-    pid = stack._read_pid(paths.pidfile("kafka"))
+    pid = stack._read_pid(paths.pidfile(name))
     if pid is None:
-        raise RuntimeError(f"no broker of this stack is running ({paths.pidfile('kafka')})")
+        raise RuntimeError(f"no {name} of this stack is running ({paths.pidfile(name)})")
     if hard:
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid)
     else:
         stack._stop(pid, timeout=60)
-    paths.pidfile("kafka").unlink(missing_ok=True)
+    paths.pidfile(name).unlink(missing_ok=True)
     return pid
+
+
+def stop_kafka(s: settings_mod.Settings, *, hard: bool = False) -> int:
+    """Stop the stack's broker (SIGTERM: a clean shutdown; ``hard``: SIGKILL)."""
+    return _stop_service(s, "kafka", hard)
 
 
 def stop_redis(s: settings_mod.Settings, *, hard: bool = False) -> int:
     """Stop the stack's redis-server (SIGTERM: it fsyncs its AOF and exits; ``hard``:
     SIGKILL, what the kernel has of the AOF stays, nothing more is written)."""
-    paths = stack.Paths(s.home)
-    pid = stack._read_pid(paths.pidfile("redis"))
-    if pid is None:
-        raise RuntimeError(f"no redis-server of this stack is running ({paths.pidfile('redis')})")
-    if hard:
-        os.kill(pid, signal.SIGKILL)
-        _wait_gone(pid)
-    else:
-        stack._stop(pid, timeout=60)
-    paths.pidfile("redis").unlink(missing_ok=True)
-    return pid
+    return _stop_service(s, "redis", hard)
 
 
 def _wait_gone(pid: int, timeout: float = 30.0) -> None:

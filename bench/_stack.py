@@ -35,6 +35,17 @@ def bench_settings(**extra: str) -> settings_mod.Settings:
     return settings_mod.load({**os.environ, **BENCH_ENV, **extra})
 
 
+def slot_settings(slot: int, **extra: str) -> settings_mod.Settings:
+    """The bench stack of ``slot``: 0 is the one above; N > 0 has ports of its own (Kafka
+    19292+10N, Redis 16579+N, data under ``.local/bench-stack-N``), so several benches
+    (or drills) can run side by side."""
+    if not slot:
+        return bench_settings(**extra)
+    return bench_settings(GRIDWATCH_KAFKA=f"127.0.0.1:{19292 + 10 * slot}",
+                          GRIDWATCH_REDIS=f"redis://127.0.0.1:{16579 + slot}/0",
+                          GRIDWATCH_HOME=str(ROOT / ".local" / f"bench-stack-{slot}"), **extra)
+
+
 def share_jars(home: Path) -> None:
     """Point this stack's jar folder at the developer stack's, when that one has them."""
     mine = stack.Paths(home).jars

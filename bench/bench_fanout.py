@@ -77,14 +77,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # ---- stack, gateway, users ------------------------------------------------------------
 
 
-def slot_settings(slot: int) -> settings_mod.Settings:
-    """The bench stack's settings, on slot ``slot``'s ports when ``slot`` > 0."""
-    if slot:
-        return _stack.bench_settings(
-            GRIDWATCH_KAFKA=f"127.0.0.1:{19292 + 10 * slot}",
-            GRIDWATCH_REDIS=f"redis://127.0.0.1:{16579 + slot}/0",
-            GRIDWATCH_HOME=str(_stack.ROOT / ".local" / f"bench-stack-{slot}"))
-    return _stack.bench_settings()
+slot_settings = _stack.slot_settings
 
 
 def free_port() -> int:

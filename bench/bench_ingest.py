@@ -353,11 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the bench stack of this slot")
     args = parser.parse_args(argv)
 
-    s = _stack.bench_settings()
-    if args.slot:
-        s = _stack.bench_settings(GRIDWATCH_KAFKA=f"127.0.0.1:{19292 + 10 * args.slot}",
-                                  GRIDWATCH_REDIS=f"redis://127.0.0.1:{16579 + args.slot}/0",
-                                  GRIDWATCH_HOME=str(_stack.ROOT / ".local" / f"bench-stack-{args.slot}"))
+    s = _stack.slot_settings(args.slot)
     from gridwatch import stack
 
     was_running = stack.status(s)["kafka_pid"] is not None
