@@ -266,6 +266,34 @@ def bad_messages(rng: random.Random, valid: list[tuple[str, dict[str, Any]]], n:
 # ---- producing -----------------------------------------------------------------------
 
 
+def _resend_after_originals(mixed: list[tuple[Message, str | None]], copies: list[Bad],
+                            rng: random.Random) -> list[tuple[Message, str | None]]:
+    """Each copy placed somewhere after its original, up to ~2,000 messages later, as a
+    producer's retry or a re-sent file would be: a copy sent before its original would
+    be the original."""
+    import heapq
+
+    want: dict[tuple[str, bytes], list[Bad]] = {}
+    for b in copies:
+        want.setdefault((b.topic, b.raw), []).append(b)
+    out: list[tuple[Message, str | None]] = []
+    due: list[tuple[int, int, tuple[Message, str | None]]] = []
+    seq = 0
+    for i, item in enumerate(mixed):
+        while due and due[0][0] <= i:
+            out.append(heapq.heappop(due)[2])
+        out.append(item)
+        (topic, raw, _), kind = item
+        if kind is None:
+            for b in want.pop((topic, raw), []):
+                seq += 1
+                heapq.heappush(due, (i + rng.randint(1, 2000), seq,
+                                     ((b.topic, b.raw, b.key), b.kind)))
+    out.extend(item for _, _, item in sorted(due))
+    out.extend(((b.topic, b.raw, b.key), b.kind) for bs in want.values() for b in bs)
+    return out
+
+
 def producer(s: settings_mod.Settings) -> Any:
     """An idempotent, acks=all kafka-python producer: each partition gets the messages in
     the order sent, once, also across a broker restart."""
@@ -916,7 +944,9 @@ def bad_input_drill(s: settings_mod.Settings, logdir: Path, *, valid: int, bad: 
     bads = bad_messages(rng, events, bad)
     mixed: list[tuple[Message, str | None]] = [(m, None) for m in clean.messages]
     for b in bads:
-        mixed.insert(rng.randrange(len(mixed) + 1), ((b.topic, b.raw, b.key), b.kind))
+        if b.kind != "duplicate":
+            mixed.insert(rng.randrange(len(mixed) + 1), ((b.topic, b.raw, b.key), b.kind))
+    mixed = _resend_after_originals(mixed, [b for b in bads if b.kind == "duplicate"], rng)
     s = reset(s)
     total = len(mixed)
     note(f"bad input: {len(events):,} valid events and {len(bads):,} bad messages "
@@ -986,7 +1016,8 @@ def bad_input_drill(s: settings_mod.Settings, logdir: Path, *, valid: int, bad: 
     if done:
         def strip(d: dict[str, Any]) -> dict[str, Any]:
             out = {k: v for k, v in d.items() if k != keys.OFFSETS}
-            out[keys.SUMMARY] = {k: v for k, v in d.get(keys.SUMMARY, {}).items() if k != "deadletter"}
+            out[keys.SUMMARY] = {k: v for k, v in d.get(keys.SUMMARY, {}).items()
+                                 if k not in ("deadletter", "duplicates")}
             return out
 
         want, got = strip(ref), strip(actual)
