@@ -43,6 +43,25 @@ Message = tuple[str, bytes, bytes | None]  # topic, value, key
 SUMMARY_KINDS = ("checkpoint_scans", "loiter_reports", "station_tickets")
 
 
+def run_async(main: Callable[[], Any]) -> None:
+    """``asyncio.run(main())`` in a thread of its own: Playwright's sync API (the browser
+    tests, when they run first in the same session) leaves an event loop on the caller's
+    thread, where ``asyncio.run`` refuses to start."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
 def note(text: str) -> None:
     """A progress line on stderr."""
     print(f"[drill {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -1201,7 +1220,7 @@ def gateway_drill(s: settings_mod.Settings, logdir: Path, *, clients: int = 100,
         await asyncio.gather(*(c.task for c in ws_clients if c.task), return_exceptions=True)
 
     try:
-        asyncio.run(main())
+        run_async(main)
     finally:
         exits = workers.unexpected_exits()
         gw.stop()

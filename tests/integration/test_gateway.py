@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +25,9 @@ import orjson
 import pytest
 import redis
 from gridwatch.ws.auth import User
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from _drill import run_async  # bench/ is not a package: found through sys.path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -168,24 +170,6 @@ class Client:
         assert self.task
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
-
-
-def run_async(main: Any) -> None:
-    """``asyncio.run(main())`` in a thread of its own: Playwright's sync API (the browser
-    tests, when they run first in the same session) leaves an event loop on this thread."""
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=target)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
 
 
 async def until(check: Any, timeout: float = 5.0) -> None:
