@@ -50,7 +50,7 @@ def run_one(name: str, args: argparse.Namespace, logdir: Path) -> _drill.Result:
         return _drill.bad_input_drill(s, logdir, valid=args.valid, bad=args.bad, seed=args.seed)
     if name == "gateway-restart":
         return _drill.gateway_drill(s, logdir, clients=args.clients, seconds=args.seconds,
-                                    rate=args.rate, hard=args.hard, seed=args.seed)
+                                    rate=args.gateway_rate, hard=args.hard, seed=args.seed)
     events, rate = args.events, args.rate
     if name == "kill-worker":
         fault = _drill.kill_worker_fault(kills=args.kills)
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=40_000, help="valid events fed (state drills)")
     parser.add_argument("--invalid", type=int, default=200, help="invalid messages mixed in (state drills)")
     parser.add_argument("--rate", type=float, default=800.0, help="messages sent a second")
+    parser.add_argument("--gateway-rate", type=float, default=300.0,
+                        help="gateway-restart: scans a second, every 10th red (an alert each); "
+                             "a client that misses more than the gateway replays (1,000 entries) "
+                             "gets a fresh snapshot instead")
     parser.add_argument("--fault-at", type=float, default=0.35, help="share of the feed sent before the fault")
     parser.add_argument("--kills", type=int, default=2, help="kill-worker: how many SIGKILLs")
     parser.add_argument("--down-s", type=float, default=5.0, help="seconds Redis or Kafka stays down")
