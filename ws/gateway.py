@@ -61,6 +61,8 @@ from .hub import Conn, Hub, snapshot_frame
 
 log = logging.getLogger("gridwatch.gateway")
 
+HELLO_S = 15.0  # how long a new connection's "hello" (its resume point) is waited for
+
 CLOSE_SLOW = 1013
 CLOSE_SESSION = 4401
 SESSION_CACHE_S = 30.0  # a checked session is trusted this long before Redis is asked again
@@ -263,9 +265,12 @@ class Gateway:
                 task.cancel()
 
     async def _hello(self, ws: ServerConnection) -> dict[str, str]:
-        # The client's first message says where it stopped; none within 2 s: no resume.
+        # The client's first message says where it stopped; none within HELLO_S: no resume.
+        # Generous: after a gateway restart every client reconnects at once and each
+        # session check (scrypt) holds the event loop, so a hello sent at once can wait
+        # seconds to be read; a client taken for new would get a snapshot, not its gap.
         try:
-            raw = await asyncio.wait_for(ws.recv(), timeout=2.0)
+            raw = await asyncio.wait_for(ws.recv(), timeout=HELLO_S)
             msg = orjson.loads(raw)
         except (asyncio.TimeoutError, orjson.JSONDecodeError):
             return {}
