@@ -22,9 +22,9 @@ from datetime import timezone
 import numpy as np
 import pandas as pd
 
-from .forecast import WEEK, WINDOW, forecast_next
+from .forecast import RECENT, WEEK, WINDOW, forecast_next
 
-TRAIN_HOURS = 12 * WEEK  # trailing history handed to our model (it uses ~8.5 weeks)
+TRAIN_HOURS = WINDOW  # trailing history handed to our model: all it reads (~3 years)
 MSTL_HOURS = 8 * WEEK  # MSTL costs ~1 s per fit on 8 weeks; longer windows blow the budget
 MODELS = ("model", "mstl", "naive168")
 
@@ -181,6 +181,8 @@ def run_backtest(csv_path: str, *, horizon: int = 24, origins: int = 28, step: i
         lo = max(o - TRAIN_HOURS, 0)
         window, ts_w = x[lo:o], stamps[lo:o]
         origin = pd.Timestamp(stamps[o]).to_pydatetime().replace(tzinfo=timezone.utc)
+        if aware:  # the model's day types and dates are the input's local ones
+            origin = origin.astimezone(index.tz)
         fc = forecast_next(ts_w, window, origin=origin, horizon=horizon)
         ours = {k: np.asarray(getattr(fc, k)) for k in ("yhat", "lo80", "hi80", "lo95", "hi95")}
         preds = {"model": ours, "mstl": _mstl(x[max(o - MSTL_HOURS, 0):o], horizon),
@@ -204,8 +206,8 @@ def run_backtest(csv_path: str, *, horizon: int = 24, origins: int = 28, step: i
             w.writerow(["origin", "ts", "yhat", "lo80", "hi80", "lo95", "hi95"])
             w.writerows(rows)
     scores = {m: _score(np.concatenate(errs[m], axis=1), scale) for m in MODELS}
-    notes = [(f"windows: our model sees the {TRAIN_HOURS // WEEK} weeks before each origin "
-              f"(uses {WINDOW // 24} days), MSTL is fitted on the last {MSTL_HOURS // WEEK} "
+    notes = [(f"windows: our model sees the {TRAIN_HOURS // 24} days before each origin "
+              f"(the last {RECENT // 24} and the same dates in past years), MSTL is fitted on the last {MSTL_HOURS // WEEK} "
               "weeks (gaps interpolated), seasonal naive uses all history"),
              f"model: {fc.method}"]
     return BacktestReport(

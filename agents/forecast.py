@@ -14,6 +14,14 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
   seasonal median by more than ``ODD_DAY`` either way: a holiday, an outage, a
   schedule change): the median stands in for it, so last week's holiday is not
   repeated this week;
+* the same hour on the latest ``DAYTYPE_DAYS`` days of the same type (Monday to
+  Friday, Saturday, Sunday) before the origin, odd days left out: a timetable or a
+  working-day rhythm is better seen in last week's five weekdays than in four
+  values of one weekday;
+* dates that were odd in past years (Christmas, New Year's Eve, a national day):
+  on the same local calendar date, the median over the last ``YEARS`` years of the
+  ratio actual/median (1 in a year where that date was ordinary) multiplies the
+  median, so a holiday that comes back on its date is expected, not learnt again;
 * intervals: split-conformal, from the errors of the same forecast made at every
   hour of the last ``CALIB_DAYS`` days (rolling origin, never past the origin),
   divided by a scale that grows with the forecast, per hour ahead.
@@ -26,7 +34,6 @@ history (see :class:`BookingsView`).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -43,7 +50,13 @@ LEVEL_CLIP = (0.05, 8.0)
 CALIB_DAYS = 28
 MIN_HISTORY = 2 * WEEK  # below this: daily fallback
 ODD_DAY = 1.3  # a day off its seasonal median by more than this factor is not copied
-WINDOW = WEEKS * WEEK + CALIB_DAYS * DAY + LEVEL_HOURS + DAY  # hours of history used
+DAYTYPE_DAYS = 5  # days of the same type in the day-type median
+YEARS = 3  # past years looked at for dates that come back (holidays)
+RECENT = WEEKS * WEEK + CALIB_DAYS * DAY + LEVEL_HOURS + DAY  # hours the weekly part reads
+# Hours of history read: the recent part, and for each past year the same stretch
+# (its median needs the weeks before it).
+WINDOW = RECENT + YEARS * 366 * DAY + WEEKS * WEEK + DAY
+BLEND_STRIDE = 6  # every 6th calibration origin chooses the blend weights
 # Slightly wider than nominal: the blend weights are chosen on the same errors, and
 # errors drift, so nominal split-conformal quantiles under-cover (~74 % measured).
 _Z = {"80": (0.075, 0.925), "95": (0.02, 0.98)}
@@ -134,6 +147,25 @@ def _to_utc(d: datetime) -> datetime:
     return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
 
 
+def _day_type(hours: np.ndarray) -> np.ndarray:
+    """0 for Monday to Friday, 1 for Saturday, 2 for Sunday, per local hour index."""
+    dow = (hours // DAY + 3) % 7  # 0 = Monday: 1970-01-01 was a Thursday
+    return np.maximum(dow - 4, 0)
+
+
+def _nanmedian_last(stack: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN (NaN where all are NaN).
+
+    Sorting puts NaN last, so the median is read at the middle of the known values;
+    several times faster than ``np.nanmedian``, which goes through masked arrays.
+    """
+    s = np.sort(stack, axis=-1)
+    cnt = (~np.isnan(s)).sum(axis=-1)
+    lo = np.take_along_axis(s, np.maximum((cnt - 1) // 2, 0)[..., None], -1)[..., 0]
+    hi = np.take_along_axis(s, np.maximum(cnt // 2, 0)[..., None], -1)[..., 0]
+    return np.where(cnt > 0, (lo + hi) / 2, np.nan)
+
+
 def _lagged_median(x: np.ndarray, lag: int, count: int, start: int, stop: int) -> np.ndarray:
     """nanmedian of x[t - lag*k], k=1..count, for t in [start, stop); NaN where none."""
     n = stop - start
@@ -143,10 +175,7 @@ def _lagged_median(x: np.ndarray, lag: int, count: int, start: int, stop: int) -
         src_lo, src_hi = max(lo, 0), min(lo + n, x.size)
         if src_hi > src_lo:
             stack[k - 1, src_lo - lo: src_hi - lo] = x[src_lo:src_hi]
-    # All-NaN columns are expected (gaps); numpy would warn about each.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(stack, axis=0)
+    return _nanmedian_last(stack.T)
 
 
 def _level(x: np.ndarray, base: np.ndarray, origins: np.ndarray, hours: int) -> np.ndarray:
@@ -176,13 +205,69 @@ def _odd_hours(x: np.ndarray, base: np.ndarray) -> np.ndarray:
     return np.abs(np.log(ratio)) > np.log(ODD_DAY)
 
 
-def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int,
-                 origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
+                start: int, stop: int) -> np.ndarray:
+    """Factor on the median for hours 0..stop-1 (1 before ``start``).
+
+    For hour t: over the last :data:`YEARS` years, the same local calendar date and
+    hour (29 February falls back to the 28th), the ratio actual/median where that
+    day was odd, 1 where it was ordinary, nothing where unknown; the median of those.
+    A date odd in most years (Christmas) is expected again; a one-off (an outage
+    last year) is outvoted once there are three years. ``local0``: the local hour
+    index of ``x[0]``. Only hours at least a year before t are read.
+    """
+    out = np.ones(stop)
+    if stop <= start or not np.any(~np.isnan(x)):
+        return out
+    local = np.arange(start, stop) + local0
+    day, hod = (local // DAY).astype("datetime64[D]"), local % DAY
+    year, month = day.astype("datetime64[Y]"), day.astype("datetime64[M]")
+    month_of_year = (month - year.astype("datetime64[M]")).astype(np.int64)
+    day_of_month = (day - month.astype("datetime64[D]")).astype(np.int64)
+    prior = 0.05 * float(np.nanmean(x)) + 1.0  # keeps quiet hours' ratios near 1
+    votes = np.full((local.size, YEARS), np.nan)
+    for k in range(1, YEARS + 1):
+        m = (year - k).astype("datetime64[M]") + month_of_year
+        days_in_month = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
+        then = m.astype("datetime64[D]") + np.minimum(day_of_month, days_in_month - 1)
+        tk = then.astype(np.int64) * DAY + hod - local0
+        inside = (tk >= 0) & (tk < x.size)
+        tk = np.clip(tk, 0, x.size - 1)
+        ratio = np.where(odd[tk], (x[tk] + prior) / (base[tk] + prior), 1.0)
+        votes[:, k - 1] = np.where(inside & ~np.isnan(x[tk]), ratio, np.nan)
+    med = _nanmedian_last(votes)
+    out[start:] = np.where(np.isnan(med), 1.0, med)
+    return out
+
+
+def _day_type_median(x: np.ndarray, skip: np.ndarray, idx: np.ndarray, origins: np.ndarray,
+                     types: np.ndarray) -> np.ndarray:
+    """For each target hour in ``idx`` (rows: origins): the median of the same hour on
+    the latest :data:`DAYTYPE_DAYS` days of its type before the row's origin, within
+    two weeks, leaving out hours in ``skip`` (odd days). ``types``: day type per hour."""
+    n = x.size
+    want = types[idx]
+    stack = np.full(idx.shape + (14,), np.nan)
+    taken = np.zeros(idx.shape, np.int8)
+    for k in range(1, 15):
+        src = idx - DAY * k
+        take = (src >= 0) & (src < origins[:, None]) & (types[np.maximum(src, 0)] == want)
+        take &= taken < DAYTYPE_DAYS
+        taken += take
+        src = np.clip(src, 0, n - 1)
+        stack[..., k - 1] = np.where(take & ~skip[src], x[src], np.nan)
+    return _nanmedian_last(stack)
+
+
+def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.ndarray,
+                 local0: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Combined forecasts for t = o..o+horizon-1 per origin (rows); plus base on 0..n+h.
 
-    Three candidates: the seasonal median times the recent level; the value one
-    season ago (the median where that day was odd); the latest same hour of day,
-    shifted by the seasonal median's change.
+    Candidates: the seasonal median (times the past years' factor on odd dates)
+    times the recent level; the value one season ago (the median where that day was
+    odd); the latest same hour of day, shifted by the median's change; with the
+    weekly season, the day-type median. On a date odd in past years only the first
+    and third stand.
     Their weights (a 0.1 grid on the simplex) minimise the MAE over the calibration
     origins, all but the last row, so a schedule-like series leans on the season ago
     and a noisy one on the median.
@@ -191,6 +276,13 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int,
     base = _lagged_median(x, lag, count, 0, n + horizon)
     fallback = np.nanmean(x) if np.any(~np.isnan(x)) else 0.0
     base = np.where(np.isnan(base), fallback, base)
+    odd = _odd_hours(x, base[:n])
+    if lag == WEEK:
+        yearly = _year_ratio(x, base, odd, local0, int(origins[0]), n + horizon)
+        base = base * yearly
+    else:
+        yearly = np.ones(n + horizon)
+    special = yearly != 1.0
     level = _level(x, base[:n], origins, LEVEL_HOURS if lag == WEEK else DAY)[:, None]
     steps = np.arange(horizon)[None, :]
     idx = origins[:, None] + steps
@@ -200,41 +292,73 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int,
     c2 = xp[ago]
     if lag == WEEK:
         # ago + 12 <= origin - 133: the odd-day test only reads hours before each origin.
-        c2 = np.where(_odd_hours(x, base[:n])[ago], np.nan, c2)  # NaN: the median stands in
+        c2 = np.where(odd[ago] | special[idx], np.nan, c2)  # NaN: the median stands in
     back = DAY * (steps // DAY + 1)  # the latest same hour of day before the origin
     # Additive reshaping: a ratio explodes when the older seasonal value is near zero.
     c3 = xp[idx - back] + (base[idx] - base[idx - back]) * level
     c1 = c1 * level
-    cands = [np.where(np.isnan(c), c1, c) for c in (c1, c2, c3)]
+    raw = [c1, c2, c3]
+    if lag == WEEK:
+        types = _day_type(np.arange(local0, local0 + n + horizon)).astype(np.int8)
+        c4 = _day_type_median(x, odd | special[:n], idx, origins, types)
+        shifted = np.where(np.abs(np.log(level)) > np.log(ODD_DAY), level, 1.0)
+        raw.append(np.where(special[idx], np.nan, c4 * shifted))
+    cands = [np.where(np.isnan(c), c1, c) for c in raw]
     weights = _blend_weights(cands, xp[idx[:-1]])
     combined = sum(w * c for w, c in zip(weights, cands))
     return np.maximum(combined, 0.0), base
 
 
-_GRID = np.array([(a, b, 10 - a - b) for a in range(11) for b in range(11 - a)], float) / 10.0
-_GRID32 = _GRID.astype(np.float32)
+def _simplex(parts: int) -> np.ndarray:
+    """Every weight vector of ``parts`` entries in steps of 0.1 that sums to 1."""
+    rows = [r for r in np.ndindex(*(11,) * (parts - 1)) if sum(r) <= 10]
+    return np.array([(*r, 10 - sum(r)) for r in rows], float) / 10.0
+
+
+_GRIDS = {k: _simplex(k) for k in (3, 4)}
+_GRIDS32 = {k: g.astype(np.float32) for k, g in _GRIDS.items()}
 
 
 def _blend_weights(cands: list[np.ndarray], actual: np.ndarray) -> np.ndarray:
     """Simplex weights minimising MAE on rows with known actuals (median alone if none)."""
-    # Every third origin: neighbouring origins share most targets, and it saves time.
-    actual = actual[::3]
+    # Every BLEND_STRIDE-th origin: neighbouring origins share most targets.
+    actual = actual[::BLEND_STRIDE]
     ok = ~np.isnan(actual)
     if ok.sum() < DAY:
         return np.eye(len(cands))[0]
+    grid, grid32 = _GRIDS[len(cands)], _GRIDS32[len(cands)]
     # The blend's error is the weighted sum of the candidates' errors (weights sum to
     # 1), summed in place: a matrix product here would start BLAS threads, which cost
     # more than they save on a busy machine.
-    d = [(c[:-1][::3][ok] - actual[ok]).astype(np.float32) for c in cands]
-    total = _GRID32[:, 0:1] * d[0]
+    d = [(c[:-1][::BLEND_STRIDE][ok] - actual[ok]).astype(np.float32) for c in cands]
+    total = grid32[:, 0:1] * d[0]
     for j in range(1, len(d)):
-        total += _GRID32[:, j:j + 1] * d[j]
-    return _GRID[int(np.argmin(np.abs(total, out=total).sum(axis=1)))]
+        total += grid32[:, j:j + 1] * d[j]
+    return grid[int(np.argmin(np.abs(total, out=total).sum(axis=1)))]
 
 
 def _scale(y: np.ndarray, typical: float) -> np.ndarray:
     """Error scale: proportional to the forecast, floored so that quiet hours get width."""
     return np.maximum(y, 0.0) + 0.05 * typical + 1.0
+
+
+def history_spans(origin_hour: int, horizon: int = 24) -> list[tuple[int, int]]:
+    """Hour ranges ``[lo, hi)`` (hour indices, like ``origin_hour``) that a forecast
+    from ``origin_hour`` reads: the recent weeks, and the same stretch in each past
+    year. A caller that keeps a long history fetches just these."""
+    spans = [(origin_hour - RECENT, origin_hour)]
+    for k in range(YEARS, 0, -1):
+        lo = origin_hour - CALIB_DAYS * DAY - k * 366 * DAY - WEEKS * WEEK - 2 * DAY
+        hi = origin_hour + horizon - k * 365 * DAY + 2 * DAY
+        spans.append((lo, min(hi, origin_hour)))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.ndarray, *,
@@ -271,7 +395,9 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     # Under one season of history there is nothing to calibrate on, but the real
     # origin is always forecast.
     origins = np.arange(min(first, WINDOW), WINDOW + 1)
-    paths, base = _point_paths(x, horizon, lag, count, origins)
+    # Day types and calendar dates are local: the origin's UTC offset says where.
+    offset = int((origin.utcoffset() or timedelta(0)).total_seconds() // 3600)
+    paths, base = _point_paths(x, horizon, lag, count, origins, o - WINDOW + offset)
     yhat = paths[-1]
 
     typical = float(np.nanmean(x)) if seen.size else 1.0

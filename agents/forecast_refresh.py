@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Awaitable, Callable
 
 import orjson
 
 from .. import keys
 from .fold import LEADS
-from .forecast import BookingsView, forecast_next
+from .forecast import BookingsView, forecast_next, history_spans
 
 log = logging.getLogger("gridwatch.forecast")
-
-HISTORY_DAYS = 56
 
 
 def _utc(hour: int) -> datetime:
@@ -40,14 +38,16 @@ def booked_at_lead(fields: dict[str, int], lead: int) -> int:
 def build_inputs(rows: dict[int, dict[str, int]], origin_hour: int) -> tuple[list[datetime], list[float], BookingsView, list[int], list[int]]:
     """History, bookings view, and booked/arrived for the 24 hours from ``origin_hour``.
 
-    Hours with no record between the first recorded hour and the origin are real zeros
-    (a station with no arrivals at night).
+    The history is the hours the forecaster reads (:func:`history_spans`: the recent
+    weeks and the same dates in past years). Hours with no record between the first
+    recorded hour and the origin are real zeros (a station with no arrivals at night).
     """
     first = min(rows) if rows else origin_hour
     ts: list[datetime] = []
     counts: list[float] = []
     history: list[tuple[datetime, float, float, float]] = []
-    for hour in range(max(first, origin_hour - HISTORY_DAYS * 24), origin_hour):
+    past = (h for lo, hi in history_spans(origin_hour) for h in range(max(lo, first), hi))
+    for hour in past:
         fields = rows.get(hour, {})
         arrived = float(fields.get("arrived", 0))
         ts.append(_utc(hour))
@@ -70,16 +70,21 @@ class ForecastRefresher:
     """Keeps every station's forecast fresh."""
 
     def __init__(self, redis: Any, *, publish: Callable[[str, bytes, bytes], Awaitable[Any]] | None = None,
-                 every: float = 5.0, threshold: float = 0.05) -> None:
+                 every: float = 5.0, threshold: float = 0.05, tz: tzinfo = timezone.utc) -> None:
         self.redis = redis
+        self.tz = tz  # the district's zone: the forecaster's day types and dates are local
         self.publish = publish
         self.every = every
         self.threshold = threshold
         self.last: dict[str, tuple[int, int]] = {}  # station -> (origin hour, seats booked ahead)
         self.made = 0
 
-    async def _rows(self, station: str, lo: int, hi: int) -> dict[int, dict[str, int]]:
-        hours = [int(h) for h in await self.redis.zrangebyscore(keys.station_hours(station), lo, hi)]
+    async def _rows(self, station: str, spans: list[tuple[int, int]]) -> dict[int, dict[str, int]]:
+        """The station's recorded hours in ``spans`` (``[lo, hi)``), field -> count."""
+        pipe = self.redis.pipeline(transaction=False)
+        for lo, hi in spans:
+            pipe.zrangebyscore(keys.station_hours(station), lo, f"({hi}")
+        hours = [int(h) for found in await pipe.execute() for h in found]
         pipe = self.redis.pipeline(transaction=False)
         for h in hours:
             pipe.hgetall(keys.station_hour(station, h))
@@ -91,13 +96,14 @@ class ForecastRefresher:
     async def refresh(self, station: str, now: float, *, force: bool = False) -> dict[str, Any] | None:
         """Make the station's forecast if it is due; returns the record written."""
         origin = int(now // 3600)
-        rows = await self._rows(station, origin - HISTORY_DAYS * 24, origin + 24)
+        rows = await self._rows(station, [*history_spans(origin), (origin, origin + 24)])
         ahead = sum(int(rows.get(origin + i, {}).get("booked", 0)) for i in range(24))
         last = self.last.get(station)
         if not force and last and last[0] == origin and abs(ahead - last[1]) <= self.threshold * max(last[1], 1):
             return None
         ts, counts, bookings, booked, arrived = build_inputs(rows, origin)
-        fc = await asyncio.to_thread(forecast_next, ts, counts, origin=_utc(origin), bookings=bookings)
+        fc = await asyncio.to_thread(forecast_next, ts, counts, origin=_utc(origin).astimezone(self.tz),
+                                     bookings=bookings)
         record = {"v": 1, "station_id": station, **fc.to_dict(), "booked": booked, "arrived": arrived,
                   "made_at_event_time": now}
         data = orjson.dumps(record)

@@ -116,10 +116,15 @@ SERIES: dict[str, Callable[[], Series]] = {
 
 
 #: Held back: never used to choose or tune the model, only to judge how it generalises.
+#: The last three were added when the model gained its day-type and past-years parts,
+#: so they had never been looked at before that model was fixed.
 HELD_BACK: dict[str, Callable[[], Series]] = {
     "akl-2-high-st": lambda: auckland_pedestrians("2 High Street"),
     "akl-107-quay-st": lambda: auckland_pedestrians("107 Quay Street"),
     "nyc-jfk-departures": lambda: nyc_flight_departures("JFK"),
+    "akl-205-queen-st": lambda: auckland_pedestrians("205 Queen Street"),
+    "akl-61-federal-st": lambda: auckland_pedestrians("61 Federal Street"),
+    "akl-commerce-st-west": lambda: auckland_pedestrians("Commerce Street West"),
 }
 
 

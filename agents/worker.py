@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zoneinfo
 
 import faust
 
@@ -84,7 +85,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
 
     commands = CommandApplier(store, index, config.escalation, input_ends=input_ends)
     timers = Timers(store, config)
-    forecasts = ForecastRefresher(store.redis, publish=send)
+    forecasts = ForecastRefresher(store.redis, publish=send, tz=zoneinfo.ZoneInfo(settings.tz))
 
     metrics = WorkerMetrics()
 

@@ -94,9 +94,12 @@ def bookings_view(y: np.ndarray, o: int, rng: np.random.Generator, horizon: int 
     return BookingsView(booked_now=now, history=hist)
 
 
-def write_csv(path: Path, ts: np.ndarray, counts: np.ndarray) -> Path:
-    pd.DataFrame({"ts": pd.DatetimeIndex(ts).strftime("%Y-%m-%dT%H:%M:%S"),
-                  "count": counts}).to_csv(path, index=False)
+def write_csv(path: Path, ts: np.ndarray, counts: np.ndarray, tz: object = None) -> Path:
+    """``ts`` naive (local wall-clock) or, with ``tz``, UTC written in that zone."""
+    index = pd.DatetimeIndex(ts)
+    stamps = ([t.isoformat() for t in index.tz_localize("UTC").tz_convert(tz)]
+              if tz is not None else index.strftime("%Y-%m-%dT%H:%M:%S"))
+    pd.DataFrame({"ts": stamps, "count": counts}).to_csv(path, index=False)
     return path
 
 
@@ -160,12 +163,12 @@ def main() -> None:
     sim_hours = np.array(sorted(sim_rows))
     sim_ts = (sim_hours * 3600).astype("datetime64[s]")
     sim_y = np.array([sim_rows[h].get("arrived", 0) for h in sim_hours], float)
-    rep = run_backtest(str(write_csv(tmp / "simulator-station.csv", sim_ts, sim_y)), origins=28,
+    rep = run_backtest(str(write_csv(tmp / "simulator-station.csv", sim_ts, sim_y, CST)), origins=28,
                        out_path=str(tmp / "simulator-station-out.csv"))
     print(row("simulator-station", rep), flush=True)
     # The station is closed at night: those zero hours are covered by any interval.
     out = pd.read_csv(tmp / "simulator-station-out.csv")
-    actual = pd.Series(sim_y, index=pd.DatetimeIndex(sim_ts).strftime("%Y-%m-%dT%H:%M:%S"))
+    actual = pd.Series(sim_y, index=pd.read_csv(tmp / "simulator-station.csv")["ts"].to_numpy())
     a = actual.reindex(out["ts"]).to_numpy()
     inside = (a >= out["lo80"].to_numpy() - 5e-4) & (a <= out["hi80"].to_numpy() + 5e-4)
     print(f"{'':<22}80 % coverage over open hours (arrivals > 0): {inside[a > 0].mean():.1%}, "
@@ -178,7 +181,7 @@ def main() -> None:
     err_with, err_without = [], []
     for o in range(int(sim_hours[-1]) + 1 - 28 * 24, int(sim_hours[-1]) + 2 - 24, 24):
         h_ts, h_counts, view, _, arrived = build_inputs(sim_rows, o)
-        at = datetime.fromtimestamp(o * 3600, tz=timezone.utc)
+        at = datetime.fromtimestamp(o * 3600, tz=CST)  # as the live refresher: local time
         actual = np.array(arrived, float)
         err_with.append(np.abs(actual - forecast_next(h_ts, h_counts, origin=at,
                                                       bookings=view).yhat))

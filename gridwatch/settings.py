@@ -25,12 +25,15 @@ GRIDWATCH_TIMERS           run escalation and liveness timers (1/0)            1
 GRIDWATCH_WORKER_HTTP      worker metrics and health, host:port (0 = off;      127.0.0.1:9464
                            a taken port: the next free one, up to 20 above)
 GRIDWATCH_LOG_FORMAT       text, or json (one JSON object per line)            text
+GRIDWATCH_TZ               the district's time zone (IANA name): the days and  Asia/Shanghai
+                           dates station forecasts see
 =========================  ==================================================  ======================
 """
 
 from __future__ import annotations
 
 import os
+import zoneinfo
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -71,6 +74,7 @@ class Settings:
     timers: bool = True
     worker_http: str = "127.0.0.1:9464"
     log_format: str = "text"
+    tz: str = "Asia/Shanghai"
 
     @property
     def kafka_port(self) -> int:
@@ -163,7 +167,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         worker_http=env.get("GRIDWATCH_WORKER_HTTP") or base.worker_http,
         timers=env.get("GRIDWATCH_TIMERS", "1").strip().lower() not in ("0", "false", "no", "off"),
         log_format=(env.get("GRIDWATCH_LOG_FORMAT") or base.log_format).strip().lower(),
+        tz=(env.get("GRIDWATCH_TZ") or base.tz).strip(),
     )
+    try:
+        zoneinfo.ZoneInfo(settings.tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"GRIDWATCH_TZ={settings.tz!r}: not a known time zone (e.g. Asia/Shanghai)") from None
     if settings.log_format not in ("text", "json"):
         raise ConfigError(f"GRIDWATCH_LOG_FORMAT={settings.log_format!r}: expected text or json")
     if ":" not in settings.kafka:

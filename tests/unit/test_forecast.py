@@ -106,13 +106,18 @@ def test_no_look_ahead() -> None:
         assert after == before
 
 
-def test_origin_in_other_timezone_and_naive_inputs() -> None:
+def test_naive_inputs_are_utc_and_the_origin_offset_sets_local_days() -> None:
     ts, y = station(8 * 168)
     naive = np.array([t.replace(tzinfo=None) for t in ts])
+    assert forecast_next(naive, y, origin=at(8 * 168)).yhat == forecast_next(ts, y, origin=at(8 * 168)).yhat
+    # Day types and dates are the origin's local ones: a forecast made at +08:00 is the
+    # one made on the same series written in local wall-clock time.
     tz = timezone(timedelta(hours=8))
-    fc = forecast_next(naive, y, origin=at(8 * 168).astimezone(tz))
-    ref = forecast_next(ts, y, origin=at(8 * 168))
-    assert fc.yhat == ref.yhat and fc.origin.utcoffset() == timedelta(hours=8)
+    fc = forecast_next(ts, y, origin=at(8 * 168).astimezone(tz))
+    local = forecast_next(ts + timedelta(hours=8), y, origin=at(8 * 168 + 8))
+    assert fc.origin.utcoffset() == timedelta(hours=8) and fc.hours[0] == at(8 * 168)
+    assert fc.yhat == local.yhat
+    assert fc.yhat != forecast_next(ts, y, origin=at(8 * 168)).yhat
 
 
 def booked_station(days: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[int, dict[int, float]]]:
@@ -216,3 +221,38 @@ def test_no_look_ahead_around_an_odd_day() -> None:
     for cut in (o + 1, o + 12, o + 30, y.size):
         assert forecast_next(ts[:cut], y2[:cut], origin=at(o)) == before
         assert forecast_next(ts[:cut], y[:cut], origin=at(o)) == before
+
+
+def yearly_station(christmas: dict[int, float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Three years and eight weeks of arrivals from 2021-11-01; on 25 December of the
+    years in ``christmas`` the day carries that factor. Returns ts, y and the index of
+    2024-12-25 00:00 (the origin)."""
+    start = datetime(2021, 11, 1, tzinfo=timezone.utc)
+    origin = datetime(2024, 12, 25, tzinfo=timezone.utc)
+    hours = int((origin - start).total_seconds() // 3600)
+    rng = np.random.default_rng(3)
+    t = np.arange(hours + 24)
+    mean = 100 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24))
+    ts = np.array([start + timedelta(hours=int(i)) for i in t])
+    for year, factor in christmas.items():
+        day = int((datetime(year, 12, 25, tzinfo=timezone.utc) - start).total_seconds() // 3600)
+        mean[day:day + 24] *= factor
+    return ts, rng.poisson(mean).astype(float), hours
+
+
+def test_a_date_odd_in_past_years_is_expected_again() -> None:
+    ts, y, o = yearly_station({2021: 0.2, 2022: 0.2, 2023: 0.2})
+    normal = y[o - 24:o].sum()
+    fc = forecast_next(ts[:o], y[:o], origin=ts[o])
+    assert np.sum(fc.yhat) < 0.35 * normal
+    # With only the recent weeks, the same day looks ordinary.
+    recent = forecast_next(ts[o - 10 * 168:o], y[o - 10 * 168:o], origin=ts[o])
+    assert np.sum(recent.yhat) > 0.8 * normal
+    # Look-ahead: the forecast for the origin does not change with hours after it.
+    assert forecast_next(ts, y, origin=ts[o]).yhat == fc.yhat
+
+
+def test_a_one_off_last_year_is_outvoted() -> None:
+    ts, y, o = yearly_station({2023: 0.2})  # an outage on one 25 December only
+    fc = forecast_next(ts[:o], y[:o], origin=ts[o])
+    assert np.sum(fc.yhat) > 0.8 * y[o - 24:o].sum()

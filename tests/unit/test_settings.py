@@ -42,6 +42,7 @@ def test_every_variable_is_read() -> None:
         "GRIDWATCH_WEB_ORIGIN": "https://cockpit.example.org, https://backup.example.org ,",
         "GRIDWATCH_TRACE_DAYS": "21",
         "GRIDWATCH_GROUP": "district-7",
+        "GRIDWATCH_TZ": "Asia/Urumqi",
     }
     s = load(env)
     assert s.kafka == "kafka-1:9092,kafka-2:9092"
@@ -57,6 +58,7 @@ def test_every_variable_is_read() -> None:
     assert s.web_origins == ("https://cockpit.example.org", "https://backup.example.org")
     assert s.trace_days == 21
     assert s.group == "district-7"
+    assert s.tz == "Asia/Urumqi"
 
 
 def test_the_docstring_table_lists_exactly_the_variables_load_reads() -> None:
@@ -101,6 +103,8 @@ def test_a_redis_url_without_a_port_means_6379() -> None:
     ("GRIDWATCH_KAFKA", "localhost", "host:port"),
     ("GRIDWATCH_REDIS", "127.0.0.1:6379", "redis://"),
     ("GRIDWATCH_REDIS", "http://127.0.0.1:6379", "redis://"),
+    ("GRIDWATCH_TZ", "Asia/Atlantis", "time zone"),
+    ("GRIDWATCH_TZ", "+08:00", "time zone"),
 ])
 def test_a_malformed_variable_is_named_in_the_error(name: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:

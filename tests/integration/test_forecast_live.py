@@ -1,0 +1,80 @@
+"""The live forecast refresher against a real Redis: it reads the recent weeks and
+the same dates a year back, in the district's time zone, and writes the forecast."""
+
+from __future__ import annotations
+
+import asyncio
+import zoneinfo
+from datetime import datetime, timedelta
+
+import numpy as np
+import orjson
+import redis
+import redis.asyncio as aredis
+from gridwatch import keys
+from gridwatch.agents.forecast import history_spans
+from gridwatch.agents.forecast_refresh import ForecastRefresher, build_inputs
+
+TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
+STATION = "SHS-T"
+
+
+def _hour(d: datetime) -> int:
+    return int(d.timestamp() // 3600)
+
+
+def _arrivals(hour: int, rng: np.random.Generator) -> int:
+    local = datetime.fromtimestamp(hour * 3600, TZ)
+    shape = 0.0 if local.hour < 6 else 1 + 0.8 * np.sin(2 * np.pi * (local.hour - 9) / 24)
+    return int(rng.poisson(200 * shape))
+
+
+def test_refresher_reads_last_years_holiday_in_local_time(stack_settings) -> None:
+    r = redis.Redis.from_url(stack_settings.redis)
+    r.flushdb()
+    rng = np.random.default_rng(7)
+    now = datetime(2025, 12, 25, 0, 30, tzinfo=TZ)
+    origin = _hour(now)
+    holiday = (_hour(datetime(2024, 12, 25, tzinfo=TZ)), _hour(datetime(2024, 12, 26, tzinfo=TZ)))
+    pipe = r.pipeline(transaction=False)
+    stretches = [(datetime(2024, 10, 10, tzinfo=TZ), datetime(2025, 1, 5, tzinfo=TZ)),
+                 (datetime(2025, 10, 10, tzinfo=TZ), now)]
+    for lo, hi in stretches:
+        for h in range(_hour(lo), _hour(hi)):
+            n = _arrivals(h, rng)
+            if holiday[0] <= h < holiday[1]:
+                n = n // 10  # last year's 25 December (local) was nearly empty
+            pipe.hset(keys.station_hour(STATION, h), mapping={"arrived": n})
+            pipe.zadd(keys.station_hours(STATION), {str(h): h})
+    pipe.execute()
+
+    async def run() -> dict:
+        client = aredis.Redis.from_url(stack_settings.redis)
+        try:
+            refresher = ForecastRefresher(client, tz=TZ)
+            return await refresher.refresh(STATION, now.timestamp(), force=True)
+        finally:
+            await client.aclose()
+
+    record = asyncio.run(run())
+    stored = orjson.loads(r.get(keys.forecast(STATION)))
+    assert stored["hours"] == record["hours"]
+    assert stored["hours"][0] == "2025-12-25T00:00:00+08:00" and len(stored["hours"]) == 24
+    assert r.xlen(keys.CHAN_FORECASTS) == 1
+    # An ordinary day's arrivals: the same hours a week before.
+    week_ago = sum(int(r.hget(keys.station_hour(STATION, origin - 168 + i), "arrived")) for i in range(24))
+    assert sum(stored["yhat"]) < 0.4 * week_ago, (sum(stored["yhat"]), week_ago)
+    r.close()
+
+
+def test_build_inputs_covers_the_spans_the_model_reads() -> None:
+    origin = 500_000
+    rows = {h: {"arrived": 1} for lo, hi in history_spans(origin) for h in range(lo, hi)}
+    ts, counts, view, booked, arrived = build_inputs(rows, origin)
+    hours = {int(t.timestamp() // 3600) for t in ts}
+    assert hours == set(rows) and all(h < origin for h in hours)
+    assert len(booked) == len(arrived) == 24 and not view.history
+    spans = history_spans(origin)
+    assert spans[-1][1] == origin
+    assert len(spans) == 4 and all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    assert timedelta(hours=origin - spans[0][0]) > timedelta(days=3 * 365)
