@@ -240,23 +240,35 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     return out
 
 
-def _day_type_median(x: np.ndarray, skip: np.ndarray, idx: np.ndarray, origins: np.ndarray,
+def _day_type_median(x: np.ndarray, skip: np.ndarray, idx: np.ndarray,
                      types: np.ndarray) -> np.ndarray:
-    """For each target hour in ``idx`` (rows: origins): the median of the same hour on
-    the latest :data:`DAYTYPE_DAYS` days of its type before the row's origin, within
-    two weeks, leaving out hours in ``skip`` (odd days). ``types``: day type per hour."""
+    """For each target hour in ``idx`` (rows: origins, columns: hours ahead): the
+    median of the same hour on the latest :data:`DAYTYPE_DAYS` days of its type
+    before the row's origin, within two weeks, leaving out hours in ``skip`` (odd
+    days). ``types``: day type per hour.
+
+    Origins are consecutive hours, so hour ``j`` ahead may read days ``j // 24 + 1``
+    and more back, whatever the row: the medians are made once per target hour and
+    per such first day, not per row.
+    """
     n = x.size
-    want = types[idx]
-    stack = np.full(idx.shape + (14,), np.nan)
-    taken = np.zeros(idx.shape, np.int8)
-    for k in range(1, 15):
-        src = idx - DAY * k
-        take = (src >= 0) & (src < origins[:, None]) & (types[np.maximum(src, 0)] == want)
-        take &= taken < DAYTYPE_DAYS
-        taken += take
-        src = np.clip(src, 0, n - 1)
-        stack[..., k - 1] = np.where(take & ~skip[src], x[src], np.nan)
-    return _nanmedian_last(stack)
+    lo, hi = int(idx.min()), int(idx.max()) + 1
+    t = np.arange(lo, hi)
+    want = types[t]
+    out = np.full(idx.shape, np.nan)
+    steps = np.arange(idx.shape[1])
+    for first in np.unique(steps // DAY + 1):
+        stack = np.full((t.size, 14), np.nan)
+        taken = np.zeros(t.size, np.int8)
+        for k in range(first, first + 14):
+            src = t - DAY * k
+            take = (src >= 0) & (types[np.maximum(src, 0)] == want) & (taken < DAYTYPE_DAYS)
+            taken += take
+            src = np.clip(src, 0, n - 1)
+            stack[:, k - first] = np.where(take & ~skip[src], x[src], np.nan)
+        cols = steps // DAY + 1 == first
+        out[:, cols] = _nanmedian_last(stack)[idx[:, cols] - lo]
+    return out
 
 
 def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.ndarray,
@@ -300,7 +312,7 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     raw = [c1, c2, c3]
     if lag == WEEK:
         types = _day_type(np.arange(local0, local0 + n + horizon)).astype(np.int8)
-        c4 = _day_type_median(x, odd | special[:n], idx, origins, types)
+        c4 = _day_type_median(x, odd | special[:n], idx, types)
         shifted = np.where(np.abs(np.log(level)) > np.log(ODD_DAY), level, 1.0)
         raw.append(np.where(special[idx], np.nan, c4 * shifted))
     cands = [np.where(np.isnan(c), c1, c) for c in raw]
@@ -328,12 +340,13 @@ def _blend_weights(cands: list[np.ndarray], actual: np.ndarray) -> np.ndarray:
         return np.eye(len(cands))[0]
     grid, grid32 = _GRIDS[len(cands)], _GRIDS32[len(cands)]
     # The blend's error is the weighted sum of the candidates' errors (weights sum to
-    # 1), summed in place: a matrix product here would start BLAS threads, which cost
-    # more than they save on a busy machine.
-    d = [(c[:-1][::BLEND_STRIDE][ok] - actual[ok]).astype(np.float32) for c in cands]
-    total = grid32[:, 0:1] * d[0]
-    for j in range(1, len(d)):
-        total += grid32[:, j:j + 1] * d[j]
+    # 1): one matrix product, in slices of weight rows small enough that BLAS keeps
+    # to one thread (threads cost more than they save on a busy 2-core machine).
+    d = np.stack([(c[:-1][::BLEND_STRIDE][ok] - actual[ok]) for c in cands]).astype(np.float32)
+    total = np.empty((grid32.shape[0], d.shape[1]), np.float32)
+    rows = max(1, 150_000 // (d.size or 1))
+    for i in range(0, grid32.shape[0], rows):
+        np.dot(grid32[i:i + rows], d, out=total[i:i + rows])
     return grid[int(np.argmin(np.abs(total, out=total).sum(axis=1)))]
 
 
