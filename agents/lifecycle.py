@@ -132,6 +132,8 @@ def _refusal(noun: str, rid: str, status: str, action: str, audit: tuple[AuditEn
     if action in aim and aim[action] <= rank[status]:
         return TransitionRefused(f"{noun} {rid} is already {status}{by}")
     allowed = sorted(a for (s, a), r in table.items() if s == status and r.roles != SYSTEM)
+    if status == "new" and last:  # "new by the system" reads oddly: say who raised it
+        by = f" (raised by {_who(last)})"
     return TransitionRefused(
         f"cannot {verb} {noun} {rid}: it is {status}{by}; allowed now: {', '.join(allowed)}"
     )
