@@ -255,7 +255,8 @@ def test_closed_loop_from_kafka_to_every_screen(browser: Any, cockpit: Any,
 
 
 def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
-    """The station view draws a forecast record (written here: no forecast agent yet)."""
+    """The station view draws a forecast record (a hand-made one: this test is about the
+    drawing; the refresher's own records: tests/integration/test_forecast_live.py)."""
     g, r, s = gateway_only
     origin = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     hours = [origin + timedelta(hours=h) for h in range(24)]
@@ -279,8 +280,7 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
     expect(page.locator("#peaks tr")).to_have_count(6)
     page.click("#lang")
     expect(page.locator("#peaks")).to_contain_text("Share of day")
-    # docs/screenshots/station.png is left as it is until a forecast agent writes
-    # gw:forecast:{station}: a screenshot of this hand-made record would not be real data.
+    # No screenshot from here: a hand-made record is not real data.
 
 
 def test_no_valid_token_is_refused(browser: Any, gateway_only: Any) -> None:
