@@ -17,7 +17,7 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
 * the same hour on the latest ``DAYTYPE_DAYS`` days of the same type (Monday to
   Friday, Saturday, Sunday) before the origin, odd days left out: a timetable or a
   working-day rhythm is better seen in last week's five weekdays than in four
-  values of one weekday;
+  values of one weekday; times the level when the last day was odd (a lockdown);
 * dates that were odd in past years (Christmas, New Year's Eve, a national day):
   on the same local calendar date, the median over the last ``YEARS`` years of the
   ratio actual/median (1 in a year where that date was ordinary) multiplies the
@@ -25,6 +25,9 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
 * intervals: split-conformal, from the errors of the same forecast made at every
   hour of the last ``CALIB_DAYS`` days (rolling origin, never past the origin),
   divided by a scale that grows with the forecast, per hour ahead.
+
+Day types and dates are local: the origin's UTC offset says where (naive
+timestamps are UTC, so a naive local series with a naive origin is read as it is).
 
 With less than two weeks of history the weekly season is replaced by the daily
 one (same hour on recent days), and the forecast says so in ``notes``.
