@@ -97,11 +97,13 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
         print(f"  {role:16s} {name:14s} {link}", file=sys.stderr)
     print(f"  logs: {logdir}  (Ctrl-C stops the demo)\n", file=sys.stderr)
 
-    # The city day starts at 07:00, just before the morning peak.
+    # The live city day starts at 07:00 local, just before the morning peak; the
+    # simulated days are China's calendar days, so the peaks come at their hours.
     start = datetime.now(CST).replace(hour=7, minute=0, second=0, microsecond=0)
     base = CityDay()
     profile = CityDay(scans=int(base.scans * scale), loiter_reports=int(base.loiter_reports * max(scale, 0.2)))
-    sim = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile)
+    sim = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile,
+                    local_days=True)
     sent = [0]
     stop = threading.Event()
     shower = threading.Thread(target=_progress, args=(settings, stop, sent), daemon=True)
@@ -113,7 +115,8 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
                           value=orjson.dumps(event))
             sent[0] += 1
         producer.flush()
-        live = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile)
+        live = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile,
+                         local_days=True)
         for topic, event in paced(live.stream(days=days), speed=speed):
             producer.send(topic.name, key=str(event[topic.key_field]).encode(),
                           value=orjson.dumps(event))

@@ -72,15 +72,22 @@ class Simulator:
         seed: random seed; the same seed and arguments give the same events.
         start: the first simulated instant (default: today 00:00 China time).
         profile: how busy the city is.
+        local_days: the simulated days are China's calendar days, and the live part
+            begins at ``start`` within its day (the morning peak at 09:00 local
+            whatever the start); otherwise a simulated day begins at ``start``.
     """
 
     def __init__(self, city: dict[str, Any], *, seed: int = 1, start: datetime | None = None,
-                 profile: CityDay = CityDay()) -> None:
+                 profile: CityDay = CityDay(), local_days: bool = False) -> None:
         self.city = city
         self.seed = seed
         self.profile = profile
         today = datetime.now(CST).replace(hour=0, minute=0, second=0, microsecond=0)
-        self.start = (start or today).timestamp()
+        first = start or today
+        self.live_from = first.timestamp()
+        if local_days:
+            first = first.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.start = first.timestamp()  # where simulated day 0 begins
         self.checkpoints = [c for c in city["checkpoints"]]
         self.cameras = city["cameras"]
         self.station = city["stations"][0]
@@ -247,18 +254,24 @@ class Simulator:
 
     def stream(self, *, days: float = 1.0, history_days: int = 0) -> Iterator[tuple[float, InputTopic, dict[str, Any]]]:
         """(send time, topic, event) for ``history_days`` of station history, then the
-        live ``days``. Late events are sent after their time, some past the grace."""
+        live ``days`` from the start. Late events are sent after their time, some past
+        the grace. With ``local_days`` and a start after midnight, the history also
+        holds the start day's ticket events before the start."""
         rng = random.Random(self.seed)
         for d in range(-history_days, 0):
             for ts, name, event in self.day(d, station_only=True):
                 yield ts, INPUT_BY_NAME[name], event
         late: list[tuple[float, int, str, dict[str, Any]]] = []
         n = 0
-        end = self.start + days * 86400
-        for d in range(int(math.ceil(days))):
+        end = self.live_from + days * 86400
+        for d in range(int(math.ceil((end - self.start) / 86400))):
             for ts, name, event in self.day(d):
                 if ts >= end:
                     break
+                if ts < self.live_from:
+                    if history_days and name == STATION_TICKETS:
+                        yield ts, INPUT_BY_NAME[name], event
+                    continue
                 while late and late[0][0] <= ts:
                     send_at, _, lname, levent = heapq.heappop(late)
                     yield send_at, INPUT_BY_NAME[lname], levent

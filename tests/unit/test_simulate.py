@@ -236,3 +236,25 @@ def test_station_history_comes_first_and_only_has_tickets() -> None:
         before.append((topic.name, e))
     assert before
     assert {name for name, _ in before} == {STATION_TICKETS}
+
+
+def test_local_days_keep_the_peaks_at_their_local_hours_whatever_the_start() -> None:
+    seven = MONDAY.replace(hour=7)
+    sim = Simulator(CITY, seed=4, start=seven, profile=SMALL, local_days=True)
+    live = list(sim.stream(days=1))
+    assert live and min(at for at, _, _ in live) >= seven.timestamp()
+    exits = Counter(datetime.fromtimestamp(parse_time(e["ts"]), CST).hour
+                    for _, topic, e in live if topic.name == STATION_TICKETS and e["action"] == "exited")
+    # The busiest local hours are 09 and 12, as on a day simulated from midnight.
+    assert {h for h, _ in exits.most_common(2)} == {9, 12}
+    # With history asked for, the start day's ticket events before 07:00 come first,
+    # and only those; without it, nothing before the start.
+    early = [(at, topic.name) for at, topic, _ in
+             Simulator(CITY, seed=4, start=seven, profile=SMALL, local_days=True).stream(days=0.01, history_days=1)
+             if MONDAY.timestamp() <= at < seven.timestamp()]
+    assert early and {name for _, name in early} == {STATION_TICKETS}
+    # Without local days, a simulated day begins at the start: the peaks move with it.
+    shifted = Counter(datetime.fromtimestamp(parse_time(e["ts"]), CST).hour
+                      for _, topic, e in Simulator(CITY, seed=4, start=seven, profile=SMALL).stream(days=1)
+                      if topic.name == STATION_TICKETS and e["action"] == "exited")
+    assert {h for h, _ in shifted.most_common(2)} == {16, 19}
