@@ -96,11 +96,14 @@ class ForecastRefresher:
     async def refresh(self, station: str, now: float, *, force: bool = False) -> dict[str, Any] | None:
         """Make the station's forecast if it is due; returns the record written."""
         origin = int(now // 3600)
-        rows = await self._rows(station, [*history_spans(origin), (origin, origin + 24)])
-        ahead = sum(int(rows.get(origin + i, {}).get("booked", 0)) for i in range(24))
+        # The coming hours say whether it is due; the history (years of hours) is read
+        # only when it is.
+        coming = await self._rows(station, [(origin, origin + 24)])
+        ahead = sum(int(coming.get(origin + i, {}).get("booked", 0)) for i in range(24))
         last = self.last.get(station)
         if not force and last and last[0] == origin and abs(ahead - last[1]) <= self.threshold * max(last[1], 1):
             return None
+        rows = {**await self._rows(station, history_spans(origin)), **coming}
         ts, counts, bookings, booked, arrived = build_inputs(rows, origin)
         fc = await asyncio.to_thread(forecast_next, ts, counts, origin=_utc(origin).astimezone(self.tz),
                                      bookings=bookings)

@@ -119,16 +119,15 @@ def main() -> None:
                         help="just the speed figures, or just the backtests")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_forecast_"))
-    ts, y, _ = synthetic_station(50_000 // 24 + 1)
-    ts, y = ts[:50_000], y[:50_000]
-
     if args.only != "accuracy":
-        timing(tmp, ts, y)
+        timing(tmp)
     if args.only != "timing":
         accuracy(tmp)
 
 
-def timing(tmp: Path, ts: np.ndarray, y: np.ndarray) -> None:
+def timing(tmp: Path) -> None:
+    ts, y, _ = synthetic_station(50_000 // 24 + 1)
+    ts, y = ts[:50_000], y[:50_000]
     origin = T0 + timedelta(hours=49_000)
     for _ in range(5):
         forecast_next(ts, y, origin=origin)
