@@ -9,7 +9,8 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
   for those hours, damped; it follows a level shift (lockdown, holiday) within a
   day while the weekly shape comes from the weeks before;
 * blend: base x level, the value a week ago, and the latest same hour of day
-  shifted by the base's change, weighted to minimise the recent rolling-origin MAE;
+  shifted by the base's change, weighted to minimise the recent rolling-origin MAE
+  (those weights, 70 %, mixed with equal weights, 30 %: chosen weights overfit);
   the value a week ago is not copied from an odd day (a day whose total was off its
   seasonal median by more than ``ODD_DAY`` either way: a holiday, an outage, a
   schedule change): the median stands in for it, so last week's holiday is not
@@ -60,6 +61,7 @@ RECENT = WEEKS * WEEK + CALIB_DAYS * DAY + LEVEL_HOURS + DAY  # hours the weekly
 # (its median needs the weeks before it).
 WINDOW = RECENT + YEARS * 366 * DAY + WEEKS * WEEK + DAY
 BLEND_STRIDE = 6  # every 6th calibration origin chooses the blend weights
+BLEND_EQUAL = 0.3  # share of equal weights mixed into the chosen ones
 # Slightly wider than nominal: the blend weights are chosen on the same errors, and
 # errors drift, so nominal split-conformal quantiles under-cover (~74 % measured).
 _Z = {"80": (0.075, 0.925), "95": (0.02, 0.98)}
@@ -285,7 +287,7 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     and third stand.
     Their weights (a 0.1 grid on the simplex) minimise the MAE over the calibration
     origins, all but the last row, so a schedule-like series leans on the season ago
-    and a noisy one on the median.
+    and a noisy one on the median; 30 % equal weights are mixed in.
     """
     n = x.size
     base = _lagged_median(x, lag, count, 0, n + horizon)
@@ -319,7 +321,8 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
         shifted = np.where(np.abs(np.log(level)) > np.log(ODD_DAY), level, 1.0)
         raw.append(np.where(special[idx], np.nan, c4 * shifted))
     cands = [np.where(np.isnan(c), c1, c) for c in raw]
-    weights = _blend_weights(cands, xp[idx[:-1]])
+    # Mixed with equal weights: weights chosen on 28 days overfit them a little.
+    weights = (1 - BLEND_EQUAL) * _blend_weights(cands, xp[idx[:-1]]) + BLEND_EQUAL / len(cands)
     combined = sum(w * c for w, c in zip(weights, cands))
     return np.maximum(combined, 0.0), base
 

@@ -166,10 +166,12 @@ def accuracy(tmp: Path) -> None:
             ratios.append((rep.ratio_mstl, rep.ratio_naive, rep.scores["model"].cover80))
         if ratios:
             r = np.array(ratios)
-            passed = int(np.sum((r[:, 0] <= 0.90) & (r[:, 1] <= 0.80)))
+            bars = (r[:, 0] <= 0.90) & (r[:, 1] <= 0.80)
+            covered = bars & (r[:, 2] >= 0.75) & (r[:, 2] <= 0.85)
             print(f"{'geometric mean':<22}{'':>45}{np.exp(np.log(r[:, 0]).mean()):>8.3f}"
                   f"{np.exp(np.log(r[:, 1]).mean()):>8.3f}{r[:, 2].mean():>7.1%}"
-                  f"   {passed}/{len(r)} clear both bars")
+                  f"   {int(bars.sum())}/{len(r)} clear both bars, {int(covered.sum())} of them"
+                  " with cov80 in 75-85 %")
     if skipped:
         print(f"skipped (package not installed): {', '.join(skipped)}")
 
