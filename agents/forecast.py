@@ -51,7 +51,7 @@ WEEKS = 4  # weeks in the seasonal median
 LEVEL_HOURS = 24  # hours behind the origin that set the level
 LEVEL_DAMP = 0.8  # exponent on the level ratio: full ratios overshoot on noisy days
 LEVEL_CLIP = (0.05, 8.0)
-CALIB_DAYS = 28
+CALIB_DAYS = 42
 MIN_HISTORY = 2 * WEEK  # below this: daily fallback
 ODD_DAY = 1.3  # a day off its seasonal median by more than this factor is not copied
 DAYTYPE_DAYS = 5  # days of the same type in the day-type median
@@ -321,7 +321,7 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
         shifted = np.where(np.abs(np.log(level)) > np.log(ODD_DAY), level, 1.0)
         raw.append(np.where(special[idx], np.nan, c4 * shifted))
     cands = [np.where(np.isnan(c), c1, c) for c in raw]
-    # Mixed with equal weights: weights chosen on 28 days overfit them a little.
+    # Mixed with equal weights: weights chosen on the calibration days overfit them a little.
     weights = (1 - BLEND_EQUAL) * _blend_weights(cands, xp[idx[:-1]]) + BLEND_EQUAL / len(cands)
     combined = sum(w * c for w, c in zip(weights, cands))
     return np.maximum(combined, 0.0), base

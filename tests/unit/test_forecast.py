@@ -256,3 +256,13 @@ def test_a_one_off_last_year_is_outvoted() -> None:
     ts, y, o = yearly_station({2023: 0.2})  # an outage on one 25 December only
     fc = forecast_next(ts[:o], y[:o], origin=ts[o])
     assert np.sum(fc.yhat) > 0.8 * y[o - 24:o].sum()
+
+
+def test_station_history_is_kept_as_long_as_the_forecaster_reads_it() -> None:
+    from gridwatch import keys
+    from gridwatch.agents.forecast import history_spans
+
+    origin = 500_000  # an hour index
+    oldest = min(lo for lo, _ in history_spans(origin))
+    assert oldest < origin - 3 * 365 * 24  # the past years are read
+    assert keys.STATION_TTL_S >= (origin - oldest) * 3600
