@@ -47,7 +47,7 @@ import numpy as np
 
 WEEK = 168
 DAY = 24
-WEEKS = 4  # weeks in the seasonal median
+WEEKS = 8  # weeks in the seasonal median
 LEVEL_HOURS = 24  # hours behind the origin that set the level
 LEVEL_DAMP = 0.8  # exponent on the level ratio: full ratios overshoot on noisy days
 LEVEL_CLIP = (0.05, 8.0)
