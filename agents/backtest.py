@@ -22,6 +22,7 @@ from datetime import timezone
 import numpy as np
 import pandas as pd
 
+from . import calendars
 from .forecast import RECENT, WEEK, WINDOW, forecast_next
 
 TRAIN_HOURS = WINDOW  # trailing history handed to our model: all it reads (~3 years)
@@ -156,10 +157,18 @@ def _mstl(x: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
 
 def run_backtest(csv_path: str, *, horizon: int = 24, origins: int = 28, step: int = 24,
                  out_path: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> BacktestReport:
-    """Backtest the model and the two baselines; write our forecasts to ``out_path``."""
+                 progress: Callable[[int, int], None] | None = None,
+                 calendar: str | None = None) -> BacktestReport:
+    """Backtest the model and the two baselines; write our forecasts to ``out_path``.
+
+    ``calendar``: the model's holiday calendar (see :mod:`.calendars`), none by default.
+    """
     if horizon < 1 or origins < 1 or step < 1:
         raise BacktestError("horizon, origins and step must be positive")
+    try:
+        calendar = calendars.check(calendar)
+    except calendars.CalendarError as exc:
+        raise BacktestError(str(exc)) from None
     started = time.perf_counter()
     index, x = read_series(csv_path)
     n = x.size
@@ -183,7 +192,7 @@ def run_backtest(csv_path: str, *, horizon: int = 24, origins: int = 28, step: i
         origin = pd.Timestamp(stamps[o]).to_pydatetime().replace(tzinfo=timezone.utc)
         if aware:  # the model's day types and dates are the input's local ones
             origin = origin.astimezone(index.tz)
-        fc = forecast_next(ts_w, window, origin=origin, horizon=horizon)
+        fc = forecast_next(ts_w, window, origin=origin, horizon=horizon, calendar=calendar)
         ours = {k: np.asarray(getattr(fc, k)) for k in ("yhat", "lo80", "hi80", "lo95", "hi95")}
         preds = {"model": ours, "mstl": _mstl(x[max(o - MSTL_HOURS, 0):o], horizon),
                  "naive168": _naive168(x[:o], o, horizon)}
@@ -245,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--origins", type=int, default=28)
     p.add_argument("--step", type=int, default=24)
     p.add_argument("--out", default=None, help="write one row per forecast hour here")
+    p.add_argument("--calendar", default="none",
+                   help="holidays that move, matched across past years: CN (Spring Festival) "
+                        "or none (default)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
 
@@ -256,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         report = run_backtest(args.csv, horizon=args.horizon, origins=args.origins,
-                              step=args.step, out_path=args.out, progress=show)
+                              step=args.step, out_path=args.out, progress=show,
+                              calendar=args.calendar)
     except BacktestError as exc:
         print(f"error: {_line(exc)}", file=sys.stderr)
         return 2

@@ -23,6 +23,8 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
   on the same local calendar date, the median over the last ``YEARS`` years of the
   ratio actual/median (1 in a year where that date was ordinary) multiplies the
   median, so a holiday that comes back on its date is expected, not learnt again;
+  with a ``calendar`` ("CN"), days near the Spring Festival, which moves by weeks,
+  are matched on their distance from it instead (:mod:`.calendars`);
 * intervals: split-conformal, from the errors of the same forecast made at every
   hour of the last ``CALIB_DAYS`` days (rolling origin, never past the origin),
   divided by a scale that grows with the forecast, per hour ahead.
@@ -44,6 +46,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
+
+from . import calendars
 
 WEEK = 168
 DAY = 24
@@ -211,7 +215,7 @@ def _odd_hours(x: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 
 def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
-                start: int, stop: int) -> np.ndarray:
+                start: int, stop: int, calendar: str | None = None) -> np.ndarray:
     """Factor on the median for hours 0..stop-1 (1 before ``start``).
 
     For hour t: over the last :data:`YEARS` years, the same local calendar date and
@@ -219,7 +223,9 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     day was odd, 1 where it was ordinary, nothing where unknown; the median of those.
     A date odd in most years (Christmas) is expected again; a one-off (an outage
     last year) is outvoted once there are three years. ``local0``: the local hour
-    index of ``x[0]``. Only hours at least a year before t are read.
+    index of ``x[0]``. Only hours at least a year before t are read. With a
+    ``calendar`` (:mod:`.calendars`), days near a holiday that moves (the Spring
+    Festival) are matched on the days from that holiday instead of the date.
     """
     out = np.ones(stop)
     if stop <= start or not np.any(~np.isnan(x)):
@@ -235,8 +241,13 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
         m = (year - k).astype("datetime64[M]") + month_of_year
         days_in_month = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
         then = m.astype("datetime64[D]") + np.minimum(day_of_month, days_in_month - 1)
+        usable = np.ones(local.size, bool)
+        if calendar is not None:
+            moved, mode = calendars.matched_days(calendar, day, k)
+            then = np.where(mode == 1, moved, then)
+            usable = mode != -1  # its date fell in that year's holiday season: no match
         tk = then.astype(np.int64) * DAY + hod - local0
-        inside = (tk >= 0) & (tk < x.size)
+        inside = (tk >= 0) & (tk < x.size) & usable
         tk = np.clip(tk, 0, x.size - 1)
         ratio = np.where(odd[tk], (x[tk] + prior) / (base[tk] + prior), 1.0)
         votes[:, k - 1] = np.where(inside & ~np.isnan(x[tk]), ratio, np.nan)
@@ -277,7 +288,7 @@ def _day_type_median(x: np.ndarray, skip: np.ndarray, idx: np.ndarray,
 
 
 def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.ndarray,
-                 local0: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 local0: int = 0, calendar: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Combined forecasts for t = o..o+horizon-1 per origin (rows); plus base on 0..n+h.
 
     Candidates: the seasonal median (times the past years' factor on odd dates)
@@ -295,7 +306,7 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     base = np.where(np.isnan(base), fallback, base)
     odd = _odd_hours(x, base[:n])
     if lag == WEEK:
-        yearly = _year_ratio(x, base, odd, local0, int(origins[0]), n + horizon)
+        yearly = _year_ratio(x, base, odd, local0, int(origins[0]), n + horizon, calendar)
         base = base * yearly
     else:
         yearly = np.ones(n + horizon)
@@ -382,13 +393,17 @@ def history_spans(origin_hour: int, horizon: int = 24) -> list[tuple[int, int]]:
 
 def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.ndarray, *,
                   origin: datetime, horizon: int = 24,
-                  bookings: BookingsView | None = None) -> Forecast:
+                  bookings: BookingsView | None = None,
+                  calendar: str | None = None) -> Forecast:
     """Forecast the ``horizon`` hours from ``origin`` from hourly counts before it.
 
     ``ts``/``counts``: hourly history (any order; missing hours are gaps, zeros are
     real zeros); points at or after ``origin`` are ignored, so there is no
     look-ahead. Naive timestamps are taken as UTC. ``origin`` is floored to the hour.
+    ``calendar``: a holiday calendar of :mod:`.calendars` ("CN": the Spring Festival)
+    whose moving holidays are matched across past years; None: calendar dates only.
     """
+    calendar = calendars.check(calendar)
     origin_utc = _to_utc(origin).replace(minute=0, second=0, microsecond=0)
     o = _hour_index([origin_utc])[0]
     h_idx = _hour_index(ts)
@@ -416,7 +431,7 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     origins = np.arange(min(first, WINDOW), WINDOW + 1)
     # Day types and calendar dates are local: the origin's UTC offset says where.
     offset = int((origin.utcoffset() or timedelta(0)).total_seconds() // 3600)
-    paths, base = _point_paths(x, horizon, lag, count, origins, o - WINDOW + offset)
+    paths, base = _point_paths(x, horizon, lag, count, origins, o - WINDOW + offset, calendar)
     yhat = paths[-1]
 
     typical = float(np.nanmean(x)) if seen.size else 1.0

@@ -70,9 +70,11 @@ class ForecastRefresher:
     """Keeps every station's forecast fresh."""
 
     def __init__(self, redis: Any, *, publish: Callable[[str, bytes, bytes], Awaitable[Any]] | None = None,
-                 every: float = 5.0, threshold: float = 0.05, tz: tzinfo = timezone.utc) -> None:
+                 every: float = 5.0, threshold: float = 0.05, tz: tzinfo = timezone.utc,
+                 calendar: str | None = None) -> None:
         self.redis = redis
         self.tz = tz  # the district's zone: the forecaster's day types and dates are local
+        self.calendar = calendar  # moving holidays matched across past years ("CN")
         self.publish = publish
         self.every = every
         self.threshold = threshold
@@ -106,7 +108,7 @@ class ForecastRefresher:
         rows = {**await self._rows(station, history_spans(origin)), **coming}
         ts, counts, bookings, booked, arrived = build_inputs(rows, origin)
         fc = await asyncio.to_thread(forecast_next, ts, counts, origin=_utc(origin).astimezone(self.tz),
-                                     bookings=bookings)
+                                     bookings=bookings, calendar=self.calendar)
         record = {"v": 1, "station_id": station, **fc.to_dict(), "booked": booked, "arrived": arrived,
                   "made_at_event_time": now}
         data = orjson.dumps(record)

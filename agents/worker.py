@@ -85,7 +85,8 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
 
     commands = CommandApplier(store, index, config.escalation, input_ends=input_ends)
     timers = Timers(store, config)
-    forecasts = ForecastRefresher(store.redis, publish=send, tz=zoneinfo.ZoneInfo(settings.tz))
+    forecasts = ForecastRefresher(store.redis, publish=send, tz=zoneinfo.ZoneInfo(settings.tz),
+                                  calendar=settings.calendar)
 
     metrics = WorkerMetrics()
 

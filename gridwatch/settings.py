@@ -27,6 +27,8 @@ GRIDWATCH_WORKER_HTTP      worker metrics and health, host:port (0 = off;      1
 GRIDWATCH_LOG_FORMAT       text, or json (one JSON object per line)            text
 GRIDWATCH_TZ               the district's time zone (IANA name): the days and  Asia/Shanghai
                            dates station forecasts see
+GRIDWATCH_CALENDAR         holidays that move, matched across past years by    CN
+                           station forecasts: CN (Spring Festival) or none
 =========================  ==================================================  ======================
 """
 
@@ -34,10 +36,11 @@ from __future__ import annotations
 
 import os
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
+from .agents import calendars
 from .schemas.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -75,6 +78,7 @@ class Settings:
     worker_http: str = "127.0.0.1:9464"
     log_format: str = "text"
     tz: str = "Asia/Shanghai"
+    calendar: str | None = "CN"
 
     @property
     def kafka_port(self) -> int:
@@ -168,7 +172,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         timers=env.get("GRIDWATCH_TIMERS", "1").strip().lower() not in ("0", "false", "no", "off"),
         log_format=(env.get("GRIDWATCH_LOG_FORMAT") or base.log_format).strip().lower(),
         tz=(env.get("GRIDWATCH_TZ") or base.tz).strip(),
+        calendar=env.get("GRIDWATCH_CALENDAR") or base.calendar or "none",
     )
+    try:
+        settings = replace(settings, calendar=calendars.check(settings.calendar))
+    except calendars.CalendarError as exc:
+        raise ConfigError(f"GRIDWATCH_CALENDAR={settings.calendar!r}: {exc}") from None
     try:
         zoneinfo.ZoneInfo(settings.tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):

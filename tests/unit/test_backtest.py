@@ -90,3 +90,11 @@ def test_cli_prints_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     text = capsys.readouterr().out
     assert "MAE" in text and "model" in text
     assert len(pd.read_csv(out)) == 2 * 12
+
+
+def test_cli_takes_a_holiday_calendar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_series(tmp_path / "in.csv", 4 * 168, seed=2)
+    assert main(["--csv", str(src), "--origins", "2", "--calendar", "CN"]) == 0
+    assert "MAE" in capsys.readouterr().out
+    assert main(["--csv", str(src), "--origins", "2", "--calendar", "lunar"]) == 2
+    assert "unknown holiday calendar 'lunar'" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -259,10 +259,45 @@ def test_a_one_off_last_year_is_outvoted() -> None:
 
 
 def test_station_history_is_kept_as_long_as_the_forecaster_reads_it() -> None:
-    from gridwatch import keys
     from gridwatch.agents.forecast import history_spans
+
+    from gridwatch import keys
 
     origin = 500_000  # an hour index
     oldest = min(lo for lo, _ in history_spans(origin))
     assert oldest < origin - 3 * 365 * 24  # the past years are read
     assert keys.STATION_TTL_S >= (origin - oldest) * 3600
+
+
+def spring_festival_station() -> tuple[np.ndarray, np.ndarray, datetime]:
+    """Three years and three months of arrivals in China (+08:00) up to the 2025 Spring
+    Festival (29 January); the festival's first week in 2022-2024 carries 20 % of the
+    traffic. Returns ts, y (up to the origin) and the origin: 2025-01-29 00:00 local."""
+    cst = timezone(timedelta(hours=8))
+    start = datetime(2021, 10, 1, tzinfo=cst)
+    origin = datetime(2025, 1, 29, tzinfo=cst)
+    hours = int((origin - start).total_seconds() // 3600)
+    t = np.arange(hours)
+    mean = 100 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24))
+    for festival in (date(2022, 2, 1), date(2023, 1, 22), date(2024, 2, 10)):
+        day = int((datetime(festival.year, festival.month, festival.day, tzinfo=cst) - start)
+                  .total_seconds() // 3600)
+        mean[day:day + 7 * 24] *= 0.2
+    ts = np.array([start + timedelta(hours=int(i)) for i in t])
+    return ts, np.random.default_rng(4).poisson(mean).astype(float), origin
+
+
+def test_the_spring_festival_is_expected_on_its_lunar_date() -> None:
+    ts, y, origin = spring_festival_station()
+    normal = y[-24:].sum()
+    fc = forecast_next(ts, y, origin=origin, calendar="CN")
+    assert np.sum(fc.yhat) < 0.35 * normal
+    # On calendar dates only, 29 January was ordinary in 2022-2024.
+    plain = forecast_next(ts, y, origin=origin)
+    assert np.sum(plain.yhat) > 0.8 * normal
+
+
+def test_an_unknown_calendar_is_refused() -> None:
+    ts, y = station(3 * 168)
+    with pytest.raises(ValueError, match="unknown holiday calendar"):
+        forecast_next(ts, y, origin=at(3 * 168), calendar="Gregorian")

@@ -26,6 +26,7 @@ def test_an_empty_environment_gives_the_local_stack_defaults() -> None:
     assert s.web_origins == ("http://127.0.0.1:8765", "http://localhost:8765")
     assert s.group == "gridwatch-worker"
     assert (s.kafka_port, s.redis_port) == (19092, 16379)
+    assert (s.tz, s.calendar) == ("Asia/Shanghai", "CN")
 
 
 def test_every_variable_is_read() -> None:
@@ -43,6 +44,7 @@ def test_every_variable_is_read() -> None:
         "GRIDWATCH_TRACE_DAYS": "21",
         "GRIDWATCH_GROUP": "district-7",
         "GRIDWATCH_TZ": "Asia/Urumqi",
+        "GRIDWATCH_CALENDAR": "none",
     }
     s = load(env)
     assert s.kafka == "kafka-1:9092,kafka-2:9092"
@@ -59,6 +61,8 @@ def test_every_variable_is_read() -> None:
     assert s.trace_days == 21
     assert s.group == "district-7"
     assert s.tz == "Asia/Urumqi"
+    assert s.calendar is None
+    assert load({"GRIDWATCH_CALENDAR": " cn "}).calendar == "CN"
 
 
 def test_the_docstring_table_lists_exactly_the_variables_load_reads() -> None:
@@ -105,6 +109,7 @@ def test_a_redis_url_without_a_port_means_6379() -> None:
     ("GRIDWATCH_REDIS", "http://127.0.0.1:6379", "redis://"),
     ("GRIDWATCH_TZ", "Asia/Atlantis", "time zone"),
     ("GRIDWATCH_TZ", "+08:00", "time zone"),
+    ("GRIDWATCH_CALENDAR", "lunar", "holiday calendar"),
 ])
 def test_a_malformed_variable_is_named_in_the_error(name: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:

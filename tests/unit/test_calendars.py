@@ -1,0 +1,54 @@
+"""Tests of the moving-holiday calendars."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+from gridwatch.agents import calendars
+
+
+def test_names_are_checked() -> None:
+    assert calendars.check(None) is None
+    assert calendars.check("none") is None and calendars.check("") is None
+    assert calendars.check(" cn ") == "CN"
+    with pytest.raises(calendars.CalendarError, match="unknown holiday calendar 'lunar'"):
+        calendars.check("lunar")
+
+
+def test_the_spring_festival_falls_between_21_january_and_20_february() -> None:
+    table = calendars.SPRING_FESTIVAL
+    assert sorted(table) == list(range(2000, 2051))
+    assert all(date(y, 1, 21) <= d <= date(y, 2, 20) for y, d in table.items())
+    # A few known ones: 2020 (the Wuhan lockdown began two days before), 2024, 2026.
+    assert table[2020] == date(2020, 1, 25)
+    assert table[2024] == date(2024, 2, 10)
+    assert table[2026] == date(2026, 2, 17)
+    # Lunar years: consecutive festivals 354-384 days apart.
+    gaps = np.diff([table[y].toordinal() for y in sorted(table)])
+    assert gaps.min() >= 354 and gaps.max() <= 385
+
+
+def days(*iso: str) -> np.ndarray:
+    return np.array(iso, dtype="datetime64[D]")
+
+
+def test_days_near_the_festival_are_matched_on_their_distance_from_it() -> None:
+    then, mode = calendars.matched_days("CN", days("2025-01-26", "2025-02-28"), 1)
+    # 3 days before the 2025 festival (29 January) -> 3 days before 10 February 2024.
+    assert mode.tolist() == [1, 1]
+    assert then.tolist() == [date(2024, 2, 7), date(2024, 3, 11)]  # 30 days after; 2024 leaps
+    then, mode = calendars.matched_days("CN", days("2025-01-26"), 3)
+    assert then.tolist() == [date(2022, 1, 29)]  # 2022's festival: 1 February
+
+
+def test_a_date_in_a_past_festival_season_is_no_match_for_an_ordinary_day() -> None:
+    # 10 March 2025 is 40 days after its festival; 10 March 2024 was 29 days after 2024's.
+    _, mode = calendars.matched_days("CN", days("2025-03-10", "2025-06-01"), 1)
+    assert mode.tolist() == [-1, 0]
+
+
+def test_years_outside_the_table_fall_back_to_the_date() -> None:
+    _, mode = calendars.matched_days("CN", days("2051-01-30", "2001-01-30"), 3)
+    assert mode.tolist() == [0, 0]  # 2051 is not in the table; 1998 is not either
