@@ -22,7 +22,8 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
 * dates that were odd in past years (Christmas, New Year's Eve, a national day):
   on the same local calendar date, the median over the last ``YEARS`` years of the
   ratio actual/median (1 in a year where that date was ordinary) multiplies the
-  median, so a holiday that comes back on its date is expected, not learnt again;
+  median, so a holiday that comes back on its date is expected, not learnt again
+  (there the level counts half, in log terms: both see the same holiday season);
   with a ``calendar`` ("CN"), days near the Spring Festival, which moves by weeks,
   are matched on their distance from it instead (:mod:`.calendars`);
 * intervals: split-conformal, from the errors of the same forecast made at every
@@ -324,7 +325,10 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     back = DAY * (steps // DAY + 1)  # the latest same hour of day before the origin
     # Additive reshaping: a ratio explodes when the older seasonal value is near zero.
     c3 = xp[idx - back] + (base[idx] - base[idx - back]) * level
-    c1 = c1 * level
+    # On a date the past years call odd, the level (the last day against the median)
+    # and the past years' factor both see the same holiday season: the level is halved
+    # in log terms there, so it is not counted twice.
+    c1 = c1 * np.where(special[idx], np.sqrt(level), level)
     raw = [c1, c2, c3]
     if lag == WEEK:
         types = _day_type(np.arange(local0, local0 + n + horizon)).astype(np.int8)
