@@ -14,6 +14,7 @@ and 30 after, so that its edges are matched too). Dates from 2000 to 2050.
 from __future__ import annotations
 
 from datetime import date
+from functools import cache
 
 import numpy as np
 
@@ -52,6 +53,7 @@ def check(name: str | None) -> str | None:
     return name.strip().upper()
 
 
+@cache  # read on every forecast; the table never changes
 def anchors(name: str) -> tuple[np.ndarray, np.ndarray, int, int]:
     """``(years, anchor days as datetime64[D], days before, days after)`` of a calendar."""
     table, before, after = CALENDARS[name]
