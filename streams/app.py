@@ -13,12 +13,15 @@ def make_app(settings: Settings, *, app_id: str = "gridwatch-worker") -> faust.A
     Topics are never declared by faust (``gridwatch stack up`` or the compose
     ``topics`` service creates them with the right partition count), there are no
     tables, and the group's session timeout is short so a worker joins in seconds and
-    a dead one's partitions move on quickly.
+    a dead one's partitions move on quickly. Faust's data directory (empty here, as
+    the store is in memory) lives under the gridwatch home, not in the working
+    directory.
     """
     return faust.App(
         app_id,
         broker=[f"kafka://{host}" for host in settings.kafka.split(",")],
         store="memory://",
+        datadir=str(settings.home / "faust" / f"{app_id}-data"),
         topic_partitions=settings.partitions,
         topic_allow_declare=False,
         topic_disable_leader=True,

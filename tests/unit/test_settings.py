@@ -157,3 +157,10 @@ def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.Monke
     monkeypatch.setenv("GRIDWATCH_GROUP", "from-env")
     s = load()
     assert (s.partitions, s.group) == (3, "from-env")
+
+
+def test_the_faust_app_keeps_its_data_directory_under_the_gridwatch_home(tmp_path: Path) -> None:
+    from gridwatch.streams.app import make_app
+
+    app = make_app(load({"GRIDWATCH_HOME": str(tmp_path)}), app_id="gridwatch-test-x")
+    assert Path(app.conf.datadir) == tmp_path / "faust" / "gridwatch-test-x-data"
