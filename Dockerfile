@@ -18,6 +18,9 @@ COPY --from=web /build/node_modules ./node_modules
 RUN python ws/build_static.py \
  && pip install --no-cache-dir '.[forecast]' \
  && rm -rf node_modules
+# The workers' data directory (GRIDWATCH_HOME) must be writable by the user they run as.
+ENV GRIDWATCH_HOME=/var/lib/gridwatch
+RUN mkdir -p /var/lib/gridwatch && chown nobody /var/lib/gridwatch
 USER nobody
 EXPOSE 8765
 CMD ["gridwatch", "--help"]

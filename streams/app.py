@@ -17,11 +17,14 @@ def make_app(settings: Settings, *, app_id: str = "gridwatch-worker") -> faust.A
     the store is in memory) lives under the gridwatch home, not in the working
     directory.
     """
+    # Faust makes its data directory without parents when the worker starts.
+    datadir = settings.home / "faust" / f"{app_id}-data"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=[f"kafka://{host}" for host in settings.kafka.split(",")],
         store="memory://",
-        datadir=str(settings.home / "faust" / f"{app_id}-data"),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_allow_declare=False,
         topic_disable_leader=True,

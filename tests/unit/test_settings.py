@@ -162,5 +162,8 @@ def test_load_reads_the_process_environment_by_default(monkeypatch: pytest.Monke
 def test_the_faust_app_keeps_its_data_directory_under_the_gridwatch_home(tmp_path: Path) -> None:
     from gridwatch.streams.app import make_app
 
-    app = make_app(load({"GRIDWATCH_HOME": str(tmp_path)}), app_id="gridwatch-test-x")
-    assert Path(app.conf.datadir) == tmp_path / "faust" / "gridwatch-test-x-data"
+    home = tmp_path / "new-home"
+    app = make_app(load({"GRIDWATCH_HOME": str(home)}), app_id="gridwatch-test-x")
+    assert Path(app.conf.datadir) == home / "faust" / "gridwatch-test-x-data"
+    app._create_directories()  # what the worker does when it starts
+    assert (home / "faust" / "gridwatch-test-x-data").is_dir()
