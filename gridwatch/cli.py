@@ -107,7 +107,10 @@ def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     profile = CityDay(scans=int(base.scans * args.scale),
                       loiter_reports=int(base.loiter_reports * max(args.scale, 0.2)),
                       people=max(1000, int(base.people * min(args.scale, 1.0))))
-    sim = Simulator(load_city(s.city), seed=args.seed, start=start, profile=profile)
+    # Days are China's calendar days: a start at 07:00 begins the live part there,
+    # with the morning peak still at 09:00.
+    sim = Simulator(load_city(s.city), seed=args.seed, start=start, profile=profile,
+                    local_days=True)
     items = sim.stream(days=args.days, history_days=args.history_days)
     if args.out:
         n = 0
@@ -264,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=1.0)
     p.add_argument("--history-days", type=int, default=0,
                    help="station history (tickets and exits) sent first, days")
-    p.add_argument("--start", help="first simulated instant, ISO (default today 00:00 +08:00)")
+    p.add_argument("--start", help="where the live part begins, ISO (default today 00:00 +08:00); "
+                        "the days keep China's calendar hours whatever the start")
     p.add_argument("--speed", type=float, default=None,
                    help="simulated seconds per real second (default: as fast as possible)")
     p.add_argument("--rate", type=float, default=None, help="at most this many events/s")

@@ -258,3 +258,18 @@ def test_local_days_keep_the_peaks_at_their_local_hours_whatever_the_start() -> 
                       for _, topic, e in Simulator(CITY, seed=4, start=seven, profile=SMALL).stream(days=1)
                       if topic.name == STATION_TICKETS and e["action"] == "exited")
     assert {h for h, _ in shifted.most_common(2)} == {16, 19}
+
+
+def test_the_simulate_command_keeps_local_hours_when_it_starts_at_seven(tmp_path: Any) -> None:
+    from gridwatch.cli import main
+
+    out = tmp_path / "day.jsonl"
+    assert main(["simulate", "--start", "2026-11-23T07:00:00+08:00", "--days", "1",
+                 "--scale", "0.05", "--out", str(out)]) == 0
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    seven = MONDAY.replace(hour=7).timestamp()
+    assert rows and min(parse_time(r["event"]["ts"]) for r in rows
+                        if r["topic"] != STATION_TICKETS) >= seven
+    exits = Counter(datetime.fromtimestamp(parse_time(r["event"]["ts"]), CST).hour for r in rows
+                    if r["topic"] == STATION_TICKETS and r["event"]["action"] == "exited")
+    assert {h for h, _ in exits.most_common(2)} == {9, 12}
