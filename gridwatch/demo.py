@@ -1,9 +1,10 @@
 """``gridwatch demo``: the whole system on a simulated city, in one command.
 
 Starts the local stack, one worker and the gateway as child processes, creates one
-user of each role and prints their login links and the cockpit URL, then sends 28
-days of station history followed by a live city day at ``speed`` simulated seconds
-per second, with progress on one line. Ctrl-C stops everything it started (the
+user of each role and prints their login links and the cockpit URL, then sends
+eight weeks of station history (what the forecaster's seasonal median reads)
+followed by a live city day at ``speed`` simulated seconds per second, with
+progress on one line. Ctrl-C stops everything it started (the
 stack keeps running; ``gridwatch stack down`` stops it).
 """
 
@@ -23,6 +24,10 @@ import orjson
 from . import stack, store
 from .city import load_city
 from .settings import Settings
+
+#: Days of station history sent before the live day: the eight weeks that the
+#: forecaster's seasonal median reads.
+HISTORY_DAYS = 56
 
 
 def _spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen[bytes]:
@@ -110,7 +115,7 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     shower.start()
     producer = make_producer(settings)
     try:
-        for _, topic, event in sim.stream(days=0, history_days=28):
+        for _, topic, event in sim.stream(days=0, history_days=HISTORY_DAYS):
             producer.send(topic.name, key=str(event[topic.key_field]).encode(),
                           value=orjson.dumps(event))
             sent[0] += 1

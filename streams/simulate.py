@@ -264,8 +264,11 @@ class Simulator:
         late: list[tuple[float, int, str, dict[str, Any]]] = []
         n = 0
         end = self.live_from + days * 86400
+        # With no live part, the days before the start give only their tickets (their
+        # ids come first in a day, so they are the same either way).
+        only_tickets = end <= self.live_from
         for d in range(int(math.ceil((end - self.start) / 86400))):
-            for ts, name, event in self.day(d):
+            for ts, name, event in self.day(d, station_only=only_tickets):
                 if ts >= end:
                     break
                 if ts < self.live_from:
