@@ -221,9 +221,10 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
 
     For hour t: over the last :data:`YEARS` years, the same local calendar date and
     hour (29 February falls back to the 28th), the ratio actual/median where that
-    day was odd, 1 where it was ordinary, nothing where unknown; the median of those.
-    A date odd in most years (Christmas) is expected again; a one-off (an outage
-    last year) is outvoted once there are three years. ``local0``: the local hour
+    day was odd, 1 where it was ordinary, nothing where unknown; the median of those,
+    once at least two years are known. A date odd in most years (Christmas) is
+    expected again; a one-off (an outage last year) is outvoted once there are three
+    years. ``local0``: the local hour
     index of ``x[0]``. Only hours at least a year before t are read. With a
     ``calendar`` (:mod:`.calendars`), days near a holiday that moves (the Spring
     Festival) are matched on the days from that holiday instead of the date.
@@ -252,7 +253,9 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
         tk = np.clip(tk, 0, x.size - 1)
         ratio = np.where(odd[tk], (x[tk] + prior) / (base[tk] + prior), 1.0)
         votes[:, k - 1] = np.where(inside & ~np.isnan(x[tk]), ratio, np.nan)
-    med = _nanmedian_last(votes)
+    # One year alone does not make a date come back: its quirks (late shopping hours
+    # on a weekday that is a Friday this year, a one-off surge) would be copied whole.
+    med = np.where(np.sum(~np.isnan(votes), axis=1) >= 2, _nanmedian_last(votes), np.nan)
     out[start:] = np.where(np.isnan(med), 1.0, med)
     return out
 

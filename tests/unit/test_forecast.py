@@ -258,6 +258,19 @@ def test_a_one_off_last_year_is_outvoted() -> None:
     assert np.sum(fc.yhat) > 0.8 * y[o - 24:o].sum()
 
 
+def test_one_known_year_does_not_make_a_date_come_back() -> None:
+    """With only last year's 25 December in the history, it is not copied; with two
+    known years that agree, it is."""
+    ts, y, o = yearly_station({2022: 0.2, 2023: 0.2})
+    normal = y[o - 24:o].sum()
+    one_year = o - 400 * 24  # from late November 2023: only 2023's 25 December
+    fc = forecast_next(ts[one_year:o], y[one_year:o], origin=ts[o])
+    assert np.sum(fc.yhat) > 0.8 * normal
+    two_years = o - 770 * 24  # from mid-November 2022
+    fc = forecast_next(ts[two_years:o], y[two_years:o], origin=ts[o])
+    assert np.sum(fc.yhat) < 0.35 * normal
+
+
 def test_station_history_is_kept_as_long_as_the_forecaster_reads_it() -> None:
     from gridwatch.agents.forecast import history_spans
 
