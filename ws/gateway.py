@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
+import os
 import random
 import signal
 import time
@@ -33,6 +35,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from gridwatch import keys, users
+from gridwatch.schemas.errors import GridwatchError
 from gridwatch.settings import Settings
 
 from . import http
@@ -427,6 +430,10 @@ class Gateway:
             try:
                 await producer.start()
                 self.producer = producer
+            except asyncio.CancelledError:  # the gateway stops while it connects
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
             except Exception as exc:  # aiokafka raises several kinds while the broker is down
                 log.warning("Kafka not reachable (%s); retrying", exc)
                 with contextlib.suppress(Exception):
@@ -438,7 +445,7 @@ class Gateway:
         await self.hub.start()
         kafka = asyncio.create_task(self.start_producer())
         try:
-            async with serve(self.handler, self.settings.gateway_host, self.settings.gateway_port,
+            async with _listening(self.settings), serve(self.handler, self.settings.gateway_host, self.settings.gateway_port,
                              process_request=self.process_request, max_size=64 * 1024,
                              # No per-message deflate: compressing means one zlib pass per
                              # client per frame, and frames are shared by all clients.
@@ -454,9 +461,25 @@ class Gateway:
                 await server.wait_closed()
         finally:
             kafka.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await kafka
             if self.producer is not None:
                 await self.producer.stop()
             await self.hub.stop()
+
+
+@contextlib.asynccontextmanager
+async def _listening(settings: Settings) -> Any:
+    """Turn a failure to listen (the port taken, the address not here) into a clear error."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise GridwatchError(
+            f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: "
+            f"{os.strerror(exc.errno)} (another gateway running? GRIDWATCH_GATEWAY=host:port or "
+            "--port picks another port)") from None
 
 
 def text_header(length: int) -> bytes:

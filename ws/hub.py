@@ -153,6 +153,9 @@ class Hub:
         self._grids_timer: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._summary: bytes = b""
+        # Set by stop(): redis-py can turn a cancellation that lands while it connects
+        # into a ConnectionError, which the readers retry; they check this instead.
+        self._stopping = False
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -164,6 +167,7 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._poll_summary(), name="summary"))
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._grids_timer is not None:
             self._grids_timer.cancel()
         for t in self._tasks:
@@ -262,11 +266,13 @@ class Hub:
         # Its own connection: XREAD BLOCK holds a connection for the whole wait.
         r = aioredis.Redis.from_url(self.redis_url)
         try:
-            while True:
+            while not self._stopping:
                 try:
                     reply = await r.xread({key: self.position[channel]}, block=self.block_ms,
                                           count=self.count)
                 except (OSError, aioredis.RedisError) as exc:
+                    if self._stopping:
+                        break
                     log.warning("reading %s: %s; retrying", key, exc)
                     await asyncio.sleep(1.0)
                     continue
@@ -280,7 +286,7 @@ class Hub:
 
     async def _poll_summary(self) -> None:
         # The counters are a hash, not a channel: poll it once for everyone, send changes.
-        while True:
+        while not self._stopping:
             try:
                 frm = await self.summary_frame()
                 if frm != self._summary:
@@ -289,6 +295,8 @@ class Hub:
                         if not conn.syncing:
                             conn.send_raw(frm)
             except (OSError, aioredis.RedisError) as exc:
+                if self._stopping:
+                    break
                 log.warning("summary: %s", exc)
             await asyncio.sleep(2.0)
 

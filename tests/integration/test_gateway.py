@@ -347,3 +347,29 @@ def test_grid_deltas_arrive_batched_latest_per_grid_own_grids_only(
             await c.stop()
 
     run_async(main)
+
+
+def test_a_taken_port_is_a_clear_error_and_the_gateway_exits(
+        stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
+    """The port already in use: exit 2, naming the address, rather than hang (it used to
+    hang, its Redis readers retrying a cancellation redis-py had turned into an error)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "GRIDWATCH_KAFKA": stack_settings.kafka,
+               "GRIDWATCH_REDIS": stack_settings.redis}
+        done = subprocess.run([sys.executable, "-m", "gridwatch.cli", "gateway", "--host",
+                               "127.0.0.1", "--port", str(port)], env=env, capture_output=True,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr.decode()[-2000:]
+        assert f"cannot listen on 127.0.0.1:{port}" in done.stderr.decode()
+
+
+def test_the_gateway_stops_on_sigterm_soon_after_it_starts(
+        stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
+    g = GatewayProcess(stack_settings, tmp_path)
+    g.start()
+    assert g.proc is not None
+    g.proc.terminate()
+    assert g.proc.wait(15) == 0
