@@ -238,7 +238,8 @@ def cmd_forecast(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 def cmd_demo(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .demo import run
 
-    return run(s, speed=args.speed, seed=args.seed, days=args.days, scale=args.scale)
+    return run(s, speed=args.speed, seed=args.seed, days=args.days, scale=args.scale,
+               fresh=args.fresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--days", type=float, default=1.0)
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--fresh", action="store_true",
+                   help="wipe the local stack's data first (topics, messages, Redis state)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -81,16 +81,38 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _earlier_state(settings: Settings) -> int:
+    """Events an earlier run left applied in Redis (0 on a clean stack)."""
+    r = store.connect(settings.redis)
+    try:
+        s = store.summary(r)
+        return int(s["checkpoint_scans"] + s["loiter_reports"] + s["station_tickets"])
+    finally:
+        r.close()
+
+
 def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float = 1.0,
-        scale: float = 1.0) -> int:
-    """Run the demo until the simulated days end and Ctrl-C is pressed."""
+        scale: float = 1.0, fresh: bool = False) -> int:
+    """Run the demo until the simulated days end and Ctrl-C is pressed.
+
+    ``fresh``: wipe the local stack's data first (topics, messages, Redis state), so
+    an earlier run's events do not add to this one's.
+    """
     from .streams.producer import make_producer, paced
     from .streams.simulate import CST, CityDay, Simulator
 
     # A SIGTERM (e.g. from a supervisor) stops the demo like Ctrl-C: children included.
     signal.signal(signal.SIGTERM, _interrupt)
+    say = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
+    if fresh:
+        print("gridwatch demo: wiping the local stack's data ...", file=sys.stderr)
+        stack.reset(settings, log=say)
     print("gridwatch demo: starting the local stack (Kafka, Redis) ...", file=sys.stderr)
-    stack.up(settings, log=lambda m: print(f"  {m}", file=sys.stderr))
+    stack.up(settings, log=say)
+    earlier = _earlier_state(settings)
+    if earlier:
+        print(f"  the stack holds {earlier:,} events of an earlier run; they stay and add to "
+              "this one's (`gridwatch demo --fresh` starts from a clean stack)", file=sys.stderr)
     logdir = settings.home / "logs"
     children = [
         _spawn("worker", ["worker"], logdir),
