@@ -1,0 +1,75 @@
+"""``gridwatch demo``, the main job, end to end on the real test stack.
+
+The demo is run as a user runs it, at a high speed and on a short live stretch: it
+starts the worker and the gateway, sends eight weeks of station history and the live
+stretch, and stays up; then SIGTERM (what Ctrl-C does) stops it and everything it
+started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import redis
+
+from gridwatch import keys
+from gridwatch import settings as settings_mod
+from gridwatch.city import load_city
+
+from .conftest import TEST_ENV, wait_until
+from .test_gateway import free_port
+
+
+def test_the_demo_serves_the_cockpit_forecasts_the_station_and_stops_cleanly(
+        clean_stack: settings_mod.Settings, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, **TEST_ENV, "GRIDWATCH_GROUP": clean_stack.group,
+           "GRIDWATCH_GATEWAY": f"127.0.0.1:{port}",
+           "GRIDWATCH_WEB_ORIGIN": f"http://127.0.0.1:{port}"}
+    err = tmp_path / "demo.err"
+    demo = subprocess.Popen([sys.executable, "-m", "gridwatch.cli", "demo", "--speed", "50000",
+                             "--days", "0.05", "--scale", "0.05"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=err.open("wb"),
+                            start_new_session=True)
+    r = redis.Redis.from_url(clean_stack.redis)
+    station = load_city(clean_stack.city)["stations"][0]["id"]
+    try:
+        wait_until(lambda: "the simulated day is over" in err.read_text(errors="replace"),
+                   timeout=300, what="the demo to send its history and live stretch")
+        text = err.read_text(errors="replace")
+        # One login link per role, on the gateway's address.
+        roles = dict(re.findall(r"^\s+(duty_officer|grid_worker|station_manager|admin)\s+\S+\s+"
+                                r"(http://\S+/login\?token=\S+)$", text, re.M))
+        assert set(roles) == {"duty_officer", "grid_worker", "station_manager", "admin"}, text[-3000:]
+        assert all(link.startswith(f"http://127.0.0.1:{port}/") for link in roles.values())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            assert resp.status == 200
+        # The worker applied the history, and the station has a forecast for 24 hours.
+        wait_until(lambda: r.get(keys.forecast(station)) is not None, timeout=120,
+                   what=f"a forecast for {station}")
+        fc = orjson.loads(r.get(keys.forecast(station)) or b"{}")
+        assert len(fc["yhat"]) == 24 and sum(fc["yhat"]) > 0
+        assert not any("fall" in note.lower() for note in fc.get("notes", ())), fc.get("notes")
+    finally:
+        if demo.poll() is None:
+            demo.send_signal(signal.SIGTERM)
+        code = demo.wait(60)
+        r.close()
+    assert code == 0, err.read_text(errors="replace")[-3000:]
+    assert "demo stopped" in err.read_text(errors="replace")
+    # What it started is gone: the gateway no longer answers.
+    time.sleep(0.5)
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        answered = True
+    except OSError:
+        answered = False
+    assert not answered, "the gateway outlived the demo"
