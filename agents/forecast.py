@@ -222,7 +222,8 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     For hour t: over the last :data:`YEARS` years, the same local calendar date and
     hour (29 February falls back to the 28th), the ratio actual/median where that
     day was odd, 1 where it was ordinary, nothing where unknown; the median of those,
-    once at least two years are known. A date odd in most years (Christmas) is
+    once at least two years are known (one is enough on a day the calendar matched on
+    its holiday). A date odd in most years (Christmas) is
     expected again; a one-off (an outage last year) is outvoted once there are three
     years. ``local0``: the local hour
     index of ``x[0]``. Only hours at least a year before t are read. With a
@@ -239,6 +240,7 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     day_of_month = (day - month.astype("datetime64[D]")).astype(np.int64)
     prior = 0.05 * float(np.nanmean(x)) + 1.0  # keeps quiet hours' ratios near 1
     votes = np.full((local.size, YEARS), np.nan)
+    by_holiday = np.zeros(local.size, bool)  # matched on a calendar's holiday in some year
     for k in range(1, YEARS + 1):
         m = (year - k).astype("datetime64[M]") + month_of_year
         days_in_month = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
@@ -248,6 +250,7 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
             moved, mode = calendars.matched_days(calendar, day, k)
             then = np.where(mode == 1, moved, then)
             usable = mode != -1  # its date fell in that year's holiday season: no match
+            by_holiday |= mode == 1
         tk = then.astype(np.int64) * DAY + hod - local0
         inside = (tk >= 0) & (tk < x.size) & usable
         tk = np.clip(tk, 0, x.size - 1)
@@ -255,7 +258,9 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
         votes[:, k - 1] = np.where(inside & ~np.isnan(x[tk]), ratio, np.nan)
     # One year alone does not make a date come back: its quirks (late shopping hours
     # on a weekday that is a Friday this year, a one-off surge) would be copied whole.
-    med = np.where(np.sum(~np.isnan(votes), axis=1) >= 2, _nanmedian_last(votes), np.nan)
+    # A day the calendar matched on its holiday is the exception: that it recurs is known.
+    known = np.sum(~np.isnan(votes), axis=1)
+    med = np.where((known >= 2) | ((known == 1) & by_holiday), _nanmedian_last(votes), np.nan)
     out[start:] = np.where(np.isnan(med), 1.0, med)
     return out
 

@@ -310,6 +310,17 @@ def test_the_spring_festival_is_expected_on_its_lunar_date() -> None:
     assert np.sum(plain.yhat) > 0.8 * normal
 
 
+def test_one_past_festival_is_enough_with_the_calendar() -> None:
+    """Only the 2024 festival in the history: one year does not make a date come back,
+    except a day the calendar matched on its festival."""
+    ts, y, origin = spring_festival_station()
+    since = int(np.searchsorted(ts, datetime(2023, 11, 1, tzinfo=origin.tzinfo)))
+    ts, y = ts[since:], y[since:]
+    normal = y[-24:].sum()
+    assert np.sum(forecast_next(ts, y, origin=origin, calendar="CN").yhat) < 0.35 * normal
+    assert np.sum(forecast_next(ts, y, origin=origin).yhat) > 0.8 * normal
+
+
 def test_an_unknown_calendar_is_refused() -> None:
     ts, y = station(3 * 168)
     with pytest.raises(ValueError, match="unknown holiday calendar"):
