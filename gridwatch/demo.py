@@ -103,7 +103,9 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
 
     # A SIGTERM (e.g. from a supervisor) stops the demo like Ctrl-C: children included.
     signal.signal(signal.SIGTERM, _interrupt)
-    say = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
+    def say(message: str) -> None:
+        print(f"  {message}", file=sys.stderr)
+
     if fresh:
         print("gridwatch demo: wiping the local stack's data ...", file=sys.stderr)
         stack.reset(settings, log=say)

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+from gridwatch.schemas.errors import GridwatchError
 from gridwatch.streams.topics import COMMANDS, command_key
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from websockets.asyncio.server import ServerConnection, serve
@@ -35,7 +36,6 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from gridwatch import keys, users
-from gridwatch.schemas.errors import GridwatchError
 from gridwatch.settings import Settings
 
 from . import http

@@ -47,7 +47,7 @@ def test_the_demo_serves_the_cockpit_forecasts_the_station_and_stops_cleanly(
         text = err.read_text(errors="replace")
         # One login link per role, on the gateway's address.
         roles = dict(re.findall(r"^\s+(duty_officer|grid_worker|station_manager|admin)\s+\S+\s+"
-                                r"(http://\S+/login\?token=\S+)$", text, re.M))
+                                r"(http://\S+/login\?token=\S+)$", text, re.MULTILINE))
         assert set(roles) == {"duty_officer", "grid_worker", "station_manager", "admin"}, text[-3000:]
         assert all(link.startswith(f"http://127.0.0.1:{port}/") for link in roles.values())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:

@@ -236,8 +236,8 @@ def test_the_image_gives_its_run_user_a_writable_gridwatch_home() -> None:
     """The workers write faust's data directory under GRIDWATCH_HOME, as the USER."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     final = text.split("\nFROM ")[-1]
-    user = re.findall(r"^USER\s+(\S+)", final, re.M)[-1]
-    home = re.search(r"^ENV\s+GRIDWATCH_HOME=(\S+)", final, re.M)
+    user = re.findall(r"^USER\s+(\S+)", final, re.MULTILINE)[-1]
+    home = re.search(r"^ENV\s+GRIDWATCH_HOME=(\S+)", final, re.MULTILINE)
     assert home, "the final stage sets no GRIDWATCH_HOME"
     assert re.search(rf"chown\s+{re.escape(user)}\S*\s+{re.escape(home.group(1))}\b", final), (
         f"{home.group(1)} is not given to {user}")
