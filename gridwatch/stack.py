@@ -159,6 +159,16 @@ def _java_cmd(paths: Paths, main: str, *args: str) -> list[str]:
             f"-Dlog4j.configuration=file:{log4j}", "-cp", f"{paths.jars}/*", main, *args]
 
 
+def cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, as Kafka makes them, never
+    starting with "-" (the storage tool would read it as an option; Kafka's own
+    generator skips those too)."""
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
+
+
 def _start_kafka(settings: Settings, paths: Paths, log: Callable[[str], None]) -> None:
     fetch_kafka(paths, log)
     paths.kafka_data.mkdir(parents=True, exist_ok=True)
@@ -168,7 +178,7 @@ def _start_kafka(settings: Settings, paths: Paths, log: Callable[[str], None]) -
     (paths.home / "kafka" / "log4j.properties").write_text(
         _LOG4J.format(log=paths.logs / "kafka.log"))
     if not (paths.kafka_data / "meta.properties").exists():
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster = cluster_id()
         proc = subprocess.run(
             _java_cmd(paths, "kafka.tools.StorageTool", "format", "-t", cluster,
                       "-c", str(paths.kafka_config)),
