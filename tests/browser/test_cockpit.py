@@ -143,6 +143,18 @@ def test_closed_loop_from_kafka_to_every_screen(browser: Any, cockpit: Any,
     login(officer, r, g.origin, User("officer1", "duty_officer"))
     expect(officer.locator("#alerts li.alert").first).to_be_visible()
     map_drawn(officer)
+    # Within a band the shade follows the score: a district that is all "general" still
+    # shows where its risk gathers, and a higher score is never dimmer.
+    scored = """() => echarts.getInstanceByDom(document.getElementById('map'))
+      .getOption().series[0].data.filter((d) => d.value !== null)
+      .map((d) => [d.value, d.itemStyle.areaColor])"""
+    officer.wait_for_function(f"() => new Set(({scored})().map((d) => d[0])).size > 3",
+                              timeout=30000)
+    shades = officer.evaluate(scored)
+    blues = sorted((score, float(colour.rsplit(",", 1)[1].rstrip(")")))
+                   for score, colour in shades if colour.startswith("rgba(59,130,246,"))
+    assert len({alpha for _, alpha in blues}) > 3, shades[:20]
+    assert all(a <= b for (_, a), (_, b) in zip(blues, blues[1:]))
     mine = browser.new_context(**PHONE).new_page()
     other = browser.new_context(**PHONE).new_page()
     other_frames = record_frames(other)
@@ -266,18 +278,28 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
             for lh in local]
     total = sum(yhat)
     top = sorted(range(24), key=lambda i: -yhat[i])[:4]
-    fc = {"station_id": "SHS", "origin": origin.isoformat(), "hours": [h.isoformat() for h in hours],
+    # As the refresher writes them: on the station's clock (+08:00).
+    stamps = [h.astimezone(CST).isoformat() for h in hours]
+    fc = {"station_id": "SHS", "origin": origin.astimezone(CST).isoformat(), "hours": stamps,
           "yhat": yhat, "lo80": [y * 0.85 for y in yhat], "hi80": [y * 1.15 for y in yhat],
           "lo95": [y * 0.75 for y in yhat], "hi95": [y * 1.27 for y in yhat],
           "booked": [round(y * 0.7) for y in yhat],
           "arrived": [round(y * 1.05) if i < 5 else None for i, y in enumerate(yhat)],
-          "peaks": [{"hour": hours[i].isoformat(), "yhat": yhat[i], "share": yhat[i] / total,
+          "peaks": [{"hour": stamps[i], "yhat": yhat[i], "share": yhat[i] / total,
                      "hint": "add staff"} for i in top],
           "method": "seasonal", "notes": []}
     r.set(keys.forecast("SHS"), orjson.dumps(fc))
-    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    # A screen on another clock (UTC) still shows the station's hours.
+    page = browser.new_context(viewport={"width": 1600, "height": 900},
+                               timezone_id="UTC").new_page()
     login(page, r, g.origin, User("m1", "station_manager", stations=("SHS",)))
     expect(page.locator("#peaks tr")).to_have_count(6)
+    first = local[top[0]]
+    expect(page.locator("#peaks tr").nth(1).locator("td").first).to_have_text(
+        f"{first:02d}:00–{(first + 1) % 24:02d}:00")
+    labels = page.evaluate("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
+      .getOption().xAxis[0].data""")
+    assert labels == [f"{h:02d}:00" for h in local]
     page.click("#lang")
     expect(page.locator("#peaks")).to_contain_text("Share of day")
     # No screenshot from here: a hand-made record is not real data.

@@ -5,6 +5,18 @@ import { resultText, toast } from "./app.js";
 
 const BAND_COLOUR = { red: "#e5484d", yellow: "#f5c518", blue: "#3b82f6" };
 const NO_DATA = "#4b5563";
+// Within a band the shade follows the score, so a district that is all "general" still
+// shows where its risk gathers: blue is dim at 0 and full at 40; yellow and red start
+// strong, so they stand out from any blue.
+const BAND_RGB = { red: [229, 72, 77], yellow: [245, 197, 24], blue: [59, 130, 246] };
+const BAND_SPAN = { blue: [0, 40, 0.22], yellow: [40, 60, 0.75], red: [60, 100, 0.85] };
+export function areaColour(r) {
+  if (!r || !BAND_RGB[r.band]) return NO_DATA;
+  const [lo, hi, floor] = BAND_SPAN[r.band];
+  const f = Math.min(1, Math.max(0, (Number(r.score) - lo) / (hi - lo)));
+  const [red, green, blue] = BAND_RGB[r.band];
+  return `rgba(${red},${green},${blue},${(floor + (1 - floor) * f).toFixed(2)})`;
+}
 // What an officer can do to an alert in each status (agents/lifecycle.py ALERT_TABLE);
 // a handover note can be left in any status.
 const NEXT = {
@@ -34,7 +46,8 @@ const TEMPLATE = `
       <i style="background:${BAND_COLOUR.red}"></i><span data-i18n="band_red"></span>
       <i style="background:${BAND_COLOUR.yellow}"></i><span data-i18n="band_yellow"></span>
       <i style="background:${BAND_COLOUR.blue}"></i><span data-i18n="band_blue"></span>
-      <i style="background:${NO_DATA}"></i><span data-i18n="band_none"></span></span></div>
+      <i style="background:${NO_DATA}"></i><span data-i18n="band_none"></span>
+      <span class="shade-hint">· <span data-i18n="shade_hint"></span></span></span></div>
     <div id="map" class="chart"></div></div>
   <div class="side">
     <div class="panel detail" id="alert-detail"><p class="hint" data-i18n="select_alert"></p></div>
@@ -75,7 +88,7 @@ export function mount(root, { link }) {
     const data = [...gridNames.keys()].map((id) => {
       const r = risk.get(id);
       return { name: id, value: r ? r.score : null,
-               itemStyle: { areaColor: r ? BAND_COLOUR[r.band] || NO_DATA : NO_DATA } };
+               itemStyle: { areaColor: areaColour(r) } };
     });
     chart.setOption({
       tooltip: { formatter: (p) => {

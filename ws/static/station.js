@@ -6,9 +6,12 @@ function esc(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function hourLabel(iso) {
-  const d = new Date(iso);
-  return `${String(d.getHours()).padStart(2, "0")}:00`;
+// Hours are shown on the station's clock (the offset its forecast carries), whatever
+// the time zone of the screen that shows them; ``ahead`` hours later for a range's end.
+function hourLabel(iso, ahead = 0) {
+  const m = /T(\d\d):/.exec(iso);
+  const hour = m ? Number(m[1]) : new Date(iso).getHours();
+  return `${String((hour + ahead) % 24).padStart(2, "0")}:00`;
 }
 
 export function mount(root, { me }) {
@@ -45,7 +48,7 @@ export function mount(root, { me }) {
       table.innerHTML = "";
       return;
     }
-    const x = f.hours.map(hourLabel);
+    const x = f.hours.map((h) => hourLabel(h));
     const diff = (hi, lo) => hi.map((v, i) => Math.max(0, v - lo[i]));
     // Bands are stacked areas: an invisible base at the lower bound plus the width on top.
     const band = (name, lo, hi, colour) => [
@@ -77,7 +80,7 @@ export function mount(root, { me }) {
     const peaks = f.peaks?.length ? f.peaks
       : f.yhat.map((y, i) => ({ hour: f.hours[i], yhat: y, share: y / total })).sort((a, b) => b.yhat - a.yhat).slice(0, 3);
     table.innerHTML = `<tr><th>${t("hour")}</th><th>${t("forecast")}</th><th>${t("share_of_day")}</th><th>${t("staffing")}</th></tr>`
-      + peaks.map((p) => `<tr><td>${hourLabel(p.hour)}–${hourLabel(new Date(new Date(p.hour).getTime() + 3600e3))}</td>
+      + peaks.map((p) => `<tr><td>${hourLabel(p.hour)}–${hourLabel(p.hour, 1)}</td>
         <td>${Math.round(p.yhat)}</td><td>${(100 * p.share).toFixed(1)}%</td>
         <td>${t("staff_hint", { x: (p.yhat / mean).toFixed(1) })}</td></tr>`).join("")
       + `<tr class="sum"><td colspan="2"></td><td>${(100 * peaks.reduce((s, p) => s + p.share, 0)).toFixed(1)}%</td><td></td></tr>`;
