@@ -223,10 +223,9 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     hour (29 February falls back to the 28th), the ratio actual/median where that
     day was odd, 1 where it was ordinary, nothing where unknown; the median of those,
     once at least two years are known (one is enough on a day the calendar matched on
-    its holiday). A date odd in most years (Christmas) is
-    expected again; a one-off (an outage last year) is outvoted once there are three
-    years. ``local0``: the local hour
-    index of ``x[0]``. Only hours at least a year before t are read. With a
+    its holiday). A date odd in most years (Christmas) is expected again; a one-off
+    (an outage last year) is outvoted once there are three years. ``local0``: the
+    local hour index of ``x[0]``. Only hours at least a year before t are read. With a
     ``calendar`` (:mod:`.calendars`), days near a holiday that moves (the Spring
     Festival) are matched on the days from that holiday instead of the date.
     """

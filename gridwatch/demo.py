@@ -69,7 +69,7 @@ def _progress(settings: Settings, stop: threading.Event, sent: list[int]) -> Non
             hour = store.now_hour(r)
         except Exception:  # noqa: BLE001 - Redis restarting: show what we have
             continue
-        applied = s["checkpoint_scans"] + s["loiter_reports"] + s["station_tickets"]
+        applied = _applied(s)
         clock = store.keys_hour_iso(hour) or "-"
         print(f"\r[{time.monotonic() - started:6.0f}s] sent {sent[0]:>9,}  applied {applied:>9,}"
               f"  dead-letter {s['deadletter']:,}  late {s['late']:,}  sim hour {clock}   ",
@@ -81,12 +81,16 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _applied(summary: dict[str, int]) -> int:
+    """Input events applied, of every kind, from the summary counters."""
+    return summary["checkpoint_scans"] + summary["loiter_reports"] + summary["station_tickets"]
+
+
 def _earlier_state(settings: Settings) -> int:
     """Events an earlier run left applied in Redis (0 on a clean stack)."""
     r = store.connect(settings.redis)
     try:
-        s = store.summary(r)
-        return int(s["checkpoint_scans"] + s["loiter_reports"] + s["station_tickets"])
+        return _applied(store.summary(r))
     finally:
         r.close()
 
@@ -103,6 +107,7 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
 
     # A SIGTERM (e.g. from a supervisor) stops the demo like Ctrl-C: children included.
     signal.signal(signal.SIGTERM, _interrupt)
+
     def say(message: str) -> None:
         print(f"  {message}", file=sys.stderr)
 

@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -445,13 +446,14 @@ class Gateway:
         await self.hub.start()
         kafka = asyncio.create_task(self.start_producer())
         try:
-            async with _listening(self.settings), serve(self.handler, self.settings.gateway_host, self.settings.gateway_port,
-                             process_request=self.process_request, max_size=64 * 1024,
-                             # No per-message deflate: compressing means one zlib pass per
-                             # client per frame, and frames are shared by all clients.
-                             compression=None,
-                             ping_interval=20, ping_timeout=20, close_timeout=2,
-                             server_header="gridwatch") as server:
+            async with _listening(self.settings), serve(
+                    self.handler, self.settings.gateway_host, self.settings.gateway_port,
+                    process_request=self.process_request, max_size=64 * 1024,
+                    # No per-message deflate: compressing means one zlib pass per
+                    # client per frame, and frames are shared by all clients.
+                    compression=None,
+                    ping_interval=20, ping_timeout=20, close_timeout=2,
+                    server_header="gridwatch") as server:
                 log.info("gateway on http://%s:%d", self.settings.gateway_host,
                          self.settings.gateway_port)
                 if ready is not None:
@@ -469,7 +471,7 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def _listening(settings: Settings) -> Any:
+async def _listening(settings: Settings) -> AsyncIterator[None]:
     """Turn a failure to listen (the port taken, the address not here) into a clear error."""
     try:
         yield
