@@ -1,10 +1,12 @@
 """Hour-level arrival forecasts for the next hours, with 80 % and 95 % intervals.
 
-Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by backtests on real series
+Model ("seasonal blend": seasonal mean x adaptive level, blended), chosen by backtests on real series
 (pedestrians, flights, calls, bike rentals; see ``bench/bench_forecast.py``):
 
-* base(t): median of the same hour-of-week over the last ``WEEKS`` weeks, robust
-  to one-off days (holidays, sensor faults) and to gaps;
+* base(t): mean of the same hour-of-week over the last ``WEEKS`` weeks, the
+  highest and the lowest left out (a trimmed mean: robust to a one-off day, a
+  holiday or a sensor fault, and steadier than a median on noisy counts), and
+  to gaps;
 * level: ratio of the actual total of the last ``LEVEL_HOURS`` hours to the base
   for those hours, damped; it follows a level shift (lockdown, holiday) within a
   day while the weekly shape comes from the weeks before;
@@ -12,8 +14,8 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
   shifted by the base's change, weighted to minimise the recent rolling-origin MAE
   (those weights, 70 %, mixed with equal weights, 30 %: chosen weights overfit);
   the value a week ago is not copied from an odd day (a day whose total was off its
-  seasonal median by more than ``ODD_DAY`` either way: a holiday, an outage, a
-  schedule change): the median stands in for it, so last week's holiday is not
+  seasonal mean by more than ``ODD_DAY`` either way: a holiday, an outage, a
+  schedule change): the seasonal mean stands in for it, so last week's holiday is not
   repeated this week;
 * the same hour on the latest ``DAYTYPE_DAYS`` days of the same type (Monday to
   Friday, Saturday, Sunday) before the origin, odd days left out: a timetable or a
@@ -21,8 +23,8 @@ Model ("seasonal blend": seasonal median x adaptive level, blended), chosen by b
   values of one weekday; times the level when the last day was odd (a lockdown);
 * dates that were odd in past years (Christmas, New Year's Eve, a national day):
   on the same local calendar date, the median over the last ``YEARS`` years of the
-  ratio actual/median (1 in a year where that date was ordinary) multiplies the
-  median, so a holiday that comes back on its date is expected, not learnt again
+  ratio actual/seasonal mean (1 in a year where that date was ordinary) multiplies
+  the seasonal mean, so a holiday that comes back on its date is expected, not learnt again
   (there the level counts half, in log terms: both see the same holiday season);
   with a ``calendar`` ("CN"), days near the Spring Festival, which moves by weeks,
   are matched on their distance from it instead (:mod:`.calendars`);
@@ -52,18 +54,18 @@ from . import calendars
 
 WEEK = 168
 DAY = 24
-WEEKS = 8  # weeks in the seasonal median
+WEEKS = 10  # weeks in the seasonal mean
 LEVEL_HOURS = 24  # hours behind the origin that set the level
 LEVEL_DAMP = 0.8  # exponent on the level ratio: full ratios overshoot on noisy days
 LEVEL_CLIP = (0.05, 8.0)
 CALIB_DAYS = 42
 MIN_HISTORY = 2 * WEEK  # below this: daily fallback
-ODD_DAY = 1.3  # a day off its seasonal median by more than this factor is not copied
+ODD_DAY = 1.3  # a day off its seasonal mean by more than this factor is not copied
 DAYTYPE_DAYS = 5  # days of the same type in the day-type median
 YEARS = 3  # past years looked at for dates that come back (holidays)
 RECENT = WEEKS * WEEK + CALIB_DAYS * DAY + LEVEL_HOURS + DAY  # hours the weekly part reads
 # Hours of history read: the recent part, and for each past year the same stretch
-# (its median needs the weeks before it).
+# (its seasonal mean needs the weeks before it).
 WINDOW = RECENT + YEARS * 366 * DAY + WEEKS * WEEK + DAY
 BLEND_STRIDE = 6  # every 6th calibration origin chooses the blend weights
 BLEND_EQUAL = 0.3  # share of equal weights mixed into the chosen ones
@@ -176,8 +178,30 @@ def _nanmedian_last(stack: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, (lo + hi) / 2, np.nan)
 
 
-def _lagged_median(x: np.ndarray, lag: int, count: int, start: int, stop: int) -> np.ndarray:
-    """nanmedian of x[t - lag*k], k=1..count, for t in [start, stop); NaN where none."""
+def _trimmed_mean_last(stack: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of the known values less the highest and the lowest
+    (NaN ignored); the median where fewer than four are known.
+
+    A median of eight or ten noisy counts wastes most of them (on Gaussian noise it is
+    about as good as a mean of two thirds as many); leaving out the extremes keeps the
+    robustness to a one-off day. Sums, not a sort: this runs over years of hours.
+    """
+    known = ~np.isnan(stack)
+    cnt = known.sum(axis=-1)
+    total = np.where(known, stack, 0.0).sum(axis=-1)
+    top = np.where(known, stack, -np.inf).max(axis=-1)
+    bottom = np.where(known, stack, np.inf).min(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (total - top - bottom) / (cnt - 2)
+    few = cnt < 4
+    if few.any():
+        out[few] = _nanmedian_last(stack[few])
+    return out
+
+
+def _lagged_mean(x: np.ndarray, lag: int, count: int, start: int, stop: int) -> np.ndarray:
+    """Trimmed mean (:func:`_trimmed_mean_last`) of x[t - lag*k], k=1..count, for t in
+    [start, stop); NaN where none is known."""
     n = stop - start
     stack = np.full((count, n), np.nan)
     for k in range(1, count + 1):
@@ -185,7 +209,7 @@ def _lagged_median(x: np.ndarray, lag: int, count: int, start: int, stop: int) -
         src_lo, src_hi = max(lo, 0), min(lo + n, x.size)
         if src_hi > src_lo:
             stack[k - 1, src_lo - lo: src_hi - lo] = x[src_lo:src_hi]
-    return _nanmedian_last(stack.T)
+    return _trimmed_mean_last(stack.T)
 
 
 def _level(x: np.ndarray, base: np.ndarray, origins: np.ndarray, hours: int) -> np.ndarray:
@@ -203,7 +227,7 @@ def _level(x: np.ndarray, base: np.ndarray, origins: np.ndarray, hours: int) -> 
 
 def _odd_hours(x: np.ndarray, base: np.ndarray) -> np.ndarray:
     """True where the 24 hours centred on t hold more than ``ODD_DAY`` times, or less
-    than 1/``ODD_DAY`` of, the seasonal median's total (over hours known in both)."""
+    than 1/``ODD_DAY`` of, the seasonal mean's total (over hours known in both)."""
     ok = ~np.isnan(x)
     cx = np.concatenate([[0.0], np.cumsum(np.where(ok, x, 0.0))])
     cb = np.concatenate([[0.0], np.cumsum(np.where(ok, base, 0.0))])
@@ -217,10 +241,10 @@ def _odd_hours(x: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
                 start: int, stop: int, calendar: str | None = None) -> np.ndarray:
-    """Factor on the median for hours 0..stop-1 (1 before ``start``).
+    """Factor on the seasonal mean for hours 0..stop-1 (1 before ``start``).
 
     For hour t: over the last :data:`YEARS` years, the same local calendar date and
-    hour (29 February falls back to the 28th), the ratio actual/median where that
+    hour (29 February falls back to the 28th), the ratio actual/seasonal mean where that
     day was odd, 1 where it was ordinary, nothing where unknown; the median of those,
     once at least two years are known (one is enough on a day the calendar matched on
     its holiday). A date odd in most years (Christmas) is expected again; a one-off
@@ -299,17 +323,17 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
                  local0: int = 0, calendar: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Combined forecasts for t = o..o+horizon-1 per origin (rows); plus base on 0..n+h.
 
-    Candidates: the seasonal median (times the past years' factor on odd dates)
-    times the recent level; the value one season ago (the median where that day was
-    odd); the latest same hour of day, shifted by the median's change; with the
+    Candidates: the seasonal mean (times the past years' factor on odd dates)
+    times the recent level; the value one season ago (the seasonal mean where that
+    day was odd); the latest same hour of day, shifted by the seasonal mean's change; with the
     weekly season, the day-type median. On a date odd in past years only the first
     and third stand.
     Their weights (a 0.1 grid on the simplex) minimise the MAE over the calibration
     origins, all but the last row, so a schedule-like series leans on the season ago
-    and a noisy one on the median; 30 % equal weights are mixed in.
+    and a noisy one on the seasonal mean; 30 % equal weights are mixed in.
     """
     n = x.size
-    base = _lagged_median(x, lag, count, 0, n + horizon)
+    base = _lagged_mean(x, lag, count, 0, n + horizon)
     fallback = np.nanmean(x) if np.any(~np.isnan(x)) else 0.0
     base = np.where(np.isnan(base), fallback, base)
     odd = _odd_hours(x, base[:n])
@@ -328,11 +352,11 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     c2 = xp[ago]
     if lag == WEEK:
         # ago + 12 <= origin - 133: the odd-day test only reads hours before each origin.
-        c2 = np.where(odd[ago] | special[idx], np.nan, c2)  # NaN: the median stands in
+        c2 = np.where(odd[ago] | special[idx], np.nan, c2)  # NaN: the seasonal mean stands in
     back = DAY * (steps // DAY + 1)  # the latest same hour of day before the origin
     # Additive reshaping: a ratio explodes when the older seasonal value is near zero.
     c3 = xp[idx - back] + (base[idx] - base[idx - back]) * level
-    # On a date the past years call odd, the level (the last day against the median)
+    # On a date the past years call odd, the level (the last day against the seasonal mean)
     # and the past years' factor both see the same holiday season: the level is halved
     # in log terms there, so it is not counted twice.
     c1 = c1 * np.where(special[idx], np.sqrt(level), level)
@@ -360,7 +384,7 @@ _GRIDS32 = {k: g.astype(np.float32) for k, g in _GRIDS.items()}
 
 
 def _blend_weights(cands: list[np.ndarray], actual: np.ndarray) -> np.ndarray:
-    """Simplex weights minimising MAE on rows with known actuals (median alone if none)."""
+    """Simplex weights minimising MAE on rows with known actuals (the seasonal mean alone if none)."""
     # Every BLEND_STRIDE-th origin: neighbouring origins share most targets.
     actual = actual[::BLEND_STRIDE]
     ok = ~np.isnan(actual)
@@ -501,9 +525,9 @@ def _with_bookings(base: np.ndarray, x0: int, hours: list[datetime], yhat: np.nd
     """Blend the history forecast with a pickup forecast (booked now / usual booked share).
 
     Per lead bucket, the usual share of the final count booked by that lead and the
-    blend weight (least squares of pickup vs seasonal median on past hours, clipped
+    blend weight (least squares of pickup vs seasonal mean on past hours, clipped
     to [0, 1]) are learned from ``bv.history``. Returns the forecast, the factor on
-    the interval widths (the blend's MAE over the seasonal median's) and a note.
+    the interval widths (the blend's MAE over the seasonal mean's) and a note.
     """
     hist = [r for r in bv.history if np.isfinite(r[2]) and np.isfinite(r[3])]
     if len(hist) < 20:

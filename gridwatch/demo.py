@@ -2,7 +2,7 @@
 
 Starts the local stack, one worker and the gateway as child processes, creates one
 user of each role and prints their login links and the cockpit URL, then sends
-eight weeks of station history (what the forecaster's seasonal median reads)
+ten weeks of station history (what the forecaster's seasonal mean reads)
 followed by a live city day at ``speed`` simulated seconds per second, with
 progress on one line. Ctrl-C stops everything it started (the
 stack keeps running; ``gridwatch stack down`` stops it).
@@ -25,9 +25,9 @@ from . import stack, store
 from .city import load_city
 from .settings import Settings
 
-#: Days of station history sent before the live day: the eight weeks that the
-#: forecaster's seasonal median reads.
-HISTORY_DAYS = 56
+#: Days of station history sent before the live day: the ten weeks that the
+#: forecaster's seasonal mean reads.
+HISTORY_DAYS = 70
 
 
 def _spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen[bytes]:

@@ -1,7 +1,7 @@
 """``gridwatch demo``, the main job, end to end on the real test stack.
 
 The demo is run as a user runs it, at a high speed and on a short live stretch: it
-starts the worker and the gateway, sends eight weeks of station history and the live
+starts the worker and the gateway, sends ten weeks of station history and the live
 stretch, and stays up; then SIGTERM (what Ctrl-C does) stops it and everything it
 started.
 """

@@ -325,3 +325,32 @@ def test_an_unknown_calendar_is_refused() -> None:
     ts, y = station(3 * 168)
     with pytest.raises(ValueError, match="unknown holiday calendar"):
         forecast_next(ts, y, origin=at(3 * 168), calendar="Gregorian")
+
+
+def test_the_seasonal_mean_leaves_out_the_highest_and_the_lowest() -> None:
+    from gridwatch.agents.forecast import _lagged_mean, _trimmed_mean_last
+
+    rng = np.random.default_rng(3)
+    stack = rng.poisson(20, (500, 10)).astype(float)
+    stack[rng.random(stack.shape) < 0.3] = np.nan
+    stack[0] = [1, 2, 3, 4, np.nan, np.nan, np.nan, np.nan, np.nan, 100]
+    stack[1] = [5, 7, 6, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan]
+    stack[2] = np.nan
+    got = _trimmed_mean_last(stack)
+    for row, value in zip(stack, got):
+        known = np.sort(row[~np.isnan(row)])
+        if known.size >= 4:
+            assert value == pytest.approx(known[1:-1].mean())
+        elif known.size:
+            assert value == pytest.approx(np.median(known))  # too few to trim: the median
+        else:
+            assert np.isnan(value)
+    assert got[0] == pytest.approx(3.0)  # 100 (a one-off) and 1 left out
+    assert got[1] == pytest.approx(6.0)
+    # Over ten weeks one hour-of-week value far off (a festival night) does not move the
+    # seasonal mean, and the other weeks' values are all used.
+    x = np.tile(np.arange(168.0), 10)
+    x[3 * 168 + 5] = 5000.0
+    x[6 * 168 + 7] = np.nan
+    base = _lagged_mean(x, 168, 10, 10 * 168, 11 * 168)
+    assert np.allclose(base, np.arange(168.0))
