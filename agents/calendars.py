@@ -6,13 +6,22 @@ calendar moves by up to a month from year to year, so near it past years are mat
 the days from the holiday instead: 3 days before the Spring Festival this year is
 compared with 3 days before it in each past year.
 
-``CN``: the Spring Festival (first day of the lunar year, 春节) and the travel season
-around it (春运, about 15 days before to 25 after; the window here is wider, 20 before
-and 30 after, so that its edges are matched too). Dates from 2000 to 2050.
+``CN`` (dates from 2000 to 2050, from the lunar calendar):
+
+* the Spring Festival (first day of the lunar year, 春节) and the travel season around
+  it (春运, about 15 days before to 25 after; the window here is wider, 20 before and 30
+  after, so that its edges are matched too);
+* the Dragon Boat Festival (端午, 5th day of the 5th month; late May to late June) and
+  the Mid-Autumn Festival (中秋, 15th day of the 8th month; 8 September to 6 October),
+  each a three-day break with the journeys either side: 4 days before to 4 after.
+  National Day's week (1-7 October) has a fixed date and stays matched on it, also when
+  the Mid-Autumn Festival falls next to or inside it; a past day matched by the
+  Mid-Autumn Festival that fell in that week is no match.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 
@@ -28,14 +37,59 @@ _SPRING_FESTIVAL = """
 2048-02-14 2049-02-02 2050-01-23
 """
 
-#: Year -> the Spring Festival's date.
-SPRING_FESTIVAL: dict[int, date] = {
-    d.year: d for d in (date.fromisoformat(s) for s in _SPRING_FESTIVAL.split())
-}
+_DRAGON_BOAT = """
+2000-06-06 2001-06-25 2002-06-15 2003-06-04 2004-06-22 2005-06-11 2006-05-31 2007-06-19
+2008-06-08 2009-05-28 2010-06-16 2011-06-06 2012-06-23 2013-06-12 2014-06-02 2015-06-20
+2016-06-09 2017-05-30 2018-06-18 2019-06-07 2020-06-25 2021-06-14 2022-06-03 2023-06-22
+2024-06-10 2025-05-31 2026-06-19 2027-06-09 2028-05-28 2029-06-16 2030-06-05 2031-06-24
+2032-06-12 2033-06-01 2034-06-20 2035-06-10 2036-05-30 2037-06-18 2038-06-07 2039-05-27
+2040-06-14 2041-06-03 2042-06-22 2043-06-11 2044-05-31 2045-06-19 2046-06-08 2047-05-29
+2048-06-15 2049-06-04 2050-06-23
+"""
 
-#: Calendar name -> (anchor dates by year, days before, days after).
-CALENDARS: dict[str, tuple[dict[int, date], int, int]] = {
-    "CN": (SPRING_FESTIVAL, 20, 30),
+_MID_AUTUMN = """
+2000-09-12 2001-10-01 2002-09-21 2003-09-11 2004-09-28 2005-09-18 2006-10-06 2007-09-25
+2008-09-14 2009-10-03 2010-09-22 2011-09-12 2012-09-30 2013-09-19 2014-09-08 2015-09-27
+2016-09-15 2017-10-04 2018-09-24 2019-09-13 2020-10-01 2021-09-21 2022-09-10 2023-09-29
+2024-09-17 2025-10-06 2026-09-25 2027-09-15 2028-10-03 2029-09-22 2030-09-12 2031-10-01
+2032-09-19 2033-09-08 2034-09-27 2035-09-16 2036-10-04 2037-09-24 2038-09-13 2039-10-02
+2040-09-20 2041-09-10 2042-09-28 2043-09-17 2044-10-05 2045-09-25 2046-09-15 2047-10-04
+2048-09-22 2049-09-11 2050-09-30
+"""
+
+
+def _table(text: str) -> dict[int, date]:
+    return {d.year: d for d in (date.fromisoformat(s) for s in text.split())}
+
+
+#: Year -> the Spring Festival's date.
+SPRING_FESTIVAL: dict[int, date] = _table(_SPRING_FESTIVAL)
+#: Year -> the Dragon Boat Festival's date.
+DRAGON_BOAT: dict[int, date] = _table(_DRAGON_BOAT)
+#: Year -> the Mid-Autumn Festival's date.
+MID_AUTUMN: dict[int, date] = _table(_MID_AUTUMN)
+
+
+@dataclass(frozen=True)
+class Moving:
+    """A holiday that moves: its date by year, the days around it matched on their
+    distance from it, and ``fixed`` (month, first day, last day) spans of a fixed-date
+    holiday that stay matched on their date."""
+
+    name: str
+    dates: dict[int, date] = field(repr=False)
+    before: int
+    after: int
+    fixed: tuple[tuple[int, int, int], ...] = ()
+
+
+#: Calendar name -> its moving holidays; where windows overlap, the first decides.
+CALENDARS: dict[str, tuple[Moving, ...]] = {
+    "CN": (
+        Moving("Spring Festival", SPRING_FESTIVAL, 20, 30),
+        Moving("Dragon Boat Festival", DRAGON_BOAT, 4, 4),
+        Moving("Mid-Autumn Festival", MID_AUTUMN, 4, 4, fixed=((10, 1, 7),)),
+    ),
 }
 
 
@@ -53,26 +107,56 @@ def check(name: str | None) -> str | None:
     return name.strip().upper()
 
 
-@cache  # read on every forecast; the table never changes
-def anchors(name: str) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """``(years, anchor days as datetime64[D], days before, days after)`` of a calendar."""
-    table, before, after = CALENDARS[name]
-    years = np.array(sorted(table), np.int64)
-    days = np.array([table[int(y)].isoformat() for y in years], dtype="datetime64[D]")
-    return years, days, before, after
+@cache  # read on every forecast; the tables never change
+def anchors(name: str, which: int = 0) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``(years, anchor days as datetime64[D], days before, days after)`` of the
+    ``which``-th moving holiday of a calendar."""
+    h = CALENDARS[name][which]
+    years = np.array(sorted(h.dates), np.int64)
+    days = np.array([h.dates[int(y)].isoformat() for y in years], dtype="datetime64[D]")
+    return years, days, h.before, h.after
+
+
+def _in_fixed(day: np.ndarray, spans: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    month = day.astype("datetime64[M]")
+    m = month.astype(np.int64) % 12 + 1
+    d = (day - month.astype("datetime64[D]")).astype(np.int64) + 1
+    out = np.zeros(day.shape, bool)
+    for mm, first, last in spans:
+        out |= (m == mm) & (d >= first) & (d <= last)
+    return out
 
 
 def matched_days(name: str, day: np.ndarray, years_back: int) -> tuple[np.ndarray, np.ndarray]:
     """For local days ``day`` (datetime64[D]): the day ``years_back`` years earlier that
-    matches it by the moving holiday, and whether the holiday decides it.
+    matches it by the calendar's moving holidays, and whether a holiday decides it.
 
-    Returns ``(then, mode)``: ``mode`` is 1 where ``day`` is within the holiday's window
-    (``then`` = the same offset from that year's holiday), -1 where ``day`` is outside
-    it but its same calendar date ``years_back`` years earlier was inside that year's
-    window (no match: the caller leaves that year out), 0 elsewhere (``then`` is not
-    set: the caller matches on the calendar date). Years outside the table are 0.
+    Returns ``(then, mode)``: ``mode`` is 1 where ``day`` is within a holiday's window
+    (``then`` = the same offset from that year's holiday), -1 where there is no match
+    for that year (``day`` is outside every window but its same calendar date
+    ``years_back`` years earlier was inside that year's window, or the match fell on a
+    fixed-date holiday's day: the caller leaves that year out), 0 elsewhere (``then`` is
+    not set: the caller matches on the calendar date). Years outside the tables are 0.
     """
-    years, days, before, after = anchors(name)
+    then = np.zeros(day.shape, dtype="datetime64[D]")
+    mode = np.zeros(day.shape, np.int8)
+    for which, h in enumerate(CALENDARS[name]):
+        t, m = _matched_one(name, which, day, years_back)
+        if h.fixed:
+            # A fixed-date holiday's days keep their date; a match landing on one is none.
+            fixed_now = _in_fixed(day, h.fixed)
+            m = np.where(fixed_now, 0, m).astype(np.int8)
+            m[(m == 1) & _in_fixed(t, h.fixed)] = -1
+        take = (mode == 0) & (m != 0)  # the first holiday whose window says so decides
+        take |= (mode == -1) & (m == 1)
+        then = np.where(take & (m == 1), t, then)
+        mode = np.where(take, m, mode).astype(np.int8)
+    return then, mode
+
+
+def _matched_one(name: str, which: int, day: np.ndarray,
+                 years_back: int) -> tuple[np.ndarray, np.ndarray]:
+    years, days, before, after = anchors(name, which)
     year = day.astype("datetime64[Y]").astype(np.int64) + 1970
     then = np.zeros(day.shape, dtype="datetime64[D]")
     mode = np.zeros(day.shape, np.int8)

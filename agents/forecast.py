@@ -26,8 +26,9 @@ Model ("seasonal blend": seasonal mean x adaptive level, blended), chosen by bac
   ratio actual/seasonal mean (1 in a year where that date was ordinary) multiplies
   the seasonal mean, so a holiday that comes back on its date is expected, not learnt again
   (there the level counts half, in log terms: both see the same holiday season);
-  with a ``calendar`` ("CN"), days near the Spring Festival, which moves by weeks,
-  are matched on their distance from it instead (:mod:`.calendars`);
+  with a ``calendar`` ("CN"), days near the Spring Festival and the Dragon Boat and
+  Mid-Autumn festivals, which move by weeks, are matched on their distance from them
+  instead (:mod:`.calendars`);
 * intervals: split-conformal, from the errors of the same forecast made at every
   hour of the last ``CALIB_DAYS`` days (rolling origin, never past the origin),
   divided by a scale that grows with the forecast, per hour ahead.
@@ -435,8 +436,9 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     ``ts``/``counts``: hourly history (any order; missing hours are gaps, zeros are
     real zeros); points at or after ``origin`` are ignored, so there is no
     look-ahead. Naive timestamps are taken as UTC. ``origin`` is floored to the hour.
-    ``calendar``: a holiday calendar of :mod:`.calendars` ("CN": the Spring Festival)
-    whose moving holidays are matched across past years; None: calendar dates only.
+    ``calendar``: a holiday calendar of :mod:`.calendars` ("CN": the Spring Festival,
+    the Dragon Boat and Mid-Autumn festivals) whose moving holidays are matched across
+    past years; None: calendar dates only.
     """
     calendar = calendars.check(calendar)
     origin_utc = _to_utc(origin).replace(minute=0, second=0, microsecond=0)

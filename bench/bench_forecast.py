@@ -156,7 +156,7 @@ def timing(tmp: Path) -> None:
     src = write_csv(tmp / "synthetic50k.csv", ts, y)
     run_backtest(str(src), origins=1)  # warm numba caches of statsforecast
     t = time.perf_counter()
-    rep = run_backtest(str(src), origins=28, out_path=str(tmp / "out.csv"))
+    run_backtest(str(src), origins=28, out_path=str(tmp / "out.csv"))
     print(f"28-origin backtest on 50,000 hours: {time.perf_counter() - t:.1f} s "
           "(model + MSTL + seasonal naive)")
 

@@ -45,10 +45,48 @@ def test_days_near_the_festival_are_matched_on_their_distance_from_it() -> None:
 
 def test_a_date_in_a_past_festival_season_is_no_match_for_an_ordinary_day() -> None:
     # 10 March 2025 is 40 days after its festival; 10 March 2024 was 29 days after 2024's.
-    _, mode = calendars.matched_days("CN", days("2025-03-10", "2025-06-01"), 1)
+    _, mode = calendars.matched_days("CN", days("2025-03-10", "2025-07-15"), 1)
     assert mode.tolist() == [-1, 0]
 
 
 def test_years_outside_the_table_fall_back_to_the_date() -> None:
     _, mode = calendars.matched_days("CN", days("2051-01-30", "2001-01-30"), 3)
     assert mode.tolist() == [0, 0]  # 2051 is not in the table; 1998 is not either
+
+
+def test_the_dragon_boat_and_mid_autumn_festivals_fall_in_their_seasons() -> None:
+    for table, first, last in ((calendars.DRAGON_BOAT, (5, 27), (6, 25)),
+                               (calendars.MID_AUTUMN, (9, 7), (10, 8))):
+        assert sorted(table) == list(range(2000, 2051))
+        assert all(date(y, *first) <= d <= date(y, *last) for y, d in table.items())
+        gaps = np.diff([table[y].toordinal() for y in sorted(table)])
+        assert gaps.min() >= 354 and gaps.max() <= 385  # lunar years
+    assert [calendars.DRAGON_BOAT[y] for y in (2023, 2024, 2025)] == [
+        date(2023, 6, 22), date(2024, 6, 10), date(2025, 5, 31)]
+    assert [calendars.MID_AUTUMN[y] for y in (2023, 2024, 2025)] == [
+        date(2023, 9, 29), date(2024, 9, 17), date(2025, 10, 6)]
+
+
+def test_days_near_the_dragon_boat_festival_are_matched_on_their_distance_from_it() -> None:
+    then, mode = calendars.matched_days("CN", days("2025-05-31", "2025-06-02", "2025-05-20"), 1)
+    assert mode.tolist() == [1, 1, 0]
+    assert then[:2].tolist() == [date(2024, 6, 10), date(2024, 6, 12)]
+    # 10 June 2025 is ordinary, but 10 June 2024 was the festival: no match that year.
+    _, mode = calendars.matched_days("CN", days("2025-06-10"), 1)
+    assert mode.tolist() == [-1]
+
+
+def test_national_days_week_keeps_its_date_next_to_the_mid_autumn_festival() -> None:
+    # 3 October 2025 is three days before that year's Mid-Autumn Festival (6 October),
+    # and in National Day's week: matched on its date (3 October 2024), not the festival.
+    _, mode = calendars.matched_days("CN", days("2025-10-03", "2025-10-06"), 1)
+    assert mode.tolist() == [0, 0]
+    # The festival of 2024 (17 September) against 2023's (29 September, outside the week).
+    then, mode = calendars.matched_days("CN", days("2024-09-17"), 1)
+    assert mode.tolist() == [1] and then.tolist() == [date(2023, 9, 29)]
+    # The festival of 2026 (25 September): in 2025 it fell in National Day's week, so
+    # that year is no match; in 2024 it is.
+    _, mode = calendars.matched_days("CN", days("2026-09-25"), 1)
+    assert mode.tolist() == [-1]
+    then, mode = calendars.matched_days("CN", days("2026-09-25"), 2)
+    assert mode.tolist() == [1] and then.tolist() == [date(2024, 9, 17)]

@@ -354,3 +354,22 @@ def test_the_seasonal_mean_leaves_out_the_highest_and_the_lowest() -> None:
     x[6 * 168 + 7] = np.nan
     base = _lagged_mean(x, 168, 10, 10 * 168, 11 * 168)
     assert np.allclose(base, np.arange(168.0))
+
+
+def test_the_dragon_boat_festival_is_expected_on_its_lunar_date() -> None:
+    """A station where the Dragon Boat Festival's day brings 2.5 times the traffic, in
+    2022-2024 (3 June, 22 June, 10 June); the 2025 festival is on 31 May."""
+    cst = timezone(timedelta(hours=8))
+    start, origin = datetime(2021, 12, 1, tzinfo=cst), datetime(2025, 5, 31, tzinfo=cst)
+    t = np.arange(int((origin - start).total_seconds() // 3600))
+    mean = 100 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24))
+    for festival in (date(2022, 6, 3), date(2023, 6, 22), date(2024, 6, 10)):
+        day = int((datetime(festival.year, festival.month, festival.day, tzinfo=cst) - start)
+                  .total_seconds() // 3600)
+        mean[day:day + 24] *= 2.5
+    ts = np.array([start + timedelta(hours=int(i)) for i in t])
+    y = np.random.default_rng(5).poisson(mean).astype(float)
+    normal = y[-24:].sum()
+    assert np.sum(forecast_next(ts, y, origin=origin, calendar="CN").yhat) > 1.8 * normal
+    # On calendar dates only, 31 May was ordinary in 2022-2024.
+    assert np.sum(forecast_next(ts, y, origin=origin).yhat) < 1.2 * normal
