@@ -161,6 +161,16 @@ def timing(tmp: Path) -> None:
           "(model + MSTL + seasonal naive)")
 
 
+def series_interval(ratios: np.ndarray, draws: int = 4000) -> tuple[float, float]:
+    """90 % bootstrap interval of the geometric mean of ``ratios`` over which series are
+    drawn: how far the mean could move with another set of series like these."""
+    logs = np.log(ratios)
+    rng = np.random.default_rng(0)
+    means = logs[rng.integers(0, logs.size, (draws, logs.size))].mean(axis=1)
+    lo, hi = np.exp(np.quantile(means, [0.05, 0.95]))
+    return float(lo), float(hi)
+
+
 def accuracy(tmp: Path, names: set[str] | None = None) -> None:
     print("\nbacktests: 28 origins x 24 h, last origin 24 h before the end of each series")
     print(f"{'series':<22}{'MAE':>9}{'MSTL':>9}{'naive':>9}{'MASE':>7}{'MSTL':>7}{'naive':>7}"
@@ -189,6 +199,9 @@ def accuracy(tmp: Path, names: set[str] | None = None) -> None:
                   f"{np.exp(np.log(r[:, 1]).mean()):>8.3f}{r[:, 2].mean():>7.1%}"
                   f"   {int(bars.sum())}/{len(r)} clear both bars, {int(covered.sum())} of them"
                   " with cov80 in 75-85 %")
+            (m_lo, m_hi), (n_lo, n_hi) = series_interval(r[:, 0]), series_interval(r[:, 1])
+            print(f"{'  90 % interval':<22}{'':>43}{m_lo:.2f}-{m_hi:.2f} {n_lo:.2f}-{n_hi:.2f}"
+                  "   over the choice of series (bootstrap)")
     if skipped:
         print(f"skipped (package not installed): {', '.join(skipped)}")
     if names is None:
