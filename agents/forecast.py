@@ -251,8 +251,9 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     its holiday). A date odd in most years (Christmas) is expected again; a one-off
     (an outage last year) is outvoted once there are three years. ``local0``: the
     local hour index of ``x[0]``. Only hours at least a year before t are read. With a
-    ``calendar`` (:mod:`.calendars`), days near a holiday that moves (the Spring
-    Festival) are matched on the days from that holiday instead of the date.
+    ``calendar`` (:mod:`.calendars`), days near a holiday that moves (the Spring,
+    Dragon Boat and Mid-Autumn festivals) are matched on the days from that holiday
+    instead of the date.
     """
     out = np.ones(stop)
     if stop <= start or not np.any(~np.isnan(x)):

