@@ -255,8 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--step", type=int, default=24)
     p.add_argument("--out", default=None, help="write one row per forecast hour here")
     p.add_argument("--calendar", default="none",
-                   help="holidays that move, matched across past years: CN (the lunar festivals) "
-                        "or none (default)")
+                   help="holidays that move, matched across past years: CN (the lunar festivals), "
+                        "a country code of the 'holidays' package with an optional region "
+                        "(NZ-AUK, US-MN, GB: Easter, Monday holidays, Thanksgiving) or none (default)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
 

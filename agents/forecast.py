@@ -266,6 +266,7 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     prior = 0.05 * float(np.nanmean(x)) + 1.0  # keeps quiet hours' ratios near 1
     votes = np.full((local.size, YEARS), np.nan)
     by_holiday = np.zeros(local.size, bool)  # matched on a calendar's holiday in some year
+    one_year = calendar is not None and calendars.one_year_enough(calendar)
     for k in range(1, YEARS + 1):
         m = (year - k).astype("datetime64[M]") + month_of_year
         days_in_month = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
@@ -275,7 +276,7 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
             moved, mode = calendars.matched_days(calendar, day, k)
             then = np.where(mode == 1, moved, then)
             usable = mode != -1  # its date fell in that year's holiday season: no match
-            by_holiday |= mode == 1
+            by_holiday |= (mode == 1) & one_year
         tk = then.astype(np.int64) * DAY + hod - local0
         inside = (tk >= 0) & (tk < x.size) & usable
         tk = np.clip(tk, 0, x.size - 1)
@@ -283,7 +284,8 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
         votes[:, k - 1] = np.where(inside & ~np.isnan(x[tk]), ratio, np.nan)
     # One year alone does not make a date come back: its quirks (late shopping hours
     # on a weekday that is a Friday this year, a one-off surge) would be copied whole.
-    # A day the calendar matched on its holiday is the exception: that it recurs is known.
+    # A day a built-in calendar matched on its festival is the exception: that it recurs
+    # is known (a country's holidays still want two years: see calendars.one_year_enough).
     known = np.sum(~np.isnan(votes), axis=1)
     med = np.where((known >= 2) | ((known == 1) & by_holiday), _nanmedian_last(votes), np.nan)
     out[start:] = np.where(np.isnan(med), 1.0, med)

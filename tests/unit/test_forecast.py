@@ -373,3 +373,23 @@ def test_the_dragon_boat_festival_is_expected_on_its_lunar_date() -> None:
     assert np.sum(forecast_next(ts, y, origin=origin, calendar="CN").yhat) > 1.8 * normal
     # On calendar dates only, 31 May was ordinary in 2022-2024.
     assert np.sum(forecast_next(ts, y, origin=origin).yhat) < 1.2 * normal
+
+
+def test_easter_is_expected_around_its_date_with_a_countrys_calendar() -> None:
+    """Auckland pedestrians: from Good Friday to Easter Monday the city is quiet (30 %), in
+    2022-2024 (15-18 April, 7-10 April, 29 March-1 April). Good Friday 2025 is on 18 April,
+    a date that was an ordinary day in two of those years."""
+    nz = timezone(timedelta(hours=12))
+    start, origin = datetime(2021, 12, 1, tzinfo=nz), datetime(2025, 4, 18, tzinfo=nz)
+    t = np.arange(int((origin - start).total_seconds() // 3600))
+    mean = 100 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24))
+    for friday in (date(2022, 4, 15), date(2023, 4, 7), date(2024, 3, 29)):
+        day = int((datetime(friday.year, friday.month, friday.day, tzinfo=nz) - start)
+                  .total_seconds() // 3600)
+        mean[day:day + 4 * 24] *= 0.3
+    ts = np.array([start + timedelta(hours=int(i)) for i in t])
+    y = np.random.default_rng(6).poisson(mean).astype(float)
+    normal = y[-24:].sum()
+    assert np.sum(forecast_next(ts, y, origin=origin, calendar="NZ-AUK").yhat) < 0.5 * normal
+    # On calendar dates only, 18 April was a holiday in one past year: not enough.
+    assert np.sum(forecast_next(ts, y, origin=origin).yhat) > 0.8 * normal

@@ -63,6 +63,7 @@ def test_every_variable_is_read() -> None:
     assert s.tz == "Asia/Urumqi"
     assert s.calendar is None
     assert load({"GRIDWATCH_CALENDAR": " cn "}).calendar == "CN"
+    assert load({"GRIDWATCH_CALENDAR": "nz-auk"}).calendar == "NZ-AUK"
 
 
 def test_the_docstring_table_lists_exactly_the_variables_load_reads() -> None:
