@@ -200,10 +200,10 @@ def _in_fixed(day: np.ndarray, spans: tuple[tuple[int, int, int], ...]) -> np.nd
     month = day.astype("datetime64[M]")
     m = month.astype(np.int64) % 12 + 1
     d = (day - month.astype("datetime64[D]")).astype(np.int64) + 1
-    out = np.zeros(day.shape, bool)
+    table = np.zeros(13 * 32, bool)  # (month, day) -> in a span
     for mm, first, last in spans:
-        out |= (m == mm) & (d >= first) & (d <= last)
-    return out
+        table[mm * 32 + first: mm * 32 + last + 1] = True
+    return table[m * 32 + d]
 
 
 def matched_days(name: str, day: np.ndarray, years_back: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,12 +219,14 @@ def matched_days(name: str, day: np.ndarray, years_back: int) -> tuple[np.ndarra
     """
     then = np.zeros(day.shape, dtype="datetime64[D]")
     mode = np.zeros(day.shape, np.int8)
+    fixed_now: dict[tuple[tuple[int, int, int], ...], np.ndarray] = {}  # a country's are shared
     for which, h in enumerate(holidays_of(name)):
         t, m = _matched_one(name, which, day, years_back)
         if h.fixed:
             # A fixed-date holiday's days keep their date; a match landing on one is none.
-            fixed_now = _in_fixed(day, h.fixed)
-            m = np.where(fixed_now, 0, m).astype(np.int8)
+            if h.fixed not in fixed_now:
+                fixed_now[h.fixed] = _in_fixed(day, h.fixed)
+            m = np.where(fixed_now[h.fixed], 0, m).astype(np.int8)
             m[(m == 1) & _in_fixed(t, h.fixed)] = -1
         take = (mode == 0) & (m != 0)  # the first holiday whose window says so decides
         take |= (mode == -1) & (m == 1)

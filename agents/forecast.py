@@ -267,13 +267,17 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     votes = np.full((local.size, YEARS), np.nan)
     by_holiday = np.zeros(local.size, bool)  # matched on a calendar's holiday in some year
     one_year = calendar is not None and calendars.one_year_enough(calendar)
+    days = np.arange(day[0], day[-1] + 1)
+    day_pos = (day - day[0]).astype(np.int64)
     for k in range(1, YEARS + 1):
         m = (year - k).astype("datetime64[M]") + month_of_year
         days_in_month = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
         then = m.astype("datetime64[D]") + np.minimum(day_of_month, days_in_month - 1)
         usable = np.ones(local.size, bool)
         if calendar is not None:
-            moved, mode = calendars.matched_days(calendar, day, k)
+            # Matched once per day (the hours of a day share it).
+            moved, mode = calendars.matched_days(calendar, days, k)
+            moved, mode = moved[day_pos], mode[day_pos]
             then = np.where(mode == 1, moved, then)
             usable = mode != -1  # its date fell in that year's holiday season: no match
             by_holiday |= (mode == 1) & one_year
