@@ -196,6 +196,24 @@ def anchors(name: str, which: int = 0) -> tuple[np.ndarray, np.ndarray, int, int
     return years, days, h.before, h.after
 
 
+def holiday_near(name: str, day: np.datetime64) -> tuple[str, int] | None:
+    """The nearest moving holiday of a calendar whose window holds ``day`` and the day's
+    distance from it in days (Easter Saturday: Good Friday +1); None if none does or the
+    day is a fixed-date holiday's."""
+    best: tuple[str, int] | None = None
+    for which, h in enumerate(holidays_of(name)):
+        if h.fixed and _in_fixed(np.array([day], "datetime64[D]"), h.fixed)[0]:
+            return None
+        years, days, before, after = anchors(name, which)
+        year = int(day.astype("datetime64[Y]").astype(np.int64)) + 1970
+        pos = int(np.searchsorted(years, year))
+        if pos < years.size and years[pos] == year:
+            offset = int((day - days[pos]).astype(np.int64))
+            if -before <= offset <= after and (best is None or abs(offset) < abs(best[1])):
+                best = (h.name, offset)
+    return best
+
+
 def _in_fixed(day: np.ndarray, spans: tuple[tuple[int, int, int], ...]) -> np.ndarray:
     month = day.astype("datetime64[M]")
     m = month.astype(np.int64) % 12 + 1

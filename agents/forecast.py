@@ -69,6 +69,7 @@ RECENT = WEEKS * WEEK + CALIB_DAYS * DAY + LEVEL_HOURS + DAY  # hours the weekly
 # (its seasonal mean needs the weeks before it).
 WINDOW = RECENT + YEARS * 366 * DAY + WEEKS * WEEK + DAY
 BLEND_STRIDE = 6  # every 6th calibration origin chooses the blend weights
+REPORT_FACTOR = 1.1  # a day the past years move by more than this is named in the forecast
 BLEND_EQUAL = 0.3  # share of equal weights mixed into the chosen ones
 # Slightly wider than nominal: the blend weights are chosen on the same errors, and
 # errors drift, so nominal split-conformal quantiles under-cover (~74 % measured).
@@ -103,6 +104,11 @@ class Forecast:
     hi95: list[float]
     method: str
     notes: list[str] = field(default_factory=list)
+    #: Local days of the horizon that past years call odd: ``{"day", "holiday",
+    #: "offset", "factor"}`` (the holiday whose window holds the day and the day's
+    #: distance from it, or None: the date itself; ``factor``: the day against a usual
+    #: one, from the past years).
+    holidays: list[dict[str, Any]] = field(default_factory=list)
 
     def peaks(self, share: float = 0.40, factor: float = 1.5) -> list[dict[str, Any]]:
         """Hours that need more staff, busiest first, each with its share of the total.
@@ -140,6 +146,7 @@ class Forecast:
             "yhat": r(self.yhat), "lo80": r(self.lo80), "hi80": r(self.hi80),
             "lo95": r(self.lo95), "hi95": r(self.hi95),
             "method": self.method, "notes": list(self.notes), "peaks": self.peaks(),
+            "holidays": [dict(h) for h in self.holidays],
         }
 
 
@@ -328,8 +335,10 @@ def _day_type_median(x: np.ndarray, skip: np.ndarray, idx: np.ndarray,
 
 
 def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.ndarray,
-                 local0: int = 0, calendar: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Combined forecasts for t = o..o+horizon-1 per origin (rows); plus base on 0..n+h.
+                 local0: int = 0, calendar: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Combined forecasts for t = o..o+horizon-1 per origin (rows); plus base on 0..n+h
+    and the past years' factor in it (1 on ordinary dates).
 
     Candidates: the seasonal mean (times the past years' factor on odd dates)
     times the recent level; the value one season ago (the seasonal mean where that
@@ -378,7 +387,7 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     # Mixed with equal weights: weights chosen on the calibration days overfit them a little.
     weights = (1 - BLEND_EQUAL) * _blend_weights(cands, xp[idx[:-1]]) + BLEND_EQUAL / len(cands)
     combined = sum(w * c for w, c in zip(weights, cands))
-    return np.maximum(combined, 0.0), base
+    return np.maximum(combined, 0.0), base, yearly
 
 
 def _simplex(parts: int) -> np.ndarray:
@@ -475,8 +484,17 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     origins = np.arange(min(first, WINDOW), WINDOW + 1)
     # Day types and calendar dates are local: the origin's UTC offset says where.
     offset = int((origin.utcoffset() or timedelta(0)).total_seconds() // 3600)
-    paths, base = _point_paths(x, horizon, lag, count, origins, o - WINDOW + offset, calendar)
+    paths, base, yearly = _point_paths(x, horizon, lag, count, origins, o - WINDOW + offset,
+                                       calendar)
     yhat = paths[-1]
+    holidays = _odd_days(base[WINDOW:WINDOW + horizon], yearly[WINDOW:WINDOW + horizon],
+                         o + offset, calendar)
+    for h in holidays:
+        what, k = h["holiday"] or "this date", h["offset"]
+        if k:
+            what += f", {abs(k)} day{'s' if abs(k) > 1 else ''} {'before' if k < 0 else 'after'}"
+        notes.append(f"{h['day']} ({what}): past years put the day at {h['factor']:.2f}x a "
+                     "usual one")
 
     typical = float(np.nanmean(x)) if seen.size else 1.0
     q = _conformal(x, paths[:-1], origins[:-1], horizon, typical)
@@ -501,7 +519,31 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     return Forecast(
         origin=origin_utc.astimezone(tz), hours=[h.astimezone(tz) for h in hours_utc],
         yhat=yhat.tolist(), lo80=lo80.tolist(), hi80=hi80.tolist(),
-        lo95=lo95.tolist(), hi95=hi95.tolist(), method=method, notes=notes)
+        lo95=lo95.tolist(), hi95=hi95.tolist(), method=method, notes=notes,
+        holidays=holidays)
+
+
+def _odd_days(base: np.ndarray, yearly: np.ndarray, local0: int,
+              calendar: str | None) -> list[dict[str, Any]]:
+    """The local days of the forecast hours (``local0``: the local hour index of the
+    first) where the past years' factor moved the seasonal mean's total by more than
+    :data:`REPORT_FACTOR` either way: the day's factor (that total with the factor against
+    without it) and the holiday whose window holds the day, if a calendar matched it."""
+    out: list[dict[str, Any]] = []
+    days = (local0 + np.arange(base.size)) // DAY
+    for d in np.unique(days):
+        hours = days == d
+        if np.all(yearly[hours] == 1.0):
+            continue
+        usual = float(np.sum(base[hours] / yearly[hours]))
+        factor = float(np.sum(base[hours])) / usual if usual > 0 else float(np.mean(yearly[hours]))
+        if abs(np.log(max(factor, 1e-6))) < np.log(REPORT_FACTOR):
+            continue  # an odd hour or two, not an odd day
+        day = np.datetime64(int(d), "D")
+        near = calendars.holiday_near(calendar, day) if calendar else None
+        out.append({"day": str(day), "holiday": near[0] if near else None,
+                    "offset": near[1] if near else None, "factor": round(factor, 2)})
+    return out
 
 
 def _conformal(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, horizon: int,

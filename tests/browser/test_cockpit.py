@@ -287,7 +287,9 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
           "arrived": [round(y * 1.05) if i < 5 else None for i, y in enumerate(yhat)],
           "peaks": [{"hour": stamps[i], "yhat": yhat[i], "share": yhat[i] / total,
                      "hint": "add staff"} for i in top],
-          "method": "seasonal", "notes": []}
+          "method": "seasonal", "notes": [],
+          "holidays": [{"day": "2025-01-27", "holiday": "Spring Festival", "offset": -2,
+                        "factor": 0.64}]}
     r.set(keys.forecast("SHS"), orjson.dumps(fc))
     # A screen on another clock (UTC) still shows the station's hours.
     page = browser.new_context(viewport={"width": 1600, "height": 900},
@@ -300,8 +302,12 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
     labels = page.evaluate("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
       .getOption().xAxis[0].data""")
     assert labels == [f"{h:02d}:00" for h in local]
+    # The days past years call odd are named, in the user's language.
+    expect(page.locator("#holidays li")).to_have_text(["01-27 春节 前 2 天：往年同期约为平日的 0.64 倍"])
     page.click("#lang")
     expect(page.locator("#peaks")).to_contain_text("Share of day")
+    expect(page.locator("#holidays li")).to_have_text(
+        ["01-27 (Spring Festival 2 d before): past years put the day at 0.64x a usual one"])
     # No screenshot from here: a hand-made record is not real data.
 
 

@@ -252,6 +252,29 @@ def test_a_date_odd_in_past_years_is_expected_again() -> None:
     assert forecast_next(ts, y, origin=ts[o]).yhat == fc.yhat
 
 
+def test_the_forecast_names_the_days_past_years_call_odd() -> None:
+    """The station manager sees why a day is forecast low: the date, or the holiday of a
+    calendar and the day's distance from it, and how far past years put it off."""
+    ts, y, o = yearly_station({2021: 0.2, 2022: 0.2, 2023: 0.2})
+    fc = forecast_next(ts[:o], y[:o], origin=ts[o] - timedelta(hours=6))
+    assert [(h["day"], h["holiday"], h["offset"]) for h in fc.holidays] == [
+        ("2024-12-25", None, None)]
+    assert 0.1 < fc.holidays[0]["factor"] < 0.35
+    assert any(n.startswith("2024-12-25 (this date): past years put the day at 0.") for n in fc.notes)
+    assert json.loads(json.dumps(fc.to_dict()))["holidays"] == fc.holidays
+    ordinary = forecast_next(ts[:o - 7 * 24], y[:o - 7 * 24], origin=ts[o - 7 * 24])
+    assert ordinary.holidays == [] and ordinary.to_dict()["holidays"] == []
+
+    ts, y, origin = spring_festival_station()
+    fc = forecast_next(ts, y, origin=origin + timedelta(hours=24), calendar="CN")
+    assert [(h["day"], h["holiday"], h["offset"]) for h in fc.holidays] == [
+        ("2025-01-30", "Spring Festival", 1)]
+    assert fc.holidays[0]["factor"] < 0.35
+    assert "2025-01-30 (Spring Festival, 1 day after)" in fc.notes[-1]
+    # Without the calendar the festival's date was ordinary in past years: nothing named.
+    assert forecast_next(ts, y, origin=origin + timedelta(hours=24)).holidays == []
+
+
 def test_a_one_off_last_year_is_outvoted() -> None:
     ts, y, o = yearly_station({2023: 0.2})  # an outage on one 25 December only
     fc = forecast_next(ts[:o], y[:o], origin=ts[o])

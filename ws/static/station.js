@@ -17,7 +17,8 @@ function hourLabel(iso, ahead = 0) {
 export function mount(root, { me }) {
   root.innerHTML = `<section class="station">
     <div class="panel"><div class="panel-head"><h2 data-i18n="forecast_title"></h2>
-      <select id="pick"></select></div><div id="chart" class="chart"></div></div>
+      <select id="pick"></select></div><div id="chart" class="chart"></div>
+      <ul id="holidays" class="holidays" hidden></ul></div>
     <div class="panel peaks"><h2 data-i18n="peaks"></h2><table id="peaks"></table></div>
   </section>`;
   applyLabels(root);
@@ -39,9 +40,27 @@ export function mount(root, { me }) {
   }
   pick.addEventListener("change", () => { current = pick.value; draw(); });
 
+  // Days of the next 24 hours that past years call odd (a holiday), and how odd.
+  function holidayName(h) {
+    if (!h.holiday) return t("this_date");
+    const label = t(`hol_${h.holiday}`);
+    const name = label.startsWith("hol_") ? h.holiday : label;
+    if (!h.offset) return name;
+    return `${name} ${t(h.offset < 0 ? "days_before" : "days_after", { n: Math.abs(h.offset) })}`;
+  }
+
+  function drawHolidays(f) {
+    const list = root.querySelector("#holidays");
+    const days = f?.holidays || [];
+    list.innerHTML = days.map((h) => `<li>${esc(t("holiday_line", {
+      day: h.day.slice(5), what: holidayName(h), x: Number(h.factor).toFixed(2) }))}</li>`).join("");
+    list.hidden = !days.length;
+  }
+
   function draw() {
     const f = forecasts.get(current);
     const table = root.querySelector("#peaks");
+    drawHolidays(f);
     if (!f) {
       chart.clear();
       chart.setOption({ title: { text: t("no_forecast"), left: "center", top: "middle", textStyle: { color: "#9ca3af" } } });
