@@ -218,7 +218,7 @@ def run_backtest(csv_path: str, *, horizon: int = 24, origins: int = 28, step: i
     notes = [(f"windows: our model sees the {TRAIN_HOURS // 24} days before each origin "
               f"(the last {RECENT // 24} and the same dates in past years), MSTL is fitted on the last {MSTL_HOURS // WEEK} "
               "weeks (gaps interpolated), seasonal naive uses all history"),
-             f"model: {fc.method}"]
+             f"model: {fc.method}; holiday calendar: {calendar or 'none (dates only)'}"]
     return BacktestReport(
         csv_path=str(csv_path), hours=n, missing_hours=int(np.isnan(x).sum()),
         horizon=horizon, origins=[_stamp(stamps[o], index, aware) for o in starts],
