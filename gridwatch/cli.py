@@ -239,7 +239,7 @@ def cmd_demo(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .demo import run
 
     return run(s, speed=args.speed, seed=args.seed, days=args.days, scale=args.scale,
-               fresh=args.fresh)
+               fresh=args.fresh, crew=args.crew)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--fresh", action="store_true",
                    help="wipe the local stack's data first (topics, messages, Redis state)")
+    p.add_argument("--no-crew", dest="crew", action="store_false",
+                   help="no simulated duty desk and field crew: every alert waits for you")
     p.set_defaults(func=cmd_demo)
     return parser
 

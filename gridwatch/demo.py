@@ -4,7 +4,9 @@ Starts the local stack, one worker and the gateway as child processes, creates o
 user of each role and prints their login links and the cockpit URL, then sends
 ten weeks of station history (what the forecaster's seasonal mean reads)
 followed by a live city day at ``speed`` simulated seconds per second, with
-progress on one line. Ctrl-C stops everything it started (the
+progress on one line. A simulated duty desk and field crew (:mod:`.crew`) handle the
+alerts and tasks of every grid but the demo grid worker's, which are left to the people
+trying the demo (``crew=False``: all are). Ctrl-C stops everything it started (the
 stack keeps running; ``gridwatch stack down`` stops it).
 """
 
@@ -60,7 +62,8 @@ def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
         r.close()
 
 
-def _progress(settings: Settings, stop: threading.Event, sent: list[int]) -> None:
+def _progress(settings: Settings, stop: threading.Event, sent: list[int],
+              acted: list[int]) -> None:
     r = store.connect(settings.redis)
     started = time.monotonic()
     while not stop.wait(1.0):
@@ -72,7 +75,8 @@ def _progress(settings: Settings, stop: threading.Event, sent: list[int]) -> Non
         applied = _applied(s)
         clock = store.keys_hour_iso(hour) or "-"
         print(f"\r[{time.monotonic() - started:6.0f}s] sent {sent[0]:>9,}  applied {applied:>9,}"
-              f"  dead-letter {s['deadletter']:,}  late {s['late']:,}  sim hour {clock}   ",
+              f"  dead-letter {s['deadletter']:,}  late {s['late']:,}  crew {acted[0]:,}"
+              f"  sim hour {clock}   ",
               end="", file=sys.stderr, flush=True)
     r.close()
 
@@ -96,7 +100,7 @@ def _earlier_state(settings: Settings) -> int:
 
 
 def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float = 1.0,
-        scale: float = 1.0, fresh: bool = False) -> int:
+        scale: float = 1.0, fresh: bool = False, crew: bool = True) -> int:
     """Run the demo until the simulated days end and Ctrl-C is pressed.
 
     ``fresh``: wipe the local stack's data first (topics, messages, Redis state), so
@@ -129,6 +133,12 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     print(f"\n  cockpit: {url}", file=sys.stderr)
     for role, name, link in _demo_users(settings):
         print(f"  {role:16s} {name:14s} {link}", file=sys.stderr)
+    city = load_city(settings.city)
+    yours = city["workers"][0]
+    if crew:
+        print(f"  a simulated duty desk and field crew handle the alerts and tasks of every grid "
+              f"but {yours['id']}'s ({', '.join(yours['grids'])}): those are yours "
+              "(--no-crew: all are)", file=sys.stderr)
     print(f"  logs: {logdir}  (Ctrl-C stops the demo)\n", file=sys.stderr)
 
     # The live city day starts at 07:00 local, just before the morning peak; the
@@ -138,10 +148,16 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     profile = CityDay(scans=int(base.scans * scale), loiter_reports=int(base.loiter_reports * max(scale, 0.2)))
     sim = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile,
                     local_days=True)
-    sent = [0]
+    sent, acted = [0], [0]
     stop = threading.Event()
-    shower = threading.Thread(target=_progress, args=(settings, stop, sent), daemon=True)
+    shower = threading.Thread(target=_progress, args=(settings, stop, sent, acted), daemon=True)
     shower.start()
+    if crew:
+        from . import crew as crew_mod
+
+        desk = crew_mod.from_city(city, leave_worker=yours["id"], seed=seed)
+        threading.Thread(target=crew_mod.run, args=(settings, desk, stop, acted),
+                         daemon=True).start()
     producer = make_producer(settings)
     try:
         for _, topic, event in sim.stream(days=0, history_days=HISTORY_DAYS):
@@ -164,6 +180,10 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     except KeyboardInterrupt:
         return 0
     finally:
+        # A second signal (a supervisor's SIGTERM on top of Ctrl-C) must not cut the
+        # clean-up short and leave the worker and the gateway running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop.set()
         producer.close(timeout=5)
         for child in children:

@@ -58,6 +58,19 @@ def test_the_demo_serves_the_cockpit_forecasts_the_station_and_stops_cleanly(
         fc = orjson.loads(r.get(keys.forecast(station)) or b"{}")
         assert len(fc["yhat"]) == 24 and sum(fc["yhat"]) > 0
         assert not any("fall" in note.lower() for note in fc.get("notes", ())), fc.get("notes")
+        # The simulated duty desk handles alerts through the command log: some alert's
+        # audit shows it, and none of the demo grid worker's grids was touched by it.
+        yours = set(load_city(clean_stack.city)["workers"][0]["grids"])
+
+        def desk_actions() -> list[dict[str, object]]:
+            ids = r.zrange(keys.ALERTS_ALL, 0, -1)
+            alerts = [orjson.loads(raw) for raw in r.mget([keys.alert(i.decode()) for i in ids])
+                      if raw] if ids else []
+            return [a for a in alerts if any(e["actor"] == "desk-sim" for e in a["audit"])]
+
+        wait_until(lambda: len(desk_actions()) > 0, timeout=60, what="the simulated desk to act")
+        assert not [a["id"] for a in desk_actions() if a["grid_id"] in yours]
+        assert "simulated duty desk and field crew" in err.read_text(errors="replace")
     finally:
         if demo.poll() is None:
             demo.send_signal(signal.SIGTERM)
