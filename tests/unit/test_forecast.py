@@ -310,17 +310,26 @@ def spring_festival_station() -> tuple[np.ndarray, np.ndarray, datetime]:
     Festival (29 January); the festival's first week in 2022-2024 carries 20 % of the
     traffic. Returns ts, y (up to the origin) and the origin: 2025-01-29 00:00 local."""
     cst = timezone(timedelta(hours=8))
-    start = datetime(2021, 10, 1, tzinfo=cst)
     origin = datetime(2025, 1, 29, tzinfo=cst)
-    hours = int((origin - start).total_seconds() // 3600)
-    t = np.arange(hours)
+    ts, y = station_with_days(datetime(2021, 10, 1, tzinfo=cst), origin,
+                              (date(2022, 2, 1), date(2023, 1, 22), date(2024, 2, 10)),
+                              factor=0.2, length=7, seed=4)
+    return ts, y, origin
+
+
+def station_with_days(start: datetime, origin: datetime, days: tuple[date, ...], *,
+                      factor: float, length: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly arrivals (a daily wave around 100) from ``start`` up to ``origin``, on
+    ``start``'s clock; from each of ``days`` on, ``length`` days carry ``factor`` times
+    the traffic."""
+    t = np.arange(int((origin - start).total_seconds() // 3600))
     mean = 100 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24))
-    for festival in (date(2022, 2, 1), date(2023, 1, 22), date(2024, 2, 10)):
-        day = int((datetime(festival.year, festival.month, festival.day, tzinfo=cst) - start)
+    for first in days:
+        day = int((datetime(first.year, first.month, first.day, tzinfo=start.tzinfo) - start)
                   .total_seconds() // 3600)
-        mean[day:day + 7 * 24] *= 0.2
+        mean[day:day + length * 24] *= factor
     ts = np.array([start + timedelta(hours=int(i)) for i in t])
-    return ts, np.random.default_rng(4).poisson(mean).astype(float), origin
+    return ts, np.random.default_rng(seed).poisson(mean).astype(float)
 
 
 def test_the_spring_festival_is_expected_on_its_lunar_date() -> None:
@@ -383,15 +392,10 @@ def test_the_dragon_boat_festival_is_expected_on_its_lunar_date() -> None:
     """A station where the Dragon Boat Festival's day brings 2.5 times the traffic, in
     2022-2024 (3 June, 22 June, 10 June); the 2025 festival is on 31 May."""
     cst = timezone(timedelta(hours=8))
-    start, origin = datetime(2021, 12, 1, tzinfo=cst), datetime(2025, 5, 31, tzinfo=cst)
-    t = np.arange(int((origin - start).total_seconds() // 3600))
-    mean = 100 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24))
-    for festival in (date(2022, 6, 3), date(2023, 6, 22), date(2024, 6, 10)):
-        day = int((datetime(festival.year, festival.month, festival.day, tzinfo=cst) - start)
-                  .total_seconds() // 3600)
-        mean[day:day + 24] *= 2.5
-    ts = np.array([start + timedelta(hours=int(i)) for i in t])
-    y = np.random.default_rng(5).poisson(mean).astype(float)
+    origin = datetime(2025, 5, 31, tzinfo=cst)
+    ts, y = station_with_days(datetime(2021, 12, 1, tzinfo=cst), origin,
+                              (date(2022, 6, 3), date(2023, 6, 22), date(2024, 6, 10)),
+                              factor=2.5, seed=5)
     normal = y[-24:].sum()
     assert np.sum(forecast_next(ts, y, origin=origin, calendar="CN").yhat) > 1.8 * normal
     # On calendar dates only, 31 May was ordinary in 2022-2024.
@@ -403,15 +407,10 @@ def test_easter_is_expected_around_its_date_with_a_countrys_calendar() -> None:
     2022-2024 (15-18 April, 7-10 April, 29 March-1 April). Good Friday 2025 is on 18 April,
     a date that was an ordinary day in two of those years."""
     nz = timezone(timedelta(hours=12))
-    start, origin = datetime(2021, 12, 1, tzinfo=nz), datetime(2025, 4, 18, tzinfo=nz)
-    t = np.arange(int((origin - start).total_seconds() // 3600))
-    mean = 100 * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24))
-    for friday in (date(2022, 4, 15), date(2023, 4, 7), date(2024, 3, 29)):
-        day = int((datetime(friday.year, friday.month, friday.day, tzinfo=nz) - start)
-                  .total_seconds() // 3600)
-        mean[day:day + 4 * 24] *= 0.3
-    ts = np.array([start + timedelta(hours=int(i)) for i in t])
-    y = np.random.default_rng(6).poisson(mean).astype(float)
+    origin = datetime(2025, 4, 18, tzinfo=nz)
+    ts, y = station_with_days(datetime(2021, 12, 1, tzinfo=nz), origin,
+                              (date(2022, 4, 15), date(2023, 4, 7), date(2024, 3, 29)),
+                              factor=0.3, length=4, seed=6)
     normal = y[-24:].sum()
     assert np.sum(forecast_next(ts, y, origin=origin, calendar="NZ-AUK").yhat) < 0.5 * normal
     # On calendar dates only, 18 April was a holiday in one past year: not enough.
