@@ -64,6 +64,9 @@ MIN_HISTORY = 2 * WEEK  # below this: daily fallback
 ODD_DAY = 1.3  # a day off its seasonal mean by more than this factor is not copied
 DAYTYPE_DAYS = 5  # days of the same type in the day-type median
 YEARS = 3  # past years looked at for dates that come back (holidays)
+# Days a moving holiday's date differs from year to year, at most (the Spring Festival:
+# 21 January to 20 February; Easter: 22 March to 25 April).
+MOVING_DAYS = 40
 RECENT = WEEKS * WEEK + CALIB_DAYS * DAY + LEVEL_HOURS + DAY  # hours the weekly part reads
 # Hours of history read: the recent part, and for each past year the same stretch
 # (its seasonal mean needs the weeks before it).
@@ -424,14 +427,18 @@ def _scale(y: np.ndarray, typical: float) -> np.ndarray:
     return np.maximum(y, 0.0) + 0.05 * typical + 1.0
 
 
-def history_spans(origin_hour: int, horizon: int = 24) -> list[tuple[int, int]]:
+def history_spans(origin_hour: int, horizon: int = 24,
+                  calendar: str | None = None) -> list[tuple[int, int]]:
     """Hour ranges ``[lo, hi)`` (hour indices, like ``origin_hour``) that a forecast
     from ``origin_hour`` reads: the recent weeks, and the same stretch in each past
-    year. A caller that keeps a long history fetches just these."""
+    year, wider by :data:`MOVING_DAYS` either way with a ``calendar`` (a moving holiday
+    is matched on a past day up to a month from the same date). A caller that keeps a
+    long history fetches just these."""
     spans = [(origin_hour - RECENT, origin_hour)]
+    margin = MOVING_DAYS * DAY if calendar is not None else 0
     for k in range(YEARS, 0, -1):
-        lo = origin_hour - CALIB_DAYS * DAY - k * 366 * DAY - WEEKS * WEEK - 2 * DAY
-        hi = origin_hour + horizon - k * 365 * DAY + 2 * DAY
+        lo = origin_hour - CALIB_DAYS * DAY - k * 366 * DAY - WEEKS * WEEK - 2 * DAY - margin
+        hi = origin_hour + horizon - k * 365 * DAY + 2 * DAY + margin
         spans.append((lo, min(hi, origin_hour)))
     spans.sort()
     merged: list[tuple[int, int]] = []

@@ -35,18 +35,21 @@ def booked_at_lead(fields: dict[str, int], lead: int) -> int:
     return sum(v for k, v in fields.items() if k.startswith("lead:") and int(k[5:]) >= lead)
 
 
-def build_inputs(rows: dict[int, dict[str, int]], origin_hour: int) -> tuple[list[datetime], list[float], BookingsView, list[int], list[int]]:
+def build_inputs(rows: dict[int, dict[str, int]], origin_hour: int,
+                 calendar: str | None = None) -> tuple[list[datetime], list[float], BookingsView, list[int], list[int]]:
     """History, bookings view, and booked/arrived for the 24 hours from ``origin_hour``.
 
     The history is the hours the forecaster reads (:func:`history_spans`: the recent
-    weeks and the same dates in past years). Hours with no record between the first
-    recorded hour and the origin are real zeros (a station with no arrivals at night).
+    weeks and the same dates in past years, wider with a holiday ``calendar``). Hours
+    with no record between the first recorded hour and the origin are real zeros (a
+    station with no arrivals at night).
     """
     first = min(rows) if rows else origin_hour
     ts: list[datetime] = []
     counts: list[float] = []
     history: list[tuple[datetime, float, float, float]] = []
-    past = (h for lo, hi in history_spans(origin_hour) for h in range(max(lo, first), hi))
+    past = (h for lo, hi in history_spans(origin_hour, calendar=calendar)
+            for h in range(max(lo, first), hi))
     for hour in past:
         fields = rows.get(hour, {})
         arrived = float(fields.get("arrived", 0))
@@ -105,8 +108,8 @@ class ForecastRefresher:
         last = self.last.get(station)
         if not force and last and last[0] == origin and abs(ahead - last[1]) <= self.threshold * max(last[1], 1):
             return None
-        rows = {**await self._rows(station, history_spans(origin)), **coming}
-        ts, counts, bookings, booked, arrived = build_inputs(rows, origin)
+        rows = {**await self._rows(station, history_spans(origin, calendar=self.calendar)), **coming}
+        ts, counts, bookings, booked, arrived = build_inputs(rows, origin, self.calendar)
         fc = await asyncio.to_thread(forecast_next, ts, counts, origin=_utc(origin).astimezone(self.tz),
                                      bookings=bookings, calendar=self.calendar)
         record = {"v": 1, "station_id": station, **fc.to_dict(), "booked": booked, "arrived": arrived,

@@ -23,8 +23,9 @@ GRIDS_SEEN = "gw:grids"
 
 HOUR_TTL_S = 8 * 86400  # an hour bucket is kept 8 days: "same hour a week earlier" needs 7
 # Station history feeds the forecaster: the recent weeks, and the same dates in the
-# last three years (holidays that come back); see agents.forecast.history_spans.
-STATION_TTL_S = (3 * 366 + 120) * 86400
+# last three years (holidays that come back), with a month either way for holidays that
+# move; see agents.forecast.history_spans.
+STATION_TTL_S = (3 * 366 + 160) * 86400
 
 UNASSIGNED = "_unassigned"  # pseudo grid of points outside every grid
 

@@ -88,3 +88,9 @@ def test_build_inputs_covers_the_spans_the_model_reads() -> None:
     assert spans[-1][1] == origin
     assert len(spans) == 4 and all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
     assert timedelta(hours=origin - spans[0][0]) > timedelta(days=3 * 365)
+    # With a holiday calendar the past years' stretches are a month wider either way,
+    # and the refresher's inputs follow them.
+    wide = {h: {"arrived": 1} for lo, hi in history_spans(origin, calendar="CN") for h in range(lo, hi)}
+    assert set(rows) < set(wide)
+    ts, *_ = build_inputs(wide, origin, "CN")
+    assert {int(t.timestamp() // 3600) for t in ts} == set(wide)
