@@ -276,16 +276,16 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     prior = 0.05 * float(np.nanmean(x)) + 1.0  # keeps quiet hours' ratios near 1
     votes = np.full((local.size, YEARS), np.nan)
     by_holiday = np.zeros(local.size, bool)  # matched on a calendar's holiday in some year
-    one_year = calendar is not None and calendars.one_year_enough(calendar)
-    days = np.arange(day[0], day[-1] + 1)
-    day_pos = (day - day[0]).astype(np.int64)
+    if calendar is not None:
+        one_year = calendars.one_year_enough(calendar)
+        days = np.arange(day[0], day[-1] + 1)  # matched once per day: its hours share it
+        day_pos = (day - day[0]).astype(np.int64)
     for k in range(1, YEARS + 1):
         m = (year - k).astype("datetime64[M]") + month_of_year
         days_in_month = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
         then = m.astype("datetime64[D]") + np.minimum(day_of_month, days_in_month - 1)
         usable = np.ones(local.size, bool)
         if calendar is not None:
-            # Matched once per day (the hours of a day share it).
             moved, mode = calendars.matched_days(calendar, days, k)
             moved, mode = moved[day_pos], mode[day_pos]
             then = np.where(mode == 1, moved, then)

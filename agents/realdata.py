@@ -283,17 +283,15 @@ HELD_BACK: dict[str, Callable[[], Series]] = {
 
 
 #: Series name prefix -> its holiday calendar (:mod:`.calendars`): where it was counted.
+#: The US airports' departures all take the federal holidays.
 CALENDAR_BY_PREFIX: dict[str, str] = {
     "akl-": "NZ-AUK", "mel-": "AU-VIC", "i94-": "US-MN", "dc-bikeshare": "US-DC",
-    "nyc-": "US-NY", "bank-calls": "US", "uk-": "GB",
+    "nyc-": "US-NY", "bank-calls": "US", "uk-": "GB", "us-": "US",
 }
 
 
 def calendar_of(name: str) -> str | None:
-    """The holiday calendar of the place a series was counted in (None: unknown);
-    the US airports' departures all take the federal holidays."""
-    if name.startswith("us-"):
-        return "US"
+    """The holiday calendar of the place a series was counted in (None: unknown)."""
     return next((c for p, c in CALENDAR_BY_PREFIX.items() if name.startswith(p)), None)
 
 

@@ -71,7 +71,6 @@ class Crew:
     seed: int = 1
     resend_s: float = 30.0  # wall seconds before a command that changed nothing is sent again
     sent: dict[str, float] = field(default_factory=dict)  # "id:status" -> wall time sent
-    _wall: float = 0.0
 
     def _wait(self, record: Mapping[str, Any], step: str, lo: float, hi: float) -> float:
         return _uniform(f"{self.seed}:{record['id']}:{record['status']}:{step}", lo, hi)
@@ -89,7 +88,7 @@ class Crew:
         of the dispatched ones (by task id); each record state is acted on once, again
         only if it is still in that state ``resend_s`` later (``wall``: monotonic
         seconds; a lost command)."""
-        self._wall = time.monotonic() if wall is None else wall
+        wall = time.monotonic() if wall is None else wall
         out: list[dict[str, Any]] = []
         live: set[str] = set()
         for alert in alerts:
@@ -98,12 +97,12 @@ class Crew:
             step = self._alert_step(alert)
             if step is not None:
                 action, wait, note = step
-                if self._due(alert, now, wait, live):
+                if self._due(alert, now, wait, live, wall):
                     out.append(self._command("alert", alert["id"], action, DESK,
                                              "duty_officer", (), note, now))
             task = tasks.get(alert.get("task_id") or "")
             if alert.get("status") == "dispatched" and task is not None:
-                command = self._task_step(task, alert, now, live)
+                command = self._task_step(task, alert, now, live, wall)
                 if command is not None:
                     out.append(command)
         # Forget what was sent for records that have moved on (or gone).
@@ -111,14 +110,15 @@ class Crew:
             del self.sent[key]
         return out
 
-    def _due(self, record: Mapping[str, Any], now: float, wait: float, live: set[str]) -> bool:
+    def _due(self, record: Mapping[str, Any], now: float, wait: float, live: set[str],
+             wall: float) -> bool:
         key = f"{record['id']}:{record['status']}"
         live.add(key)
         if now < float(record["ts_updated"]) + wait:
             return False
-        if key in self.sent and self._wall - self.sent[key] < self.resend_s:
+        if key in self.sent and wall - self.sent[key] < self.resend_s:
             return False
-        self.sent[key] = self._wall
+        self.sent[key] = wall
         return True
 
     def _alert_step(self, alert: Mapping[str, Any]) -> tuple[str, float, str] | None:
@@ -136,7 +136,7 @@ class Crew:
         return None
 
     def _task_step(self, task: Mapping[str, Any], alert: Mapping[str, Any], now: float,
-                   live: set[str]) -> dict[str, Any] | None:
+                   live: set[str], wall: float) -> dict[str, Any] | None:
         status = task.get("status")
         action = {"offered": "accept", "accepted": "arrive", "on_site": "done"}.get(status or "")
         if action is None:
@@ -145,7 +145,7 @@ class Crew:
             (w for w in task.get("workers", ()) if w in self.workers), None)
         if worker is None:
             return None
-        if not self._due(task, now, self._wait(task, action, *NEXT_S[action]), live):
+        if not self._due(task, now, self._wait(task, action, *NEXT_S[action]), live, wall):
             return None
         note = DONE_NOTE.get(alert.get("kind", ""), "checked") if action == "done" else ""
         return self._command("task", task["id"], action, worker, "grid_worker",
