@@ -44,6 +44,7 @@ history (see :class:`BookingsView`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -159,6 +160,12 @@ def _rfc3339(d: datetime) -> str:
 
 def _hour_index(values: Any) -> np.ndarray:
     """Timestamps (datetimes, strings or datetime64; naive means UTC) -> int64 hours."""
+    if isinstance(values, list) and values and all(type(v) is datetime for v in values):
+        # Years of hours from a live store: their POSIX seconds, without datetime64 parsing.
+        secs = np.fromiter((v.timestamp() if v.tzinfo is not None else
+                            v.replace(tzinfo=timezone.utc).timestamp() for v in values),
+                           float, len(values))
+        return np.floor_divide(secs, 3600).astype(np.int64)
     arr = np.asarray(values)
     if arr.dtype.kind != "M":
         arr = np.array([_to_utc(v).replace(tzinfo=None) if isinstance(v, datetime) else v
@@ -587,7 +594,7 @@ def _with_bookings(base: np.ndarray, x0: int, hours: list[datetime], yhat: np.nd
     to [0, 1]) are learned from ``bv.history``. Returns the forecast, the factor on
     the interval widths (the blend's MAE over the seasonal mean's) and a note.
     """
-    hist = [r for r in bv.history if np.isfinite(r[2]) and np.isfinite(r[3])]
+    hist = [r for r in bv.history if math.isfinite(r[2]) and math.isfinite(r[3])]
     if len(hist) < 20:
         return yhat, 1.0, "bookings ignored: fewer than 20 past hours to learn the pickup from"
     hh = _hour_index([r[0] for r in hist]) - x0

@@ -8,6 +8,12 @@ the books and the booking curve (seats booked N hours ahead, from the ``lead:N``
 counters the ticket fold keeps) come from Redis; the forecast itself is the pure
 :func:`~gridwatch.agents.forecast.forecast_next`. The result goes to
 ``gw:forecast:{station}``, the cockpit's forecast channel and ``gridwatch.forecasts``.
+
+The history is years of hours; its settled part (hours more than :data:`SETTLED_HOURS`
+behind the origin, which late messages seldom touch) is kept in memory between
+refreshes (:class:`HistoryCache`), so a refresh reads from Redis only the hours it has
+not seen and the last two days. The cache is read again in full once a day
+(:data:`REREAD_HOURS`), which picks up any late correction to an older hour.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone, tzinfo
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -33,6 +40,17 @@ def _utc(hour: int) -> datetime:
 def booked_at_lead(fields: dict[str, int], lead: int) -> int:
     """Seats booked at least ``lead`` hours before arrival (sold minus refunded)."""
     return sum(v for k, v in fields.items() if k.startswith("lead:") and int(k[5:]) >= lead)
+
+
+def _booked_by_lead(fields: dict[str, int], leads: int = 24) -> list[int]:
+    """:func:`booked_at_lead` for leads 0..``leads``-1 at once (sums from the far end)."""
+    by = {int(k[5:]): v for k, v in fields.items() if k.startswith("lead:")}
+    acc = sum(v for b, v in by.items() if b >= leads)
+    out = [0] * leads
+    for lead in range(leads - 1, -1, -1):
+        acc += by.get(lead, 0)
+        out[lead] = acc
+    return out
 
 
 def build_inputs(rows: dict[int, dict[str, int]], origin_hour: int,
@@ -55,9 +73,10 @@ def build_inputs(rows: dict[int, dict[str, int]], origin_hour: int,
         arrived = float(fields.get("arrived", 0))
         ts.append(_utc(hour))
         counts.append(arrived)
-        if hour >= origin_hour - 28 * 24 and any(k.startswith("lead:") for k in fields):
-            for lead in range(0, 24):
-                history.append((_utc(hour), float(lead), float(booked_at_lead(fields, lead)), arrived))
+        if hour >= origin_hour - BOOKING_HOURS and any(k.startswith("lead:") for k in fields):
+            at = _utc(hour)
+            history.extend((at, float(lead), float(b), arrived)
+                           for lead, b in enumerate(_booked_by_lead(fields)))
     booked_now = {}
     booked, arrived = [], []
     for i in range(24):
@@ -69,12 +88,104 @@ def build_inputs(rows: dict[int, dict[str, int]], origin_hour: int,
     return ts, counts, BookingsView(booked_now=booked_now, history=history), booked, arrived
 
 
+SETTLED_HOURS = 48  # hours older than this behind the origin are kept between refreshes
+REREAD_HOURS = 24  # the kept hours are read again from Redis this often (late corrections)
+BOOKING_HOURS = 28 * 24  # build_inputs reads the booking fields of these latest hours only
+READ_CHUNK = 200  # station hours per Redis pipeline
+
+Span = tuple[int, int]
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    """``[lo, hi)`` spans sorted and joined where they meet or overlap."""
+    out: list[Span] = []
+    for lo, hi in sorted(s for s in spans if s[1] > s[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
+    """Hours in both lists of merged ``[lo, hi)`` spans."""
+    out: list[Span] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract(a: list[Span], b: list[Span]) -> list[Span]:
+    """Hours of the merged spans ``a`` not in the merged spans ``b``."""
+    out: list[Span] = []
+    for lo, hi in a:
+        for blo, bhi in b:
+            if bhi <= lo or blo >= hi:
+                continue
+            if blo > lo:
+                out.append((lo, blo))
+            lo = max(lo, bhi)
+            if lo >= hi:
+                break
+        if lo < hi:
+            out.append((lo, hi))
+    return out
+
+
+@dataclass
+class HistoryCache:
+    """One station's settled hours as read from Redis: which stretches were read
+    (``covered``, hours with no record in them are known to be empty) and the records
+    found there. Hours older than :data:`BOOKING_HOURS` keep their arrivals only."""
+
+    filled_at: int  # origin hour of the last full read
+    covered: list[Span] = field(default_factory=list)
+    rows: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    def plan(self, spans: list[Span], settled: int) -> tuple[list[Span], list[Span]]:
+        """For the spans a forecast reads: the settled stretches to read (not yet
+        covered) and to keep. Hours from ``settled`` on are always read, never kept."""
+        keep = _intersect(_merge(spans), [(min(lo for lo, _ in spans), settled)])
+        return _subtract(keep, self.covered), keep
+
+    def update(self, keep: list[Span], read: list[Span], found: dict[int, dict[str, int]],
+               origin: int) -> None:
+        """Add what was read in the settled stretches and drop what left them."""
+        old = origin - BOOKING_HOURS
+        for h, f in found.items():
+            if not _in(h, read):
+                continue  # a recent hour: read each time, not kept
+            if h >= old:
+                self.rows[h] = f
+            else:  # still a recorded hour (the history starts at the first one)
+                self.rows[h] = {"arrived": f["arrived"]} if "arrived" in f else {}
+        self.covered = _intersect(_merge(self.covered + read), keep)
+        self.rows = {h: f for h, f in self.rows.items() if _in(h, self.covered)}
+
+
+def _in(hour: int, spans: list[Span]) -> bool:
+    """Whether ``hour`` is in one of the merged spans."""
+    for lo, hi in spans:
+        if hour < lo:
+            return False
+        if hour < hi:
+            return True
+    return False
+
+
 class ForecastRefresher:
     """Keeps every station's forecast fresh."""
 
     def __init__(self, redis: Any, *, publish: Callable[[str, bytes, bytes], Awaitable[Any]] | None = None,
                  every: float = 5.0, threshold: float = 0.05, tz: tzinfo = timezone.utc,
-                 calendar: str | None = None) -> None:
+                 calendar: str | None = None, cache: bool = True) -> None:
         self.redis = redis
         self.tz = tz  # the district's zone: the forecaster's day types and dates are local
         self.calendar = calendar  # moving holidays matched across past years ("CN")
@@ -83,6 +194,9 @@ class ForecastRefresher:
         self.threshold = threshold
         self.last: dict[str, tuple[int, int]] = {}  # station -> (origin hour, seats booked ahead)
         self.made = 0
+        self.cache = cache  # keep the settled history between refreshes
+        self.history: dict[str, HistoryCache] = {}
+        self.hours_read = 0  # station hours read from Redis for histories (a measure)
 
     async def _rows(self, station: str, spans: list[tuple[int, int]]) -> dict[int, dict[str, int]]:
         """The station's recorded hours in ``spans`` (``[lo, hi)``), field -> count."""
@@ -90,13 +204,36 @@ class ForecastRefresher:
         for lo, hi in spans:
             pipe.zrangebyscore(keys.station_hours(station), lo, f"({hi}")
         hours = [int(h) for found in await pipe.execute() for h in found]
-        pipe = self.redis.pipeline(transaction=False)
-        for h in hours:
-            pipe.hgetall(keys.station_hour(station, h))
         out = {}
-        for h, raw in zip(hours, await pipe.execute()):
-            out[h] = {k.decode(): int(v) for k, v in raw.items()}
+        # In pipelines of READ_CHUNK hours: the replies are parsed on the event loop, and
+        # the worker's events can go in between.
+        for i in range(0, len(hours), READ_CHUNK):
+            part = hours[i:i + READ_CHUNK]
+            pipe = self.redis.pipeline(transaction=False)
+            for h in part:
+                pipe.hgetall(keys.station_hour(station, h))
+            for h, raw in zip(part, await pipe.execute()):
+                out[h] = {k.decode(): int(v) for k, v in raw.items()}
         return out
+
+    async def _history(self, station: str, origin: int) -> dict[int, dict[str, int]]:
+        """The recorded hours of the spans a forecast from ``origin`` reads: the settled
+        ones from the cache where it has them, the rest from Redis."""
+        spans = history_spans(origin, calendar=self.calendar)
+        if not self.cache:
+            rows = await self._rows(station, spans)
+            self.hours_read += len(rows)
+            return rows
+        settled = origin - SETTLED_HOURS
+        cache = self.history.get(station)
+        if cache is None or not 0 <= origin - cache.filled_at < REREAD_HOURS:
+            cache = self.history[station] = HistoryCache(filled_at=origin)
+        read, keep = cache.plan(spans, settled)
+        recent = _intersect(_merge(spans), [(settled, origin)])
+        found = await self._rows(station, read + recent)
+        self.hours_read += len(found)
+        cache.update(keep, read, found, origin)
+        return {**cache.rows, **{h: f for h, f in found.items() if h >= settled}}
 
     async def refresh(self, station: str, now: float, *, force: bool = False) -> dict[str, Any] | None:
         """Make the station's forecast if it is due; returns the record written."""
@@ -108,11 +245,11 @@ class ForecastRefresher:
         last = self.last.get(station)
         if not force and last and last[0] == origin and abs(ahead - last[1]) <= self.threshold * max(last[1], 1):
             return None
-        rows = {**await self._rows(station, history_spans(origin, calendar=self.calendar)), **coming}
-        ts, counts, bookings, booked, arrived = build_inputs(rows, origin, self.calendar)
-        fc = await asyncio.to_thread(forecast_next, ts, counts, origin=_utc(origin).astimezone(self.tz),
-                                     bookings=bookings, calendar=self.calendar)
-        record = {"v": 1, "station_id": station, **fc.to_dict(), "booked": booked, "arrived": arrived,
+        rows = {**await self._history(station, origin), **coming}
+        # Off the event loop: the inputs are years of hours, and the worker's events wait
+        # while the loop is busy.
+        fc, booked, arrived = await asyncio.to_thread(self._make, rows, origin)
+        record = {"v": 1, "station_id": station, **fc, "booked": booked, "arrived": arrived,
                   "made_at_event_time": now}
         data = orjson.dumps(record)
         pipe = self.redis.pipeline(transaction=True)
@@ -127,6 +264,12 @@ class ForecastRefresher:
         self.last[station] = (origin, ahead)
         self.made += 1
         return record
+
+    def _make(self, rows: dict[int, dict[str, int]], origin: int) -> tuple[dict[str, Any], list[int], list[int]]:
+        ts, counts, bookings, booked, arrived = build_inputs(rows, origin, self.calendar)
+        fc = forecast_next(ts, counts, origin=_utc(origin).astimezone(self.tz), bookings=bookings,
+                           calendar=self.calendar)
+        return fc.to_dict(), booked, arrived
 
     async def run(self) -> None:
         """Refresh forecasts forever (a background task of the worker)."""
@@ -144,4 +287,4 @@ class ForecastRefresher:
                 log.warning("forecast refresh: %s: %s; retrying", type(exc).__name__, exc)
 
 
-__all__ = ["ForecastRefresher", "booked_at_lead", "build_inputs", "LEADS"]
+__all__ = ["ForecastRefresher", "HistoryCache", "booked_at_lead", "build_inputs", "LEADS"]

@@ -94,3 +94,63 @@ def test_build_inputs_covers_the_spans_the_model_reads() -> None:
     assert set(rows) < set(wide)
     ts, *_ = build_inputs(wide, origin, "CN")
     assert {int(t.timestamp() // 3600) for t in ts} == set(wide)
+
+
+def test_kept_history_gives_the_same_forecasts_and_reads_far_less(stack_settings) -> None:
+    """A refresher that keeps the settled hours makes the forecasts one that reads
+    everything makes, hour after hour while new arrivals come in and recent hours are
+    corrected; a late correction to an older hour reaches it at the daily re-read."""
+    r = redis.Redis.from_url(stack_settings.redis)
+    r.flushdb()
+    rng = np.random.default_rng(11)
+    start = _hour(datetime(2025, 6, 2, 8, 0, tzinfo=TZ))
+    origins = [start + k for k in range(4)] + [start + 30]
+    pipe = r.pipeline(transaction=False)
+    for h in sorted({h for o in origins for lo, hi in history_spans(o) for h in range(lo, hi)}):
+        if h >= start:
+            continue
+        fields = {"arrived": _arrivals(h, rng)}
+        if h >= start - 20 * 24:  # the booking curve's counters on recent hours
+            fields |= {"lead:0": fields["arrived"] // 4, "lead:6": fields["arrived"] // 2,
+                       "booked": fields["arrived"]}
+        pipe.hset(keys.station_hour(STATION, h), mapping=fields)
+        pipe.zadd(keys.station_hours(STATION), {str(h): h})
+    pipe.execute()
+
+    def arrive(hour: int, n: int) -> None:
+        r.hset(keys.station_hour(STATION, hour), "arrived", n)
+        r.zadd(keys.station_hours(STATION), {str(hour): hour})
+
+    pairs: list[tuple[dict, dict]] = []
+    reads: list[tuple[int, int]] = []
+
+    async def run() -> None:
+        client = aredis.Redis.from_url(stack_settings.redis)
+        try:
+            kept = ForecastRefresher(client, tz=TZ)
+            full = ForecastRefresher(client, tz=TZ, cache=False)
+            for k, o in enumerate(origins):
+                if k:
+                    for h in range(origins[k - 1], o):  # the hours that passed
+                        arrive(h, _arrivals(h, rng))
+                    arrive(o - 10, 3)  # a recent hour corrected
+                if k == 3:
+                    arrive(o - 200, 5000)  # an older hour corrected, late
+                before = (kept.hours_read, full.hours_read)
+                now = o * 3600 + 60
+                pairs.append((await kept.refresh(STATION, now, force=True),
+                              await full.refresh(STATION, now, force=True)))
+                reads.append((kept.hours_read - before[0], full.hours_read - before[1]))
+        finally:
+            await client.aclose()
+
+    run_async(run)
+    same = [a["yhat"] == b["yhat"] and a["lo80"] == b["lo80"] and a["hi95"] == b["hi95"]
+            for a, b in pairs]
+    # The late correction 200 hours back is missed until the kept hours are read again.
+    assert same == [True, True, True, False, True], same
+    assert pairs[0][0]["notes"] == pairs[0][1]["notes"]
+    assert reads[0][0] == reads[0][1] > 10_000  # the first refresh reads it all
+    assert all(kept < 60 for kept, _ in reads[1:4])  # then two days and the new hour
+    assert reads[4][0] == reads[4][1]  # a day on: read again in full
+    r.close()
