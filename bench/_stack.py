@@ -8,11 +8,13 @@ empty topics and an empty Redis database.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -59,6 +61,19 @@ def up(s: settings_mod.Settings) -> None:
     """Start (or reuse) the bench stack and wait until both answer."""
     share_jars(s.home)
     stack.up(s, log=lambda msg: print(f"[bench stack] {msg}", file=sys.stderr))
+
+
+@contextlib.contextmanager
+def running(s: settings_mod.Settings, keep: bool = False) -> Iterator[None]:
+    """The bench stack up for the block (started or reused), and stopped after it unless
+    it was already running or ``keep``."""
+    was_running = stack.status(s)["kafka_pid"] is not None
+    up(s)
+    try:
+        yield
+    finally:
+        if not was_running and not keep:
+            stack.down(s, log=lambda msg: print(f"[bench stack] {msg}", file=sys.stderr))
 
 
 def reset_topics(s: settings_mod.Settings) -> None:

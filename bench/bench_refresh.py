@@ -40,6 +40,7 @@ from _machine import cpu_model, versions
 from gridwatch.agents.forecast_refresh import ForecastRefresher
 
 from gridwatch import keys
+from gridwatch import settings as settings_mod
 
 STATION = "BENCH-STN"
 LEADS = (0, 1, 2, 3, 6, 12, 24, 48, 168)
@@ -125,39 +126,36 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--refreshes must be at least 2 (the first reads everything)")
 
     s = _stack.slot_settings(args.slot)
-    from gridwatch import stack
-
-    was_running = stack.status(s)["kafka_pid"] is not None
-    _stack.up(s)
-    _stack.hold(s)
-    print("gridwatch forecast refresh benchmark", flush=True)
-    print(f"  {os.cpu_count()} cores ({cpu_model()}), Python {sys.version.split()[0]}, "
-          f"{', '.join(versions(['redis', 'numpy']))}, Redis {redis.Redis.from_url(s.redis).info()['redis_version']}",
-          flush=True)
-    try:
-        origin = int(datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp() // 3600)
-        t = time.perf_counter()
-        n = seed(s.redis, origin, args.years, np.random.default_rng(5))
-        print(f"one station, {n:,} hour records ({args.years} years) written in "
-              f"{time.perf_counter() - t:.1f} s; {args.refreshes} refreshes an hour apart per mode",
-              flush=True)
-        for calendar in (None, "CN"):
-            for cache in (False, True):
-                res = asyncio.run(_mode(s.redis, origin, args.refreshes, calendar, cache))
-                name = "kept" if cache else "read in full"
-                line = (f"  calendar {calendar or 'none':<4} {name:<13} refresh median "
-                        f"{res['wall'] * 1e3:7.0f} ms, {res['reads']:>7,.0f} hours read, "
-                        f"longest loop stall {res['stall'] * 1e3:5.0f} ms")
-                if cache:
-                    line += (f"; its first refresh {res['first'] * 1e3:.0f} ms "
-                             f"({res['first_reads']:,} hours, stall {res['first_stall'] * 1e3:.0f} ms), "
-                             f"kept hours {res['kept_mb']:.1f} MiB")
-                print(line, flush=True)
-    finally:
-        if not was_running and not args.keep_stack:
-            stack.down(s, log=lambda msg: print(f"[bench stack] {msg}", file=sys.stderr))
+    with _stack.running(s, keep=args.keep_stack):
+        _stack.hold(s)
+        run(s, args.refreshes, args.years)
     return 0
 
+
+def run(s: settings_mod.Settings, refreshes: int, years: float) -> None:
+    """Write the station's history, then time each mode (see the module's doc)."""
+    print("gridwatch forecast refresh benchmark", flush=True)
+    print(f"  {os.cpu_count()} cores ({cpu_model()}), Python {sys.version.split()[0]}, "
+          f"{', '.join(versions(['redis', 'numpy']))}, "
+          f"Redis {redis.Redis.from_url(s.redis).info()['redis_version']}", flush=True)
+    origin = int(datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp() // 3600)
+    t = time.perf_counter()
+    n = seed(s.redis, origin, years, np.random.default_rng(5))
+    print(f"one station, {n:,} hour records ({years} years) written in "
+          f"{time.perf_counter() - t:.1f} s; {refreshes} refreshes an hour apart per mode",
+          flush=True)
+    for calendar in (None, "CN"):
+        for cache in (False, True):
+            res = asyncio.run(_mode(s.redis, origin, refreshes, calendar, cache))
+            name = "kept" if cache else "read in full"
+            line = (f"  calendar {calendar or 'none':<4} {name:<13} refresh median "
+                    f"{res['wall'] * 1e3:7.0f} ms, {res['reads']:>7,.0f} hours read, "
+                    f"longest loop stall {res['stall'] * 1e3:5.0f} ms")
+            if cache:
+                line += (f"; its first refresh {res['first'] * 1e3:.0f} ms "
+                         f"({res['first_reads']:,} hours, stall {res['first_stall'] * 1e3:.0f} ms), "
+                         f"kept hours {res['kept_mb']:.1f} MiB")
+            print(line, flush=True)
 
 if __name__ == "__main__":
     raise SystemExit(main())
