@@ -14,15 +14,24 @@ behind the origin, which late messages seldom touch) is kept in memory between
 refreshes (:class:`HistoryCache`), so a refresh reads from Redis only the hours it has
 not seen and the last two days. The cache is read again in full once a day
 (:data:`REREAD_HOURS`), which picks up any late correction to an older hour.
+
+With several workers, each station's forecasts are made by one of them: the one that
+holds the station's lease (``gw:forecastowner:{station}``, renewed on every pass, taken
+over by another worker within :data:`~gridwatch.keys.FORECAST_LEASE_S` seconds of the
+holder stopping), so a forecast is made and published once, not once per worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone, tzinfo
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from datetime import datetime, timezone, tzinfo
+from typing import Any
 
 import orjson
 
@@ -180,13 +189,29 @@ def _in(hour: int, spans: list[Span]) -> bool:
     return False
 
 
+# Take the lease if it is free, renew it if it is ours: 1 if we hold it now.
+CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class ForecastRefresher:
     """Keeps every station's forecast fresh."""
 
     def __init__(self, redis: Any, *, publish: Callable[[str, bytes, bytes], Awaitable[Any]] | None = None,
                  every: float = 5.0, threshold: float = 0.05, tz: tzinfo = timezone.utc,
-                 calendar: str | None = None, cache: bool = True) -> None:
+                 calendar: str | None = None, cache: bool = True, owner: str | None = None,
+                 lease_s: int = keys.FORECAST_LEASE_S) -> None:
         self.redis = redis
+        # Who holds a station's lease: this process (host, pid and a random part).
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = lease_s
+        self._claim = redis.register_script(CLAIM)
         self.tz = tz  # the district's zone: the forecaster's day types and dates are local
         self.calendar = calendar  # moving holidays matched across past years ("CN")
         self.publish = publish
@@ -271,6 +296,11 @@ class ForecastRefresher:
                            calendar=self.calendar)
         return fc.to_dict(), booked, arrived
 
+    async def holds(self, station: str) -> bool:
+        """Take or renew the station's lease; whether this refresher holds it."""
+        return bool(await self._claim(keys=[keys.forecast_owner(station)],
+                                      args=[self.owner, self.lease_s]))
+
     async def run(self) -> None:
         """Refresh forecasts forever (a background task of the worker)."""
         from .timers import event_now
@@ -282,9 +312,11 @@ class ForecastRefresher:
                 if now is None:
                     continue
                 for raw in await self.redis.smembers(keys.STATIONS):
-                    await self.refresh(raw.decode(), now)
+                    station = raw.decode()
+                    if await self.holds(station):
+                        await self.refresh(station, now)
             except Exception as exc:  # noqa: BLE001 - a refresher must outlive a Redis blip
                 log.warning("forecast refresh: %s: %s; retrying", type(exc).__name__, exc)
 
 
-__all__ = ["ForecastRefresher", "HistoryCache", "booked_at_lead", "build_inputs", "LEADS"]
+__all__ = ["LEADS", "ForecastRefresher", "HistoryCache", "booked_at_lead", "build_inputs"]

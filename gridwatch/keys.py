@@ -168,6 +168,15 @@ def forecast(station_id: str) -> str:
     return f"gw:forecast:{station_id}"
 
 
+def forecast_owner(station_id: str) -> str:
+    """The worker that makes one station's forecasts, a lease (string, TTL
+    ``FORECAST_LEASE_S``): with several workers, one makes each forecast."""
+    return f"gw:forecastowner:{station_id}"
+
+
+FORECAST_LEASE_S = 30
+
+
 def cmdresult(command_id: str) -> str:
     """The outcome of one cockpit command (string, JSON, TTL 1 h)."""
     return f"gw:cmdresult:{command_id}"

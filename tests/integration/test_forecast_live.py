@@ -3,6 +3,7 @@ the same dates in past years, in the district's time zone, and writes the foreca
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import zoneinfo
 from datetime import datetime, timedelta
@@ -153,4 +154,51 @@ def test_kept_history_gives_the_same_forecasts_and_reads_far_less(stack_settings
     assert reads[0][0] == reads[0][1] > 10_000  # the first refresh reads it all
     assert all(kept < 60 for kept, _ in reads[1:4])  # then two days and the new hour
     assert reads[4][0] == reads[4][1]  # a day on: read again in full
+    r.close()
+
+
+def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -> None:
+    """Two workers' refreshers: the station's forecast is made and published once, by the
+    lease holder; when it stops, the other takes the lease and goes on."""
+    r = redis.Redis.from_url(stack_settings.redis)
+    r.flushdb()
+    rng = np.random.default_rng(5)
+    start = _hour(datetime(2025, 6, 2, 8, 0, tzinfo=TZ))
+    pipe = r.pipeline(transaction=False)
+    for h in range(start - 21 * 24, start):
+        pipe.hset(keys.station_hour(STATION, h), mapping={"arrived": _arrivals(h, rng)})
+        pipe.zadd(keys.station_hours(STATION), {str(h): h})
+    pipe.sadd(keys.STATIONS, STATION)
+    pipe.hset(keys.WATERMARKS, "station-tickets:0", start * 3600 + 60)
+    pipe.execute()
+    seen: dict[str, object] = {}
+
+    async def run() -> None:
+        client = aredis.Redis.from_url(stack_settings.redis)
+        a = ForecastRefresher(client, tz=TZ, every=0.1, owner="worker-a", lease_s=2)
+        b = ForecastRefresher(client, tz=TZ, every=0.1, owner="worker-b", lease_s=2)
+        tasks = {a: asyncio.create_task(a.run()), b: asyncio.create_task(b.run())}
+        try:
+            await asyncio.sleep(1.5)
+            seen["first"] = (a.made, b.made, r.xlen(keys.CHAN_FORECASTS))
+            holder, other = (a, b) if a.made else (b, a)
+            seen["holder"] = r.get(keys.forecast_owner(STATION)).decode() == holder.owner
+            tasks[holder].cancel()  # the holder's worker stops
+            r.hset(keys.WATERMARKS, "station-tickets:0", (start + 1) * 3600 + 60)  # an hour on
+            await asyncio.sleep(1.0)
+            seen["early"] = other.made  # the lease has not run out yet
+            await asyncio.sleep(2.5)
+            seen["after"] = (other.made, r.xlen(keys.CHAN_FORECASTS))
+            seen["taken"] = r.get(keys.forecast_owner(STATION)).decode() == other.owner
+        finally:
+            for t in tasks.values():
+                t.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await client.aclose()
+
+    run_async(run)
+    made_a, made_b, published = seen["first"]
+    assert sorted((made_a, made_b)) == [0, 1] and published == 1, seen
+    assert seen["holder"] and seen["early"] == 0, seen
+    assert seen["after"] == (1, 2) and seen["taken"], seen
     r.close()
