@@ -447,14 +447,18 @@ def history_spans(origin_hour: int, horizon: int = 24,
         lo = origin_hour - CALIB_DAYS * DAY - k * 366 * DAY - WEEKS * WEEK - 2 * DAY - margin
         hi = origin_hour + horizon - k * 365 * DAY + 2 * DAY + margin
         spans.append((lo, min(hi, origin_hour)))
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for lo, hi in spans:
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+    return merge_spans(spans)
+
+
+def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` spans sorted, empty ones dropped, joined where they meet or overlap."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(s for s in spans if s[1] > s[0]):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
         else:
-            merged.append((lo, hi))
-    return merged
+            out.append((lo, hi))
+    return out
 
 
 def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.ndarray, *,

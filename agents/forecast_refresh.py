@@ -37,7 +37,7 @@ import orjson
 
 from .. import keys
 from .fold import LEADS
-from .forecast import BookingsView, forecast_next, history_spans
+from .forecast import BookingsView, forecast_next, history_spans, merge_spans
 
 log = logging.getLogger("gridwatch.forecast")
 
@@ -105,17 +105,6 @@ READ_CHUNK = 200  # station hours per Redis pipeline
 Span = tuple[int, int]
 
 
-def _merge(spans: list[Span]) -> list[Span]:
-    """``[lo, hi)`` spans sorted and joined where they meet or overlap."""
-    out: list[Span] = []
-    for lo, hi in sorted(s for s in spans if s[1] > s[0]):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
 def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
     """Hours in both lists of merged ``[lo, hi)`` spans."""
     out: list[Span] = []
@@ -159,9 +148,10 @@ class HistoryCache:
     rows: dict[int, dict[str, int]] = field(default_factory=dict)
 
     def plan(self, spans: list[Span], settled: int) -> tuple[list[Span], list[Span]]:
-        """For the spans a forecast reads: the settled stretches to read (not yet
-        covered) and to keep. Hours from ``settled`` on are always read, never kept."""
-        keep = _intersect(_merge(spans), [(min(lo for lo, _ in spans), settled)])
+        """For the merged spans a forecast reads (:func:`history_spans`): the settled
+        stretches to read (not yet covered) and to keep. Hours from ``settled`` on are
+        always read, never kept."""
+        keep = _intersect(spans, [(spans[0][0], settled)])
         return _subtract(keep, self.covered), keep
 
     def update(self, keep: list[Span], read: list[Span], found: dict[int, dict[str, int]],
@@ -175,7 +165,7 @@ class HistoryCache:
                 self.rows[h] = f
             else:  # still a recorded hour (the history starts at the first one)
                 self.rows[h] = {"arrived": f["arrived"]} if "arrived" in f else {}
-        self.covered = _intersect(_merge(self.covered + read), keep)
+        self.covered = _intersect(merge_spans(self.covered + read), keep)
         self.rows = {h: f for h, f in self.rows.items() if _in(h, self.covered)}
 
 
@@ -254,7 +244,7 @@ class ForecastRefresher:
         if cache is None or not 0 <= origin - cache.filled_at < REREAD_HOURS:
             cache = self.history[station] = HistoryCache(filled_at=origin)
         read, keep = cache.plan(spans, settled)
-        recent = _intersect(_merge(spans), [(settled, origin)])
+        recent = _intersect(spans, [(settled, origin)])
         found = await self._rows(station, read + recent)
         self.hours_read += len(found)
         cache.update(keep, read, found, origin)

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from .agents.escalation import EscalationConfig
 from .schemas.events import format_time
 from .settings import Settings
 
@@ -39,7 +40,7 @@ VISIT = frozenset({"red_code", "loiter", "cross_grid"})
 #: Seconds (event time) to acknowledge, by severity: well inside the escalation
 #: deadlines (5, 15 and 60 minutes).
 ACK_S = {"high": (60.0, 240.0), "medium": (120.0, 600.0), "low": (300.0, 1800.0)}
-DEADLINE_S = {"high": 300.0, "medium": 900.0, "low": 3600.0}
+ESCALATION = EscalationConfig()  # the worker's acknowledgement deadlines
 LATE_SHARE = 0.1  # acknowledged after the deadline: escalations still happen
 NEXT_S = {"dispatch": (60.0, 300.0), "resolve": (120.0, 900.0), "close": (60.0, 600.0),
           "accept": (60.0, 400.0), "arrive": (300.0, 1200.0), "done": (300.0, 1500.0)}
@@ -78,7 +79,7 @@ class Crew:
     def _ack_wait(self, alert: Mapping[str, Any]) -> float:
         severity = alert.get("severity", "low")
         if _uniform(f"{self.seed}:{alert['id']}:late", 0.0, 1.0) < LATE_SHARE:
-            deadline = DEADLINE_S.get(severity, 3600.0)
+            deadline = ESCALATION.ack_s.get(severity, ESCALATION.ack_s["low"])
             return self._wait(alert, "ack", 1.1 * deadline, 1.6 * deadline)
         return self._wait(alert, "ack", *ACK_S.get(severity, ACK_S["low"]))
 

@@ -146,7 +146,7 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     start = datetime.now(CST).replace(hour=7, minute=0, second=0, microsecond=0)
     base = CityDay()
     profile = CityDay(scans=int(base.scans * scale), loiter_reports=int(base.loiter_reports * max(scale, 0.2)))
-    sim = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile,
+    sim = Simulator(city, seed=seed, start=start, profile=profile,
                     local_days=True)
     sent, acted = [0], [0]
     stop = threading.Event()

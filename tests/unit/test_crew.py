@@ -28,7 +28,7 @@ def task(tid: str, status: str = "offered", assignee: str | None = None,
 def on_time_id(crew: crew_mod.Crew, severity: str = "high") -> str:
     """An alert id the desk acknowledges on time (most are)."""
     return next(f"al-{i}" for i in range(100)
-                if crew._ack_wait(alert(f"al-{i}", severity=severity)) < crew_mod.DEADLINE_S[severity])
+                if crew._ack_wait(alert(f"al-{i}", severity=severity)) < crew_mod.ESCALATION.ack_s[severity])
 
 
 def test_the_desk_acknowledges_after_a_few_minutes_once() -> None:
@@ -50,9 +50,9 @@ def test_about_one_in_ten_alerts_is_acknowledged_late_so_escalations_still_happe
     crew = crew_mod.from_city(CITY, leave_worker="w-you")
     for severity, (lo, hi) in crew_mod.ACK_S.items():
         waits = [crew._ack_wait(alert(f"al-{i}", severity=severity)) for i in range(2000)]
-        late = [w for w in waits if w > crew_mod.DEADLINE_S[severity]]
+        late = [w for w in waits if w > crew_mod.ESCALATION.ack_s[severity]]
         assert 0.07 < len(late) / len(waits) < 0.13
-        assert all(lo <= w < hi for w in waits if w <= crew_mod.DEADLINE_S[severity])
+        assert all(lo <= w < hi for w in waits if w <= crew_mod.ESCALATION.ack_s[severity])
 
 
 def test_the_grids_of_the_demos_own_worker_are_left_to_people() -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import itertools
 import random
 
+from gridwatch.agents.forecast import merge_spans
 from gridwatch.agents.forecast_refresh import (
     BOOKING_HOURS,
     HistoryCache,
     _intersect,
-    _merge,
     _subtract,
 )
 
@@ -22,11 +22,11 @@ def _hours(spans: list[tuple[int, int]]) -> set[int]:
 def test_span_arithmetic_matches_sets() -> None:
     rng = random.Random(3)
     for _ in range(300):
-        a = _merge([(lo, lo + rng.randint(0, 12)) for lo in rng.sample(range(60), 4)])
-        b = _merge([(lo, lo + rng.randint(0, 12)) for lo in rng.sample(range(60), 4)])
+        a = merge_spans([(lo, lo + rng.randint(0, 12)) for lo in rng.sample(range(60), 4)])
+        b = merge_spans([(lo, lo + rng.randint(0, 12)) for lo in rng.sample(range(60), 4)])
         assert _hours(_intersect(a, b)) == _hours(a) & _hours(b)
         assert _hours(_subtract(a, b)) == _hours(a) - _hours(b)
-        merged = _merge(a + b)
+        merged = merge_spans(a + b)
         assert _hours(merged) == _hours(a) | _hours(b)
         assert all(x[1] < y[0] for x, y in itertools.pairwise(merged))  # disjoint, not touching
 
