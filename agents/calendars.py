@@ -17,6 +17,8 @@ compared with 3 days before it in each past year.
   National Day's week (1-7 October) has a fixed date and stays matched on it, also when
   the Mid-Autumn Festival falls next to or inside it; a past day matched by the
   Mid-Autumn Festival that fell in that week is no match.
+* the make-up working days (调休): a weekend day worked in exchange for a weekday off
+  next to a holiday, which the forecaster treats as a working day (:func:`workdays`).
 
 Any other country, with a region where its holidays differ (``NZ-AUK``, ``AU-VIC``,
 ``US-MN``, ``GB``), from the package ``holidays``: each public holiday whose date moves
@@ -184,6 +186,33 @@ def one_year_enough(name: str) -> bool:
     dates, two past years are wanted (on the Auckland series chosen on: 0.92 of the error
     without the calendar with two, 0.93 with one, which lost on two of the seven)."""
     return name in CALENDARS
+
+
+@cache  # read on every forecast; the package's lists never change
+def workdays(name: str) -> np.ndarray:
+    """Weekend days that are working days in a calendar (sorted datetime64[D]): China's
+    make-up working days (调休), a Saturday or a Sunday worked in exchange for a weekday
+    off next to a holiday. From the package ``holidays``, which lists them year by year
+    as they are announced (for China, 2001-2026 in this version); empty for a country
+    without them."""
+    import holidays
+
+    country, _, region = ("CN" if name in CALENDARS else name).partition("-")
+    regions = {r.upper(): r for r in _supported().get(country, ())}
+    found = holidays.country_holidays(country, subdiv=regions.get(region) if region else None,
+                                      years=COUNTRY_YEARS)
+    days = sorted(getattr(found, "weekend_workdays", ()) or ())
+    return np.array([d.isoformat() for d in days], dtype="datetime64[D]")
+
+
+def is_workday(name: str, day: np.ndarray) -> np.ndarray:
+    """Per local day (datetime64[D]): True where the calendar makes a weekend day a
+    working day (:func:`workdays`)."""
+    listed = workdays(name)
+    if not listed.size:
+        return np.zeros(day.shape, bool)
+    pos = np.clip(np.searchsorted(listed, day), 0, listed.size - 1)
+    return listed[pos] == day
 
 
 @cache  # read on every forecast; the tables never change

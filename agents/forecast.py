@@ -360,9 +360,17 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     and a noisy one on the seasonal mean; 30 % equal weights are mixed in.
     """
     n = x.size
-    base = _lagged_mean(x, lag, count, 0, n + horizon)
+    # Weekend days worked in place of a weekday off (调休): kept out of the weekend's
+    # seasonal means, and given the working days' one.
+    makeup = _makeup_hours(calendar, local0, n + horizon) if lag == WEEK else None
+    seen = x if makeup is None else np.where(makeup[:n], np.nan, x)
+    base = _lagged_mean(seen, lag, count, 0, n + horizon)
     fallback = np.nanmean(x) if np.any(~np.isnan(x)) else 0.0
     base = np.where(np.isnan(base), fallback, base)
+    if makeup is not None:
+        base = _working_day_base(base, makeup, local0)
+    else:
+        makeup = np.zeros(n + horizon, bool)
     odd = _odd_hours(x, base[:n])
     if lag == WEEK:
         yearly = _year_ratio(x, base, odd, local0, int(origins[0]), n + horizon, calendar)
@@ -379,7 +387,8 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     c2 = xp[ago]
     if lag == WEEK:
         # ago + 12 <= origin - 133: the odd-day test only reads hours before each origin.
-        c2 = np.where(odd[ago] | special[idx], np.nan, c2)  # NaN: the seasonal mean stands in
+        c2 = np.where(odd[ago] | special[idx] | makeup[ago] | makeup[idx],
+                      np.nan, c2)  # NaN: the seasonal mean stands in
     back = DAY * (steps // DAY + 1)  # the latest same hour of day before the origin
     # Additive reshaping: a ratio explodes when the older seasonal value is near zero.
     c3 = xp[idx - back] + (base[idx] - base[idx - back]) * level
@@ -389,7 +398,7 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     c1 = c1 * np.where(special[idx], np.sqrt(level), level)
     raw = [c1, c2, c3]
     if lag == WEEK:
-        types = _day_type(np.arange(local0, local0 + n + horizon)).astype(np.int8)
+        types = np.where(makeup, 0, _day_type(np.arange(local0, local0 + n + horizon))).astype(np.int8)
         c4 = _day_type_median(x, odd | special[:n], idx, types)
         shifted = np.where(np.abs(np.log(level)) > np.log(ODD_DAY), level, 1.0)
         raw.append(np.where(special[idx], np.nan, c4 * shifted))
@@ -398,6 +407,30 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     weights = (1 - BLEND_EQUAL) * _blend_weights(cands, xp[idx[:-1]]) + BLEND_EQUAL / len(cands)
     combined = sum(w * c for w, c in zip(weights, cands))
     return np.maximum(combined, 0.0), base, yearly
+
+
+def _makeup_hours(calendar: str | None, local0: int, size: int) -> np.ndarray | None:
+    """True on the hours (local hour index ``local0`` on) of weekend days the calendar
+    makes working days (:func:`.calendars.is_workday`); None if there are none."""
+    if calendar is None:
+        return None
+    days = (np.arange(size) + local0) // DAY
+    listed = calendars.is_workday(calendar, np.arange(days[0], days[-1] + 1).astype("datetime64[D]"))
+    return listed[days - days[0]] if listed.any() else None
+
+
+def _working_day_base(base: np.ndarray, makeup: np.ndarray, local0: int) -> np.ndarray:
+    """``base`` with each make-up day's hours set to the mean of the same hour on Monday
+    to Friday of that week (their seasonal means: a usual working day's profile)."""
+    t = np.flatnonzero(makeup)
+    dow = ((t + local0) // DAY + 3) % 7  # 0 = Monday
+    src = t[None, :] - DAY * (dow[None, :] - np.arange(5)[:, None])
+    got = np.where(src >= 0, base[np.maximum(src, 0)], np.nan)
+    out = base.copy()
+    known = ~np.isnan(got)
+    out[t] = np.where(known.any(axis=0),
+                      np.where(known, got, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1), base[t])
+    return out
 
 
 def _simplex(parts: int) -> np.ndarray:
@@ -472,7 +505,8 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     look-ahead. Naive timestamps are taken as UTC. ``origin`` is floored to the hour.
     ``calendar``: a holiday calendar of :mod:`.calendars` ("CN": the Spring Festival,
     the Dragon Boat and Mid-Autumn festivals) whose moving holidays are matched across
-    past years; None: calendar dates only.
+    past years, and whose make-up working days (weekend days worked, 调休) are forecast
+    as working days; None: calendar dates only.
     """
     calendar = calendars.check(calendar)
     origin_utc = _to_utc(origin).replace(minute=0, second=0, microsecond=0)
@@ -513,6 +547,11 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
             what += f", {abs(k)} day{'s' if abs(k) > 1 else ''} {'before' if k < 0 else 'after'}"
         notes.append(f"{h['day']} ({what}): past years put the day at {h['factor']:.2f}x a "
                      "usual one")
+    if lag == WEEK and calendar is not None:
+        days = np.unique((o + offset + np.arange(horizon)) // DAY).astype("datetime64[D]")
+        for d in days[calendars.is_workday(calendar, days)]:
+            notes.append(f"{d}: a working day in place of a weekday off (调休): forecast "
+                         "from the working days' profile")
 
     typical = float(np.nanmean(x)) if seen.size else 1.0
     q = _conformal(x, paths[:-1], origins[:-1], horizon, typical)

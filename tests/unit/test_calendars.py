@@ -138,3 +138,16 @@ def test_a_fixed_date_holiday_in_a_moving_ones_window_keeps_its_date() -> None:
     assert list(calendars.matched_days("NZ-AUK", day, 3)[1]) == [-1]
     then, mode = calendars.matched_days("NZ-AUK", day, 1)  # 2021: 8 April, ordinary
     assert list(mode) == [1] and then[0] == np.datetime64("2021-04-08")
+
+
+def test_chinas_make_up_working_days_are_listed() -> None:
+    days = np.array(["2025-09-27", "2025-09-28", "2025-10-04", "2025-10-11", "2026-02-14"],
+                    dtype="datetime64[D]")
+    # 2025: Sunday 28 September and Saturday 11 October were worked for National Day's
+    # week; 4 October was inside it; 2026: Saturday 14 February for the Spring Festival.
+    assert calendars.is_workday("CN", days).tolist() == [False, True, False, True, True]
+    listed = calendars.workdays("CN")
+    weekday = (listed.astype(np.int64) + 3) % 7  # 0 = Monday
+    assert listed.size > 100 and np.all(weekday >= 5)
+    assert np.all(np.diff(listed.astype(np.int64)) > 0)
+    assert not calendars.is_workday("NZ-AUK", days).any()  # a country without them

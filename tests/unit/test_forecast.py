@@ -453,3 +453,48 @@ def test_easter_is_expected_around_its_date_with_a_countrys_calendar() -> None:
     assert np.sum(forecast_next(ts, y, origin=origin, calendar="NZ-AUK").yhat) < 0.5 * normal
     # On calendar dates only, 18 April was a holiday in one past year: not enough.
     assert np.sum(forecast_next(ts, y, origin=origin).yhat) > 0.8 * normal
+
+
+CST8 = timezone(timedelta(hours=8))
+COMMUTE = np.array([0, 0, 0, 0, 0, 5, 40, 120, 200, 80, 40, 40, 60, 40, 40, 50, 90, 180, 150, 60,
+                    30, 20, 10, 2], float)
+LEISURE = np.array([0, 0, 0, 0, 0, 2, 5, 10, 30, 60, 80, 90, 90, 80, 70, 60, 50, 40, 30, 20, 10,
+                    5, 2, 1], float)
+LEISURE *= COMMUTE.sum() / LEISURE.sum()  # as many a day: no day looks odd by its total
+
+
+def commuter_station(end: datetime, days: int = 480) -> tuple[list[datetime], np.ndarray]:
+    """Poisson arrivals in China: a commuter rush on working days (the make-up weekend
+    days among them), a midday crowd on the other weekend days."""
+    from gridwatch.agents import calendars
+
+    start = end - timedelta(days=days)
+    day = np.arange(np.datetime64(start.date()), np.datetime64(end.date()))
+    weekday = (day.astype(np.int64) + 3) % 7
+    working = (weekday < 5) | calendars.is_workday("CN", day)
+    mean = np.where(working[:, None], COMMUTE, LEISURE).ravel()
+    ts = [start + timedelta(hours=i) for i in range(mean.size)]
+    return ts, np.random.default_rng(3).poisson(mean).astype(float)
+
+
+def test_a_make_up_working_day_is_forecast_as_a_working_day() -> None:
+    origin = datetime(2025, 9, 28, tzinfo=CST8)  # a Sunday worked before National Day's week
+    ts, y = commuter_station(origin)
+    with_calendar = forecast_next(ts, y, origin=origin, horizon=24, calendar="CN")
+    plain = forecast_next(ts, y, origin=origin, horizon=24)
+    assert np.abs(np.array(with_calendar.yhat) - COMMUTE).mean() < 12
+    assert np.abs(np.array(plain.yhat) - COMMUTE).mean() > 25  # a Sunday's crowd
+    assert with_calendar.yhat[8] > 150 > plain.yhat[8]
+    assert any("2025-09-28" in n and "调休" in n for n in with_calendar.notes)
+    assert not any("调休" in n for n in plain.notes)
+
+
+def test_the_weekend_after_a_make_up_day_is_a_weekend_again() -> None:
+    # Saturday 11 October 2025 was worked; a week later the Saturday is an ordinary one,
+    # and last Saturday's rush must not be copied into it.
+    origin = datetime(2025, 10, 18, tzinfo=CST8)
+    ts, y = commuter_station(origin)
+    fc = forecast_next(ts, y, origin=origin, horizon=24, calendar="CN")
+    assert np.abs(np.array(fc.yhat) - LEISURE).mean() < 8
+    assert fc.yhat[8] < 60
+    assert not any("调休" in n for n in fc.notes)
