@@ -305,6 +305,10 @@ class ForecastRefresher:
                     station = raw.decode()
                     if await self.holds(station):
                         await self.refresh(station, now)
+                    elif self.history.pop(station, None) is not None:
+                        # Another worker makes this station's forecast now: its kept
+                        # hours (megabytes) go, and a lease taken back reads afresh.
+                        self.last.pop(station, None)
             except Exception as exc:  # noqa: BLE001 - a refresher must outlive a Redis blip
                 log.warning("forecast refresh: %s: %s; retrying", type(exc).__name__, exc)
 

@@ -202,3 +202,39 @@ def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -
     assert seen["holder"] and seen["early"] == 0, seen
     assert seen["after"] == (1, 2) and seen["taken"], seen
     r.close()
+
+
+def test_a_worker_that_loses_a_stations_lease_lets_its_kept_hours_go(stack_settings) -> None:
+    r = redis.Redis.from_url(stack_settings.redis)
+    r.flushdb()
+    rng = np.random.default_rng(6)
+    start = _hour(datetime(2025, 6, 2, 8, 0, tzinfo=TZ))
+    pipe = r.pipeline(transaction=False)
+    for h in range(start - 21 * 24, start):
+        pipe.hset(keys.station_hour(STATION, h), mapping={"arrived": _arrivals(h, rng)})
+        pipe.zadd(keys.station_hours(STATION), {str(h): h})
+    pipe.sadd(keys.STATIONS, STATION)
+    pipe.hset(keys.WATERMARKS, "station-tickets:0", start * 3600 + 60)
+    pipe.execute()
+    seen: dict[str, object] = {}
+
+    async def run() -> None:
+        client = aredis.Redis.from_url(stack_settings.redis)
+        a = ForecastRefresher(client, tz=TZ, every=0.1, owner="worker-a", lease_s=30)
+        task = asyncio.create_task(a.run())
+        try:
+            await asyncio.sleep(1.0)
+            seen["kept"] = (a.made, len(a.history.get(STATION).rows) if STATION in a.history else 0)
+            r.set(keys.forecast_owner(STATION), "worker-b", ex=30)  # another worker has it now
+            await asyncio.sleep(0.6)
+            seen["after"] = (a.made, STATION in a.history, STATION in a.last)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.aclose()
+
+    run_async(run)
+    made, kept = seen["kept"]
+    assert made == 1 and kept > 400, seen  # three weeks less the two days read each time
+    assert seen["after"] == (1, False, False), seen
+    r.close()
