@@ -124,7 +124,7 @@ def fold_batch(
     """
     update = BatchUpdate()
     wm = dict(watermarks)
-    fresh: list[tuple[RawRecord, Event, str]] = []  # (record, event, late prefix)
+    fresh: list[tuple[RawRecord, Event, str, float]] = []  # (record, event, late prefix, watermark)
     offsets = update.offsets
     field_of: dict[tuple[str, int], str] = {}
     batch_ids: set[tuple[str, str]] = set()
@@ -166,10 +166,10 @@ def fold_batch(
         prefix = _late_prefix(event.ts, mark, grace_s)
         if event.ts > mark:
             wm[pfield] = event.ts
-        fresh.append((rec, event, prefix))
+        fresh.append((rec, event, prefix, mark))
     update.watermarks = {p: wm[p] for p in update.offsets if p in wm}
 
-    located = [(i, e) for i, (_, e, _) in enumerate(fresh) if not isinstance(e, StationTicket)]
+    located = [(i, e) for i, (_, e, _, _) in enumerate(fresh) if not isinstance(e, StationTicket)]
     grids = index.assign([e.lon for _, e in located], [e.lat for _, e in located])  # type: ignore[union-attr]
     grid_of: dict[int, str | None] = {i: g for (i, _), g in zip(located, grids)}
 
@@ -177,7 +177,7 @@ def fold_batch(
     if duplicates:
         incr[(keys.SUMMARY, "duplicates")] += duplicates
     sadd = update.sadd
-    for i, (rec, event, prefix) in enumerate(fresh):
+    for i, (rec, event, prefix, mark) in enumerate(fresh):
         kind = type(event)
         incr[(keys.SUMMARY, SUMMARY_FIELD[kind])] += 1
         seen_key = keys.seen_ids(rec.topic, int(event.ts // 3600))
@@ -189,7 +189,7 @@ def fold_batch(
             update.late += 1
             incr[(keys.SUMMARY, "late")] += 1
         if kind is StationTicket:
-            _fold_ticket(update, event, prefix)  # type: ignore[arg-type]
+            _fold_ticket(update, event, prefix, mark)  # type: ignore[arg-type]
             continue
         if grid is None:
             incr[(keys.SUMMARY, "unassigned")] += 1
@@ -228,10 +228,17 @@ def lead_bucket(arrival_at: float, ts: float) -> int:
     return best
 
 
-def _fold_ticket(update: BatchUpdate, ticket: StationTicket, prefix: str) -> None:
+def _fold_ticket(update: BatchUpdate, ticket: StationTicket, prefix: str, mark: float) -> None:
     # Station hours are keyed by the *arrival* hour (what the manager plans for); a
     # late ticket message still changes bookings, so no late split here, only a count.
     hour = keys.hour_of(ticket.arrival_at)
+    # An hour far behind the partition's event time may be one a live refresher keeps in
+    # memory: it is marked so that the refresher reads it again (12 hours of margin for a
+    # partition behind the others).
+    if mark > float("-inf") and hour < keys.hour_of(mark) - keys.STATION_SETTLED_HOURS + 12:
+        revised = keys.station_revised(ticket.station_id)
+        update.zadd[revised][str(hour)] = hour
+        update.expire[revised] = keys.STATION_REVISED_TTL_S
     key = keys.station_hour(ticket.station_id, hour)
     incr = update.incr
     if ticket.action != "exited":

@@ -12,8 +12,10 @@ counters the ticket fold keeps) come from Redis; the forecast itself is the pure
 The history is years of hours; its settled part (hours more than :data:`SETTLED_HOURS`
 behind the origin, which late messages seldom touch) is kept in memory between
 refreshes (:class:`HistoryCache`), so a refresh reads from Redis only the hours it has
-not seen and the last two days. The cache is read again in full once a day
-(:data:`REREAD_HOURS`), which picks up any late correction to an older hour.
+not seen and the last two days. A message that changes an older hour has the ticket fold
+mark that hour (``gw:stationrevised:{station}``), and the next refresh reads it again.
+The cache is also read again in full once a day (:data:`REREAD_HOURS`), which catches
+a change made behind the fold's back (an edit by hand).
 
 With several workers, each station's forecasts are made by one of them: the one that
 holds the station's lease (``gw:forecastowner:{station}``, renewed on every pass, taken
@@ -97,7 +99,7 @@ def build_inputs(rows: dict[int, dict[str, int]], origin_hour: int,
     return ts, counts, BookingsView(booked_now=booked_now, history=history), booked, arrived
 
 
-SETTLED_HOURS = 48  # hours older than this behind the origin are kept between refreshes
+SETTLED_HOURS = keys.STATION_SETTLED_HOURS  # hours further back are kept between refreshes
 REREAD_HOURS = 24  # the kept hours are read again from Redis this often (late corrections)
 BOOKING_HOURS = 28 * 24  # build_inputs reads the booking fields of these latest hours only
 READ_CHUNK = 200  # station hours per Redis pipeline
@@ -168,6 +170,12 @@ class HistoryCache:
         self.covered = _intersect(merge_spans(self.covered + read), keep)
         self.rows = {h: f for h, f in self.rows.items() if _in(h, self.covered)}
 
+    def forget(self, hours: list[int]) -> None:
+        """Hours changed since they were read: the next plan reads them again."""
+        self.covered = _subtract(self.covered, merge_spans([(h, h + 1) for h in hours]))
+        for h in hours:
+            self.rows.pop(h, None)
+
 
 def _in(hour: int, spans: list[Span]) -> bool:
     """Whether ``hour`` is in one of the merged spans."""
@@ -231,6 +239,15 @@ class ForecastRefresher:
                 out[h] = {k.decode(): int(v) for k, v in raw.items()}
         return out
 
+    async def _take_revised(self, station: str) -> list[int]:
+        """The station's hours marked revised by the ticket fold, and the mark cleared
+        (both at once: a mark made in between is not lost)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrange(keys.station_revised(station), 0, -1)
+        pipe.delete(keys.station_revised(station))
+        found, _ = await pipe.execute()
+        return [int(h) for h in found]
+
     async def _history(self, station: str, origin: int) -> dict[int, dict[str, int]]:
         """The recorded hours of the spans a forecast from ``origin`` reads: the settled
         ones from the cache where it has them, the rest from Redis."""
@@ -240,9 +257,12 @@ class ForecastRefresher:
             self.hours_read += len(rows)
             return rows
         settled = origin - SETTLED_HOURS
+        revised = await self._take_revised(station)
         cache = self.history.get(station)
         if cache is None or not 0 <= origin - cache.filled_at < REREAD_HOURS:
             cache = self.history[station] = HistoryCache(filled_at=origin)
+        elif revised:
+            cache.forget(revised)  # a late message changed them: read them again
         read, keep = cache.plan(spans, settled)
         recent = _intersect(spans, [(settled, origin)])
         found = await self._rows(station, read + recent)

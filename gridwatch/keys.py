@@ -75,6 +75,18 @@ def station_hours(station_id: str) -> str:
     return f"gw:station:{station_id}:hours"
 
 
+def station_revised(station_id: str) -> str:
+    """Arrival hours of one station changed by a message that came more than
+    ``STATION_SETTLED_HOURS`` behind its partition's event time (sorted set, score =
+    hour): the live refresher reads them again instead of its kept copy, then clears them."""
+    return f"gw:stationrevised:{station_id}"
+
+
+# Hours further than this behind the feed's event time are "settled": the live refresher
+# keeps them in memory between refreshes; a message that changes one marks it revised.
+STATION_SETTLED_HOURS = 48
+STATION_REVISED_TTL_S = 2 * 86400  # longer than the refresher's daily full re-read
+
 STATIONS = "gw:stations"  # every station id seen (a set)
 
 # ---- alerts, tasks, rules state -------------------------------------------------------

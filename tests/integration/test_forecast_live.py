@@ -100,7 +100,8 @@ def test_build_inputs_covers_the_spans_the_model_reads() -> None:
 def test_kept_history_gives_the_same_forecasts_and_reads_far_less(stack_settings) -> None:
     """A refresher that keeps the settled hours makes the forecasts one that reads
     everything makes, hour after hour while new arrivals come in and recent hours are
-    corrected; a late correction to an older hour reaches it at the daily re-read."""
+    corrected; a late correction to an older hour reaches it at the next refresh when the
+    ticket fold marked the hour revised, and at the daily re-read when nobody did."""
     r = redis.Redis.from_url(stack_settings.redis)
     r.flushdb()
     rng = np.random.default_rng(11)
@@ -135,8 +136,11 @@ def test_kept_history_gives_the_same_forecasts_and_reads_far_less(stack_settings
                     for h in range(origins[k - 1], o):  # the hours that passed
                         arrive(h, _arrivals(h, rng))
                     arrive(o - 10, 3)  # a recent hour corrected
+                if k == 2:  # an older hour corrected by a late message, as the fold marks it
+                    arrive(o - 300, 4000)
+                    r.zadd(keys.station_revised(STATION), {str(o - 300): o - 300})
                 if k == 3:
-                    arrive(o - 200, 5000)  # an older hour corrected, late
+                    arrive(o - 200, 5000)  # an older hour edited behind the fold's back
                 before = (kept.hours_read, full.hours_read)
                 now = o * 3600 + 60
                 pairs.append((await kept.refresh(STATION, now, force=True),
@@ -148,8 +152,10 @@ def test_kept_history_gives_the_same_forecasts_and_reads_far_less(stack_settings
     run_async(run)
     same = [a["yhat"] == b["yhat"] and a["lo80"] == b["lo80"] and a["hi95"] == b["hi95"]
             for a, b in pairs]
-    # The late correction 200 hours back is missed until the kept hours are read again.
+    # The marked correction is seen at once; the unmarked one 200 hours back is missed
+    # until the kept hours are read again.
     assert same == [True, True, True, False, True], same
+    assert reads[2][0] < 60 and not r.exists(keys.station_revised(STATION))
     assert pairs[0][0]["notes"] == pairs[0][1]["notes"]
     assert reads[0][0] == reads[0][1] > 10_000  # the first refresh reads it all
     assert all(kept < 60 for kept, _ in reads[1:4])  # then two days and the new hour

@@ -436,6 +436,25 @@ def test_a_late_ticket_still_changes_bookings_and_is_counted_late() -> None:
     assert update.late == 1
 
 
+def test_a_message_about_a_settled_hour_marks_it_revised() -> None:
+    """An exit counted three days late changes an hour a live refresher keeps in memory:
+    the hour is marked so that it is read again. Hours near the feed's time are not."""
+    old = T0 - 3 * 86400
+    late = RawRecord(STATION_TICKETS, 0, 0, ticket(old + 600, old, action="exited", seats=2))
+    update = fold([late], watermarks={pf(STATION_TICKETS): T0})
+    revised = keys.station_revised("SHS")
+    assert dict(update.zadd[revised]) == {str(keys.hour_of(old)): keys.hour_of(old)}
+    assert update.expire[revised] == keys.STATION_REVISED_TTL_S
+    assert incr(update)[(keys.station_hour("SHS", keys.hour_of(old)), "arrived")] == 2
+    recent = T0 - 30 * 3600  # inside the hours every refresh reads anyway
+    for rec, marks in ((RawRecord(STATION_TICKETS, 0, 0, ticket(recent, recent, action="exited")),
+                        {pf(STATION_TICKETS): T0}),
+                       (RawRecord(STATION_TICKETS, 0, 0, ticket(T0, ARRIVAL)), {}),  # no watermark
+                       (RawRecord(STATION_TICKETS, 0, 0, ticket(T0, ARRIVAL)),
+                        {pf(STATION_TICKETS): T0})):
+        assert not fold([rec], watermarks=marks).zadd.get(revised), rec
+
+
 # ---- determinism ---------------------------------------------------------------------------
 
 

@@ -61,3 +61,15 @@ def test_old_hours_keep_arrivals_only() -> None:
     assert cache.rows[old] == {"arrived": 7}
     assert cache.rows[old + 1] == {}  # recorded (the history starts there), no arrivals
     assert cache.rows[recent] == {"arrived": 4, "lead:0": 3}
+
+
+def test_revised_hours_are_read_again() -> None:
+    cache = HistoryCache(filled_at=1000)
+    read, keep = cache.plan([(500, 1000)], settled=952)
+    cache.update(keep, read, {600: {"arrived": 1}, 700: {"arrived": 2}}, origin=1000)
+    cache.forget([600, 601, 650])  # changed since they were read
+    assert 600 not in cache.rows and cache.rows[700] == {"arrived": 2}
+    read, keep = cache.plan([(500, 1000)], settled=952)
+    assert read == [(600, 602), (650, 651)]
+    cache.update(keep, read, {600: {"arrived": 9}}, origin=1000)
+    assert cache.rows[600] == {"arrived": 9} and cache.covered == [(500, 952)]
