@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import zoneinfo
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -163,12 +164,11 @@ def test_kept_history_gives_the_same_forecasts_and_reads_far_less(stack_settings
     r.close()
 
 
-def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -> None:
-    """Two workers' refreshers: the station's forecast is made and published once, by the
-    lease holder; when it stops, the other takes the lease and goes on."""
-    r = redis.Redis.from_url(stack_settings.redis)
+def _three_weeks(r: redis.Redis, seed: int) -> int:
+    """An empty Redis with three weeks of the station's arrivals and the feed's event time
+    at their end; returns the hour the feed is at."""
     r.flushdb()
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     start = _hour(datetime(2025, 6, 2, 8, 0, tzinfo=TZ))
     pipe = r.pipeline(transaction=False)
     for h in range(start - 21 * 24, start):
@@ -177,32 +177,46 @@ def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -
     pipe.sadd(keys.STATIONS, STATION)
     pipe.hset(keys.WATERMARKS, "station-tickets:0", start * 3600 + 60)
     pipe.execute()
+    return start
+
+
+async def _refreshers(url: str, owners: list[str], lease_s: int,
+                      body: Callable[[list[ForecastRefresher], list[asyncio.Task]], Awaitable[None]]) -> None:
+    """Runs a refresher per owner (passes every 0.1 s) while ``body`` looks on."""
+    client = aredis.Redis.from_url(url)
+    found = [ForecastRefresher(client, tz=TZ, every=0.1, owner=o, lease_s=lease_s) for o in owners]
+    tasks = [asyncio.create_task(f.run()) for f in found]
+    try:
+        await body(found, tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
+
+
+def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -> None:
+    """Two workers' refreshers: the station's forecast is made and published once, by the
+    lease holder; when it stops, the other takes the lease and goes on."""
+    r = redis.Redis.from_url(stack_settings.redis)
+    start = _three_weeks(r, seed=5)
     seen: dict[str, object] = {}
 
-    async def run() -> None:
-        client = aredis.Redis.from_url(stack_settings.redis)
-        a = ForecastRefresher(client, tz=TZ, every=0.1, owner="worker-a", lease_s=2)
-        b = ForecastRefresher(client, tz=TZ, every=0.1, owner="worker-b", lease_s=2)
-        tasks = {a: asyncio.create_task(a.run()), b: asyncio.create_task(b.run())}
-        try:
-            await asyncio.sleep(1.5)
-            seen["first"] = (a.made, b.made, r.xlen(keys.CHAN_FORECASTS))
-            holder, other = (a, b) if a.made else (b, a)
-            seen["holder"] = r.get(keys.forecast_owner(STATION)).decode() == holder.owner
-            tasks[holder].cancel()  # the holder's worker stops
-            r.hset(keys.WATERMARKS, "station-tickets:0", (start + 1) * 3600 + 60)  # an hour on
-            await asyncio.sleep(1.0)
-            seen["early"] = other.made  # the lease has not run out yet
-            await asyncio.sleep(2.5)
-            seen["after"] = (other.made, r.xlen(keys.CHAN_FORECASTS))
-            seen["taken"] = r.get(keys.forecast_owner(STATION)).decode() == other.owner
-        finally:
-            for t in tasks.values():
-                t.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
-            await client.aclose()
+    async def body(found: list[ForecastRefresher], tasks: list[asyncio.Task]) -> None:
+        a, b = found
+        await asyncio.sleep(1.5)
+        seen["first"] = (a.made, b.made, r.xlen(keys.CHAN_FORECASTS))
+        holder, other = (a, b) if a.made else (b, a)
+        seen["holder"] = r.get(keys.forecast_owner(STATION)).decode() == holder.owner
+        tasks[found.index(holder)].cancel()  # the holder's worker stops
+        r.hset(keys.WATERMARKS, "station-tickets:0", (start + 1) * 3600 + 60)  # an hour on
+        await asyncio.sleep(1.0)
+        seen["early"] = other.made  # the lease has not run out yet
+        await asyncio.sleep(2.5)
+        seen["after"] = (other.made, r.xlen(keys.CHAN_FORECASTS))
+        seen["taken"] = r.get(keys.forecast_owner(STATION)).decode() == other.owner
 
-    run_async(run)
+    run_async(lambda: _refreshers(stack_settings.redis, ["worker-a", "worker-b"], 2, body))
     made_a, made_b, published = seen["first"]
     assert sorted((made_a, made_b)) == [0, 1] and published == 1, seen
     assert seen["holder"] and seen["early"] == 0, seen
@@ -212,34 +226,18 @@ def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -
 
 def test_a_worker_that_loses_a_stations_lease_lets_its_kept_hours_go(stack_settings) -> None:
     r = redis.Redis.from_url(stack_settings.redis)
-    r.flushdb()
-    rng = np.random.default_rng(6)
-    start = _hour(datetime(2025, 6, 2, 8, 0, tzinfo=TZ))
-    pipe = r.pipeline(transaction=False)
-    for h in range(start - 21 * 24, start):
-        pipe.hset(keys.station_hour(STATION, h), mapping={"arrived": _arrivals(h, rng)})
-        pipe.zadd(keys.station_hours(STATION), {str(h): h})
-    pipe.sadd(keys.STATIONS, STATION)
-    pipe.hset(keys.WATERMARKS, "station-tickets:0", start * 3600 + 60)
-    pipe.execute()
+    _three_weeks(r, seed=6)
     seen: dict[str, object] = {}
 
-    async def run() -> None:
-        client = aredis.Redis.from_url(stack_settings.redis)
-        a = ForecastRefresher(client, tz=TZ, every=0.1, owner="worker-a", lease_s=30)
-        task = asyncio.create_task(a.run())
-        try:
-            await asyncio.sleep(1.0)
-            seen["kept"] = (a.made, len(a.history.get(STATION).rows) if STATION in a.history else 0)
-            r.set(keys.forecast_owner(STATION), "worker-b", ex=30)  # another worker has it now
-            await asyncio.sleep(0.6)
-            seen["after"] = (a.made, STATION in a.history, STATION in a.last)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await client.aclose()
+    async def body(found: list[ForecastRefresher], tasks: list[asyncio.Task]) -> None:
+        (a,) = found
+        await asyncio.sleep(1.0)
+        seen["kept"] = (a.made, len(a.history[STATION].rows) if STATION in a.history else 0)
+        r.set(keys.forecast_owner(STATION), "worker-b", ex=30)  # another worker has it now
+        await asyncio.sleep(0.6)
+        seen["after"] = (a.made, STATION in a.history, STATION in a.last)
 
-    run_async(run)
+    run_async(lambda: _refreshers(stack_settings.redis, ["worker-a"], 30, body))
     made, kept = seen["kept"]
     assert made == 1 and kept > 400, seen  # three weeks less the two days read each time
     assert seen["after"] == (1, False, False), seen
