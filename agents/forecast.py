@@ -113,6 +113,9 @@ class Forecast:
     #: distance from it, or None: the date itself; ``factor``: the day against a usual
     #: one, from the past years).
     holidays: list[dict[str, Any]] = field(default_factory=list)
+    #: Local days of the horizon (``YYYY-MM-DD``) that are weekend days worked in place
+    #: of a weekday off (调休), forecast as working days.
+    workdays: list[str] = field(default_factory=list)
 
     def peaks(self, share: float = 0.40, factor: float = 1.5) -> list[dict[str, Any]]:
         """Hours that need more staff, busiest first, each with its share of the total.
@@ -150,7 +153,7 @@ class Forecast:
             "yhat": r(self.yhat), "lo80": r(self.lo80), "hi80": r(self.hi80),
             "lo95": r(self.lo95), "hi95": r(self.hi95),
             "method": self.method, "notes": list(self.notes), "peaks": self.peaks(),
-            "holidays": [dict(h) for h in self.holidays],
+            "holidays": [dict(h) for h in self.holidays], "workdays": list(self.workdays),
         }
 
 
@@ -547,11 +550,12 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
             what += f", {abs(k)} day{'s' if abs(k) > 1 else ''} {'before' if k < 0 else 'after'}"
         notes.append(f"{h['day']} ({what}): past years put the day at {h['factor']:.2f}x a "
                      "usual one")
+    workdays: list[str] = []
     if lag == WEEK and calendar is not None:
         days = np.unique((o + offset + np.arange(horizon)) // DAY).astype("datetime64[D]")
-        for d in days[calendars.is_workday(calendar, days)]:
-            notes.append(f"{d}: a working day in place of a weekday off (调休): forecast "
-                         "from the working days' profile")
+        workdays = [str(d) for d in days[calendars.is_workday(calendar, days)]]
+        notes.extend(f"{d}: a working day in place of a weekday off (调休): forecast from the "
+                     "working days' profile" for d in workdays)
 
     typical = float(np.nanmean(x)) if seen.size else 1.0
     q = _conformal(x, paths[:-1], origins[:-1], horizon, typical)
@@ -577,7 +581,7 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
         origin=origin_utc.astimezone(tz), hours=[h.astimezone(tz) for h in hours_utc],
         yhat=yhat.tolist(), lo80=lo80.tolist(), hi80=hi80.tolist(),
         lo95=lo95.tolist(), hi95=hi95.tolist(), method=method, notes=notes,
-        holidays=holidays)
+        holidays=holidays, workdays=workdays)
 
 
 def _odd_days(base: np.ndarray, yearly: np.ndarray, local0: int,

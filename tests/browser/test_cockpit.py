@@ -289,7 +289,7 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
                      "hint": "add staff"} for i in top],
           "method": "seasonal", "notes": [],
           "holidays": [{"day": "2025-01-27", "holiday": "Spring Festival", "offset": -2,
-                        "factor": 0.64}]}
+                        "factor": 0.64}], "workdays": ["2025-01-26"]}
     r.set(keys.forecast("SHS"), orjson.dumps(fc))
     # A screen on another clock (UTC) still shows the station's hours.
     page = browser.new_context(viewport={"width": 1600, "height": 900},
@@ -302,12 +302,15 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
     labels = page.evaluate("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
       .getOption().xAxis[0].data""")
     assert labels == [f"{h:02d}:00" for h in local]
-    # The days past years call odd are named, in the user's language.
-    expect(page.locator("#holidays li")).to_have_text(["01-27 春节 前 2 天：往年同期约为平日的 0.64 倍"])
+    # The days past years call odd are named, in the user's language, and the weekend
+    # days worked in place of a weekday off.
+    expect(page.locator("#holidays li")).to_have_text(["01-27 春节 前 2 天：往年同期约为平日的 0.64 倍",
+                                                       "01-26 调休上班：按工作日预测"])
     page.click("#lang")
     expect(page.locator("#peaks")).to_contain_text("Share of day")
     expect(page.locator("#holidays li")).to_have_text(
-        ["01-27 (Spring Festival 2 d before): past years put the day at 0.64x a usual one"])
+        ["01-27 (Spring Festival 2 d before): past years put the day at 0.64x a usual one",
+         "01-26: a weekend day worked in place of a weekday off, forecast as a working day"])
     # No screenshot from here: a hand-made record is not real data.
 
 

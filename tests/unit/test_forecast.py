@@ -486,7 +486,9 @@ def test_a_make_up_working_day_is_forecast_as_a_working_day() -> None:
     assert np.abs(np.array(plain.yhat) - COMMUTE).mean() > 25  # a Sunday's crowd
     assert with_calendar.yhat[8] > 150 > plain.yhat[8]
     assert any("2025-09-28" in n and "调休" in n for n in with_calendar.notes)
-    assert not any("调休" in n for n in plain.notes)
+    assert with_calendar.workdays == ["2025-09-28"]
+    assert json.loads(json.dumps(with_calendar.to_dict()))["workdays"] == ["2025-09-28"]
+    assert not any("调休" in n for n in plain.notes) and plain.workdays == []
 
 
 def test_the_weekend_after_a_make_up_day_is_a_weekend_again() -> None:
@@ -497,4 +499,4 @@ def test_the_weekend_after_a_make_up_day_is_a_weekend_again() -> None:
     fc = forecast_next(ts, y, origin=origin, horizon=24, calendar="CN")
     assert np.abs(np.array(fc.yhat) - LEISURE).mean() < 8
     assert fc.yhat[8] < 60
-    assert not any("调休" in n for n in fc.notes)
+    assert not any("调休" in n for n in fc.notes) and fc.workdays == []

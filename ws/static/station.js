@@ -49,12 +49,15 @@ export function mount(root, { me }) {
     return `${name} ${t(h.offset < 0 ? "days_before" : "days_after", { n: Math.abs(h.offset) })}`;
   }
 
+  // ... and the weekend days worked in place of a weekday off (调休).
   function drawHolidays(f) {
     const list = root.querySelector("#holidays");
     const days = f?.holidays || [];
+    const worked = f?.workdays || [];
     list.innerHTML = days.map((h) => `<li>${esc(t("holiday_line", {
-      day: h.day.slice(5), what: holidayName(h), x: Number(h.factor).toFixed(2) }))}</li>`).join("");
-    list.hidden = !days.length;
+      day: h.day.slice(5), what: holidayName(h), x: Number(h.factor).toFixed(2) }))}</li>`).join("")
+      + worked.map((d) => `<li>${esc(t("workday_line", { day: String(d).slice(5) }))}</li>`).join("");
+    list.hidden = !days.length && !worked.length;
   }
 
   function draw() {
