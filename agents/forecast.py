@@ -556,6 +556,11 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
         workdays = [str(d) for d in days[calendars.is_workday(calendar, days)]]
         notes.extend(f"{d}: a working day in place of a weekday off (调休): forecast from the "
                      "working days' profile" for d in workdays)
+        listed = calendars.workdays(calendar)
+        last_year = int(str(listed[-1])[:4]) if listed.size else None
+        if last_year is not None and int(str(days[-1])[:4]) > last_year:
+            notes.append(f"weekend days worked in place of a weekday off are known to {last_year} "
+                         "only (package holidays): later ones are forecast as weekends")
 
     typical = float(np.nanmean(x)) if seen.size else 1.0
     q = _conformal(x, paths[:-1], origins[:-1], horizon, typical)

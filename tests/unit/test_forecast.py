@@ -500,3 +500,14 @@ def test_the_weekend_after_a_make_up_day_is_a_weekend_again() -> None:
     assert np.abs(np.array(fc.yhat) - LEISURE).mean() < 8
     assert fc.yhat[8] < 60
     assert not any("调休" in n for n in fc.notes) and fc.workdays == []
+    assert not any("known to" in n for n in fc.notes)
+
+
+def test_a_year_without_listed_make_up_days_is_said() -> None:
+    from gridwatch.agents import calendars
+
+    last = int(str(calendars.workdays("CN")[-1])[:4])
+    origin = datetime(last + 1, 3, 2, tzinfo=CST8)
+    ts, y = commuter_station(origin, days=120)
+    fc = forecast_next(ts, y, origin=origin, horizon=24, calendar="CN")
+    assert any(f"known to {last} only" in n for n in fc.notes), fc.notes
