@@ -330,6 +330,10 @@ class ForecastRefresher:
                         # hours (megabytes) go, and a lease taken back reads afresh.
                         self.last.pop(station, None)
             except Exception as exc:  # noqa: BLE001 - a refresher must outlive a Redis blip
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancel that surfaced as another error inside a Redis call: stop.
+                    raise asyncio.CancelledError from exc
                 log.warning("forecast refresh: %s: %s; retrying", type(exc).__name__, exc)
 
 

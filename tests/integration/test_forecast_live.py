@@ -189,8 +189,15 @@ async def _refreshers(url: str, owners: list[str], lease_s: int,
     try:
         await body(found, tasks)
     finally:
-        for t in tasks:
-            t.cancel()
+        # Cancelled again until done: a cancel that lands inside a Redis call can be
+        # lost there, and the next one then lands in the refresher's sleep.
+        for _ in range(100):
+            pending = [t for t in tasks if not t.done()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            await asyncio.wait(pending, timeout=0.1)
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
 
