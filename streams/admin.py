@@ -51,7 +51,7 @@ def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> lis
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka, client_id="gridwatch-admin",
                                  request_timeout_ms=15000)
-    except Exception as exc:
+    except Exception as exc:  # report any connection failure plainly
         raise StackError(f"cannot reach Kafka at {settings.kafka}: {exc}") from exc
     try:
         existing = set(admin.list_topics())
@@ -114,7 +114,7 @@ def recreate_topics(settings: Settings, *, timeout: float = 60.0) -> None:
         try:
             ensure_topics(settings)
             return
-        except Exception as exc:
+        except Exception as exc:  # the deletion may still be settling
             if time.monotonic() > deadline:
                 raise StackError(f"topics not re-created within {timeout:.0f} s: {exc}") from exc
             time.sleep(0.5)
