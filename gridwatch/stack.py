@@ -30,7 +30,11 @@ from .stack_proc import Paths, port_open, read_pid, require, stop
 __all__ = ["Paths", "cluster_id", "down", "fetch_kafka", "port_open", "reset", "status",
            "stop_broker", "up"]
 
-_read_pid = read_pid  # the name callers used before the split
+_read_pid = read_pid  # the names callers used before the split
+
+
+def _stop(pid: int, timeout: float = 30) -> None:
+    stop([pid], timeout)
 
 
 def _start_redis(settings: Settings, paths: Paths) -> None:
