@@ -102,7 +102,8 @@ def status(settings: Settings) -> dict[str, object]:
         out["redis_cluster"] = stack_redis.seeds(masters)
         out["redis_cluster_up"] = stack_redis.ready(masters)
         out["redis_cluster_pids"] = {
-            p: read_pid(paths.pidfile(stack_redis.pid_name(p))) for p in masters}
+            f"{stack_redis.HOST}:{p}": read_pid(paths.pidfile(stack_redis.pid_name(p)))
+            for p in masters}
     return out
 
 
@@ -128,6 +129,7 @@ def up(settings: Settings, *, log: Callable[[str], None] = print, timeout: float
     paths = Paths(settings.home)
     nodes = stack_kafka.plan(settings, paths, _brokers_wanted(paths, brokers))
     masters = stack_redis.ports(settings, _masters_wanted(paths, redis_cluster))
+    stack_kafka.check_shape(paths, nodes)  # before a node of ours looks like a stranger
     started: list[str] = []
 
     if not read_pid(paths.pidfile("redis")):

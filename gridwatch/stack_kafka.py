@@ -189,7 +189,7 @@ def start(settings: Settings, paths: Paths, nodes: list[KafkaNode],
         StackError: a port is taken by a process that is not this node, another shape
             of Kafka of this stack runs or has data, or storage formatting failed.
     """
-    _check_shape(paths, nodes)
+    check_shape(paths, nodes)
     todo = [node for node in nodes if not read_pid(paths.pidfile(node.name))]
     if not todo:
         return []
@@ -227,7 +227,13 @@ def start(settings: Settings, paths: Paths, nodes: list[KafkaNode],
     return todo
 
 
-def _check_shape(paths: Paths, nodes: list[KafkaNode]) -> None:
+def check_shape(paths: Paths, nodes: list[KafkaNode]) -> None:
+    """Refuse to start ``nodes`` next to another shape of this stack's Kafka.
+
+    Raises:
+        StackError: the one-node Kafka runs and several are asked for, or the other
+            way round, or the cluster's data was made with another node count.
+    """
     single_alive = read_pid(paths.pidfile("kafka")) is not None
     if len(nodes) == 1:
         if running_nodes(paths):

@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
+from gridwatch.schemas.errors import StackError
 from gridwatch.streams.producer import make_producer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -231,3 +233,6 @@ def test_stack_up_is_idempotent_on_a_running_cluster(cluster: settings_mod.Setti
     assert after["kafka_nodes"] == before["kafka_nodes"]
     assert after["redis_cluster_pids"] == before["redis_cluster_pids"]
     assert Path(str(after["home"])) == cluster.home
+    assert orjson.loads(orjson.dumps(after))["redis_cluster_up"] is True  # `status --json`
+    with pytest.raises(StackError, match="several-broker"):
+        stack.up(cluster, brokers=1, log=lines.append)

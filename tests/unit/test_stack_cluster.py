@@ -254,3 +254,21 @@ def test_producers_built_by_the_project_wait_for_all_in_sync_replicas(tmp_path: 
     assert int(app.conf.producer_acks) == -1
     with pytest.raises(ValueError, match="acks=all"):
         make_producer(settings_mod.Settings(), acks=1)
+
+
+def test_up_refuses_one_broker_while_this_stacks_cluster_runs(tmp_path: Path) -> None:
+    """Node 1 of the cluster answers on the one-node port: it must not pass for a broker
+    someone else started."""
+    s = settings_mod.load({"GRIDWATCH_HOME": str(tmp_path)})
+    paths = stack.Paths(tmp_path)
+    paths.run.mkdir(parents=True)
+    (paths.kafka_cluster / "node-1").mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        paths.pidfile("kafka-1").write_text(str(sleeper.pid))
+        with pytest.raises(StackError, match="several-broker Kafka"):
+            stack.up(s, brokers=1, log=lambda _: None)
+        assert not paths.pidfile("redis").exists()  # refused before starting anything
+    finally:
+        sleeper.kill()
+        sleeper.wait()
