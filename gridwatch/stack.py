@@ -66,23 +66,32 @@ def _kafka_ready(settings: Settings) -> bool:
     return stack_kafka.ready(settings.kafka, 1)
 
 
-def _brokers_wanted(paths: Paths, brokers: int | None) -> int:
-    # Unsaid: keep the shape that runs (a cluster stays a cluster across `up`).
+def _brokers_wanted(settings: Settings, paths: Paths, brokers: int | None) -> int:
+    # Unsaid: keep the shape that runs (a cluster stays a cluster across `up`), else the
+    # one the exported GRIDWATCH_KAFKA names (what `up --brokers N` told to export).
     if brokers is not None:
         return brokers
-    return stack_kafka.configured_nodes(paths) if stack_kafka.running_nodes(paths) else 1
+    if stack_kafka.running_nodes(paths):
+        return stack_kafka.configured_nodes(paths)
+    return len([s for s in settings.kafka.split(",") if s.strip()])
 
 
-def _masters_wanted(paths: Paths, masters: int | None) -> int:
+def _masters_wanted(settings: Settings, paths: Paths, masters: int | None) -> int:
     if masters is not None:
         return masters
-    return len(stack_redis.configured_ports(paths)) if stack_redis.running_ports(paths) else 0
+    if stack_redis.running_ports(paths):
+        return len(stack_redis.configured_ports(paths))
+    # Seeds on this machine, as `up --redis-cluster N` told to export; seeds elsewhere
+    # name a cluster the stack does not run.
+    local = [n for n in settings.redis_cluster
+             if n.rsplit(":", 1)[0] in (stack_redis.HOST, "localhost")]
+    return len(local) if len(local) >= 3 else 0
 
 
 def status(settings: Settings) -> dict[str, object]:
     """Where the stack listens and whether each part answers."""
     paths = Paths(settings.home)
-    nodes = stack_kafka.plan(settings, paths, _brokers_wanted(paths, None))
+    nodes = stack_kafka.plan(settings, paths, _brokers_wanted(settings, paths, None))
     bootstrap = stack_kafka.bootstrap(nodes) if len(nodes) > 1 else settings.kafka
     first = nodes[0]
     out: dict[str, object] = {
@@ -127,8 +136,8 @@ def up(settings: Settings, *, log: Callable[[str], None] = print, timeout: float
     from .streams.admin import ensure_topics
 
     paths = Paths(settings.home)
-    nodes = stack_kafka.plan(settings, paths, _brokers_wanted(paths, brokers))
-    masters = stack_redis.ports(settings, _masters_wanted(paths, redis_cluster))
+    nodes = stack_kafka.plan(settings, paths, _brokers_wanted(settings, paths, brokers))
+    masters = stack_redis.ports(settings, _masters_wanted(settings, paths, redis_cluster))
     stack_kafka.check_shape(paths, nodes)  # before a node of ours looks like a stranger
     started: list[str] = []
 

@@ -272,3 +272,31 @@ def test_up_refuses_one_broker_while_this_stacks_cluster_runs(tmp_path: Path) ->
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_up_without_sizes_follows_what_runs_then_what_was_exported(tmp_path: Path) -> None:
+    paths = stack.Paths(tmp_path)
+    one = settings_mod.load({"GRIDWATCH_HOME": str(tmp_path)})
+    exported = settings_mod.load({
+        "GRIDWATCH_HOME": str(tmp_path),
+        "GRIDWATCH_KAFKA": "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096",
+        "GRIDWATCH_REDIS_CLUSTER": "127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003"})
+    remote = settings_mod.load({"GRIDWATCH_REDIS_CLUSTER": "10.0.0.5:7000,10.0.0.6:7000,"
+                                                           "10.0.0.7:7000"})
+    assert stack._brokers_wanted(one, paths, None) == 1
+    assert stack._masters_wanted(one, paths, None) == 0
+    assert stack._brokers_wanted(exported, paths, None) == 3
+    assert stack._masters_wanted(exported, paths, None) == 3
+    assert stack._masters_wanted(remote, paths, None) == 0  # not ours to start
+    assert stack._brokers_wanted(exported, paths, 1) == 1  # said outright, it wins
+    # A running cluster keeps its shape whatever the environment says.
+    for i in range(1, 6):
+        (paths.kafka_cluster / f"node-{i}").mkdir(parents=True)
+    paths.run.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        paths.pidfile("kafka-2").write_text(str(sleeper.pid))
+        assert stack._brokers_wanted(one, paths, None) == 5
+    finally:
+        sleeper.kill()
+        sleeper.wait()
