@@ -121,9 +121,11 @@ def up(settings: Settings, *, log: Callable[[str], None] = print, timeout: float
     """Start Kafka and Redis if they are not running, wait for them, create the topics.
 
     Args:
-        brokers: Kafka nodes (None: as many as run now, else one).
+        brokers: Kafka nodes (None: as many as run now, else as many as
+            ``settings.kafka`` lists).
         redis_cluster: Redis Cluster masters besides the single Redis (None: as many
-            as run now, else none; 0: none).
+            as run now, else the local seeds of ``settings.redis_cluster`` if three or
+            more, else none; 0: none).
 
     Returns:
         The settings that reach what runs: every broker in ``kafka``, the cluster's
