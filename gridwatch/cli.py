@@ -42,13 +42,13 @@ def cmd_stack(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from . import stack
 
     if args.action == "up":
-        stack.up(s)
+        stack.up(s, brokers=args.brokers, redis_cluster=args.redis_cluster)
     elif args.action == "down":
         stack.down(s)
     elif args.action == "status":
         st = stack.status(s)
         emit(st, as_json=args.json)
-        return 0 if st["kafka_up"] and st["redis_up"] else 1
+        return 0 if st["kafka_up"] and st["redis_up"] and st.get("redis_cluster_up", True) else 1
     elif args.action == "reset":
         if not args.yes:
             print("gridwatch: reset wipes every topic and all state; add --yes", file=sys.stderr)
@@ -251,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="topics: create missing topics on GRIDWATCH_KAFKA (deployments)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--yes", action="store_true", help="confirm `reset`")
+    p.add_argument("--brokers", type=int, default=None, metavar="N",
+                   help="`up`: N Kafka nodes, topics replicated min(3, N) times "
+                        "(default: as many as run, else 1)")
+    p.add_argument("--redis-cluster", type=int, default=None, metavar="N",
+                   help="`up`: also a Redis Cluster of N masters, N >= 3 "
+                        "(default: the one that runs, else none)")
     p.set_defaults(func=cmd_stack)
 
     p = sub.add_parser("worker", help="run a faust worker (join the consumer group)")

@@ -31,6 +31,11 @@ GRIDWATCH_CALENDAR         holidays that move, matched across past years by    C
                            station forecasts: CN (lunar festivals), a country
                            code with an optional region (NZ-AUK, US-MN, GB)
                            or none
+GRIDWATCH_REDIS_CLUSTER    Redis Cluster seed nodes host:port[,host:port...];  (none: one Redis)
+                           when set, clients are RedisCluster ones
+GRIDWATCH_REPLICATION      replication factor of the topics gridwatch creates  0: min(3, brokers)
+GRIDWATCH_MIN_INSYNC       min.insync.replicas of those topics                 0: 2 when RF >= 3,
+                                                                               else 1
 =========================  ==================================================  ======================
 """
 
@@ -81,6 +86,10 @@ class Settings:
     log_format: str = "text"
     tz: str = "Asia/Shanghai"
     calendar: str | None = "CN"
+    # Redis Cluster and replicated Kafka (0 = derived from the cluster; see the table).
+    redis_cluster: tuple[str, ...] = ()
+    replication: int = 0
+    min_insync: int = 0
 
     @property
     def kafka_port(self) -> int:
@@ -190,4 +199,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"GRIDWATCH_KAFKA={settings.kafka!r}: expected host:port")
     if not settings.redis.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"GRIDWATCH_REDIS={settings.redis!r}: expected a redis:// URL")
+    settings = replace(
+        settings,
+        redis_cluster=_nodes(env, "GRIDWATCH_REDIS_CLUSTER"),
+        replication=_int(env, "GRIDWATCH_REPLICATION", base.replication, lo=0),
+        min_insync=_int(env, "GRIDWATCH_MIN_INSYNC", base.min_insync, lo=0),
+    )
     return settings
+
+
+def _nodes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated host:port list, each port checked (a typo here would only show
+    as a connection failure much later)."""
+    nodes = tuple(n.strip() for n in (env.get(name) or "").split(",") if n.strip())
+    for node in nodes:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}={env.get(name)!r}: expected host:port[,host:port...]")
+    return nodes

@@ -1,4 +1,10 @@
-"""Topic administration: create every gridwatch topic explicitly, never by auto-create."""
+"""Topic administration: create every gridwatch topic explicitly, never by auto-create.
+
+Topics are replicated as the cluster allows: ``GRIDWATCH_REPLICATION`` copies if set,
+else min(3, brokers); with three copies a write needs two in sync
+(``min.insync.replicas=2``, ``GRIDWATCH_MIN_INSYNC`` to change it), so with producers
+on ``acks=all`` one broker can fail without losing an acknowledged event.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,29 @@ from kafka.errors import TopicAlreadyExistsError
 
 from ..schemas.errors import StackError
 from ..settings import Settings
+from ..stack_kafka import replication_for
 from .topics import all_topics
 
 
+def topic_replication(settings: Settings, brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of new topics on ``brokers`` brokers.
+
+    Raises:
+        StackError: the settings ask for more copies than brokers, or more in-sync
+            copies than copies (Kafka would refuse every write).
+    """
+    rf = settings.replication or replication_for(brokers)[0]
+    min_isr = settings.min_insync or (2 if rf >= 3 else 1)
+    if rf > brokers:
+        raise StackError(f"GRIDWATCH_REPLICATION={rf} but the cluster has {brokers} brokers")
+    if min_isr > rf:
+        raise StackError(f"GRIDWATCH_MIN_INSYNC={min_isr} exceeds the replication factor {rf}")
+    return rf, min_isr
+
+
 def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> list[str]:
-    """Create the topics that do not exist yet, with ``settings.partitions`` each.
+    """Create the topics that do not exist yet, with ``settings.partitions`` each,
+    replicated as :func:`topic_replication` says for the brokers of the cluster.
 
     Returns:
         The names of the topics created now.
@@ -27,16 +51,20 @@ def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> lis
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka, client_id="gridwatch-admin",
                                  request_timeout_ms=15000)
-    except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
+    except Exception as exc:  # report any connection failure plainly
         raise StackError(f"cannot reach Kafka at {settings.kafka}: {exc}") from exc
     try:
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         configs = {"retention.ms": str(retention_ms)} if retention_ms else {}
         if missing:
+            brokers = len(admin.describe_cluster().get("brokers") or [None])
+            rf, min_isr = topic_replication(settings, brokers)
+            if rf > 1:
+                configs["min.insync.replicas"] = str(min_isr)
             try:
                 admin.create_topics([
-                    NewTopic(name, num_partitions=wanted[name], replication_factor=1,
+                    NewTopic(name, num_partitions=wanted[name], replication_factor=rf,
                              topic_configs=configs)
                     for name in missing
                 ])
@@ -86,7 +114,7 @@ def recreate_topics(settings: Settings, *, timeout: float = 60.0) -> None:
         try:
             ensure_topics(settings)
             return
-        except Exception as exc:  # noqa: BLE001 - the deletion may still be settling
+        except Exception as exc:  # the deletion may still be settling
             if time.monotonic() > deadline:
                 raise StackError(f"topics not re-created within {timeout:.0f} s: {exc}") from exc
             time.sleep(0.5)

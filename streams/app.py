@@ -35,6 +35,8 @@ def make_app(settings: Settings, *, app_id: str = "gridwatch-worker") -> faust.A
         broker_commit_interval=1.0,
         stream_buffer_maxsize=8192,
         web_enabled=False,
+        # acks=all: a write counts once min.insync.replicas copies have it (2 of 3 on a
+        # replicated cluster), so a broker can fail without losing a forwarded event.
         producer_acks=-1,
         producer_linger=0.005,
         autodiscover=False,

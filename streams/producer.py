@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 from kafka import KafkaProducer
@@ -18,7 +19,16 @@ from .topics import InputTopic, resolve
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """A kafka-python producer tuned for throughput with every write acknowledged."""
+    """A kafka-python producer tuned for throughput with every write acknowledged.
+
+    ``acks=all`` is not negotiable: with topics on three brokers and
+    min.insync.replicas 2, it is what makes an acknowledged event survive a broker.
+
+    Raises:
+        ValueError: ``overrides`` ask for weaker acknowledgements.
+    """
+    if overrides.get("acks", "all") not in ("all", -1):
+        raise ValueError(f"acks={overrides['acks']!r}: gridwatch producers use acks=all")
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka.split(","),
         "acks": "all",

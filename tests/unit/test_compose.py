@@ -39,6 +39,12 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in env.items()}
 
 
+def resolved(value: str) -> str:
+    """A value with every ``${VAR:-default}`` replaced by its default: what compose runs
+    when the variable is not set (the default profile)."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
 def command_of(service: dict[str, Any]) -> list[str]:
     cmd = service.get("command") or []
     return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
@@ -117,12 +123,13 @@ def test_the_gateway_serves_port_8765(services: dict[str, dict[str, Any]]) -> No
 def test_the_gridwatch_services_reach_kafka_and_redis_by_service_name(
         services: dict[str, dict[str, Any]]) -> None:
     for name in ("topics", "worker", "gateway"):
-        env = env_of(services[name])
+        env = {k: resolved(v) for k, v in env_of(services[name]).items()}
         assert env["GRIDWATCH_KAFKA"].split(":")[0] == "kafka", name
         assert env["GRIDWATCH_REDIS"].startswith("redis://redis:"), name
         # The values parse with the real settings loader.
         loaded = settings_mod.load({k: v for k, v in env.items() if "${" not in v})
         assert loaded.kafka == env["GRIDWATCH_KAFKA"]
+        assert loaded.redis_cluster == () and loaded.replication == 0  # one Redis, derived RF
 
 
 def _variables_read_by_settings() -> set[str]:
@@ -241,3 +248,99 @@ def test_the_image_gives_its_run_user_a_writable_gridwatch_home() -> None:
     assert home, "the final stage sets no GRIDWATCH_HOME"
     assert re.search(rf"chown\s+{re.escape(user)}\S*\s+{re.escape(home.group(1))}\b", final), (
         f"{home.group(1)} is not given to {user}")
+
+
+# ---- the kafka-cluster and redis-cluster profiles --------------------------------------------
+
+DEFAULT_SERVICES = ("kafka", "redis", "topics", "worker", "gateway")
+
+
+def _in_profile(services: dict[str, dict[str, Any]], profile: str) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in services.items() if profile in (s.get("profiles") or [])}
+
+
+def _header_value(name: str) -> str:
+    """The value the file's header tells a district to put in .env for ``name``."""
+    found = re.search(rf"^#.*\b{name}=(\S+)", (ROOT / "docker-compose.yml").read_text(),
+                      re.MULTILINE)
+    assert found, f"the compose header does not say how to set {name}"
+    return found.group(1)
+
+
+def test_the_default_profile_is_unchanged_by_the_cluster_profiles(
+        services: dict[str, dict[str, Any]]) -> None:
+    for name in DEFAULT_SERVICES:
+        assert not services[name].get("profiles"), name
+    for name in DEFAULT_SERVICES:
+        deps = services[name].get("depends_on") or {}
+        for dep, spec in (deps.items() if isinstance(deps, dict) else []):
+            if services[dep].get("profiles"):
+                # A profile's service is waited for only when its profile is on.
+                assert spec.get("required") is False, (name, dep)
+
+
+def test_the_kafka_cluster_profile_runs_three_voting_nodes_with_replicated_topics(
+        services: dict[str, dict[str, Any]]) -> None:
+    nodes = _in_profile(services, "kafka-cluster")
+    assert set(nodes) == {"kafka-1", "kafka-2", "kafka-3"}
+    envs = {name: env_of(svc) for name, svc in nodes.items()}
+    assert {e["KAFKA_NODE_ID"] for e in envs.values()} == {"1", "2", "3"}
+    assert len({e["CLUSTER_ID"] for e in envs.values()}) == 1  # formatted as one cluster
+    for name, env in envs.items():
+        svc = nodes[name]
+        assert svc["image"] == services["kafka"]["image"]  # the same pinned broker
+        voters = dict(v.split("@") for v in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
+        assert voters == {"1": "kafka-1:9093", "2": "kafka-2:9093", "3": "kafka-3:9093"}
+        assert voters[env["KAFKA_NODE_ID"]].split(":")[0] == name
+        assert {r.strip() for r in env["KAFKA_PROCESS_ROLES"].split(",")} == {"broker",
+                                                                             "controller"}
+        assert "CONTROLLER://:9093" in env["KAFKA_LISTENERS"]
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+        assert "healthcheck" in svc
+    volumes = [str(v).split(":")[0] for svc in nodes.values() for v in svc["volumes"]]
+    assert len(set(volumes)) == 3  # a log directory each
+    # Topic creation waits for all three, and the header's settings reach them.
+    topics_deps = depends(services["topics"])
+    assert all(topics_deps.get(n) == "service_healthy" for n in nodes)
+    kafka = _header_value("GRIDWATCH_KAFKA")
+    assert sorted(kafka.split(",")) == [f"{n}:9092" for n in sorted(nodes)]
+    loaded = settings_mod.load({"GRIDWATCH_KAFKA": kafka,
+                                "GRIDWATCH_REPLICATION": _header_value("GRIDWATCH_REPLICATION")})
+    assert loaded.replication == 3
+
+
+def test_the_redis_cluster_profile_runs_three_masters_joined_once(
+        services: dict[str, dict[str, Any]]) -> None:
+    profile = _in_profile(services, "redis-cluster")
+    masters = {n: s for n, s in profile.items() if n.startswith("redis-node-")}
+    assert set(masters) == {"redis-node-1", "redis-node-2", "redis-node-3"}
+    for name, svc in masters.items():
+        cmd = command_of(svc)
+        assert cmd[0] == "redis-server"
+        assert cmd[cmd.index("--cluster-enabled") + 1] == "yes"
+        assert cmd[cmd.index("--appendonly") + 1] == "yes"
+        assert cmd[cmd.index("--cluster-announce-hostname") + 1] == name
+        assert cmd[cmd.index("--cluster-preferred-endpoint-type") + 1] == "hostname"
+        assert "healthcheck" in svc
+    volumes = [str(v).split(":")[0] for svc in masters.values() for v in svc["volumes"]]
+    assert len(set(volumes)) == 3 and all(str(v).endswith(":/data")
+                                          for svc in masters.values() for v in svc["volumes"])
+    create = profile["redis-cluster-create"]
+    assert create.get("restart") == "no"
+    assert depends(create) == {n: "service_healthy" for n in masters}
+    script = " ".join(command_of(create))
+    assert "--cluster create" in script and "--cluster-replicas 0" in script
+    assert "--cluster-yes" in script
+    assert all(f"getent hosts {n}" in script for n in masters)
+    assert "cluster_state:ok" in script  # a restart does not try to create it again
+    for name in ("worker", "gateway"):
+        assert depends(services[name]).get("redis-cluster-create") == (
+            "service_completed_successfully")
+    seeds = settings_mod.load(
+        {"GRIDWATCH_REDIS_CLUSTER": _header_value("GRIDWATCH_REDIS_CLUSTER")}).redis_cluster
+    assert sorted(seeds) == [f"{n}:6379" for n in sorted(masters)]

@@ -1,0 +1,82 @@
+"""The one place a Redis client is built: a single server or a Redis Cluster.
+
+``GRIDWATCH_REDIS_CLUSTER`` (``settings.redis_cluster``) selects cluster mode: the seed
+nodes are handed to redis-py's ``RedisCluster``, which learns the slot map from them and
+routes each command to the master owning its key. Without it, ``GRIDWATCH_REDIS`` names
+one server. The credentials and TLS of ``GRIDWATCH_REDIS`` apply to the cluster nodes too.
+
+In cluster mode a script's keys must hash to one slot (share a ``{hash tag}``), scripts
+cannot run inside pipelines, and a transaction stays within one slot: callers that need
+those write their keys with a common tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import ClusterNode, RedisCluster
+
+from .settings import Settings
+
+SyncClient = redis.Redis | RedisCluster
+AsyncClient = aioredis.Redis | AsyncRedisCluster
+
+
+def cluster_nodes(settings: Settings) -> list[tuple[str, int]]:
+    """The seed nodes as (host, port) pairs (empty: one server, not a cluster)."""
+    nodes = []
+    for node in settings.redis_cluster:
+        host, _, port = node.strip().rpartition(":")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    """Username, password and TLS from the single-server URL, for the cluster's nodes."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    if parts.scheme == "rediss":
+        options["ssl"] = True
+    return options
+
+
+def sync_client(settings: Settings, *, decode_responses: bool = False,
+                **options: Any) -> SyncClient:
+    """A blocking client: ``RedisCluster`` when cluster seeds are set, else ``Redis``.
+
+    Args:
+        decode_responses: return ``str`` instead of ``bytes`` (as the caller uses today).
+        options: passed on to redis-py (timeouts and the like).
+    """
+    seeds = cluster_nodes(settings)
+    if seeds:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in seeds],
+            decode_responses=decode_responses, **_url_options(settings.redis), **options)
+    return redis.Redis.from_url(settings.redis, decode_responses=decode_responses, **options)
+
+
+def async_client(settings: Settings, *, decode_responses: bool = False,
+                 **options: Any) -> AsyncClient:
+    """An asyncio client: ``redis.asyncio.RedisCluster`` when cluster seeds are set, else
+    ``redis.asyncio.Redis``. Close it with ``await client.aclose()``."""
+    seeds = cluster_nodes(settings)
+    if seeds:
+        return AsyncRedisCluster(
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in seeds],
+            decode_responses=decode_responses, **_url_options(settings.redis), **options)
+    return aioredis.Redis.from_url(settings.redis, decode_responses=decode_responses, **options)
+
+
+def is_cluster(client: SyncClient | AsyncClient) -> bool:
+    """True for a cluster client (callers that pipeline scripts must group by slot)."""
+    return isinstance(client, (RedisCluster, AsyncRedisCluster))
