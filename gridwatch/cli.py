@@ -69,7 +69,9 @@ def cmd_stack(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .agents.worker import run
+    from .city import load_grids
 
+    load_grids(s.grids)  # a grids file it cannot use: one line and exit 2, before faust starts
     run(s, loglevel=args.loglevel)
     return 0
 
@@ -200,6 +202,8 @@ def cmd_schemas(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 def cmd_gateway(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .ws.gateway import run
 
+    # The gateway reads the district's files at start: a file it cannot use is a
+    # ConfigError, printed by main() as one line.
     s = s.with_(gateway_host=args.host or s.gateway_host, gateway_port=args.port or s.gateway_port)
     run(s)
     return 0
