@@ -147,7 +147,10 @@ def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                 raise GridwatchError("state grid needs a GRID_ID")
             from . import queries
 
-            state = store.grid_state(r, args.id)
+            try:
+                state = queries.grid_state(r, args.id)
+            except ValueError as exc:  # a corrupted counter: say which, no traceback
+                raise GridwatchError(f"state grid {args.id}: {exc}") from None
             if not state["total"] and not r.sismember("gw:grids", args.id):
                 from .city import load_grids
 
