@@ -31,6 +31,10 @@ GRIDWATCH_CALENDAR         holidays that move, matched across past years by    C
                            station forecasts: CN (lunar festivals), a country
                            code with an optional region (NZ-AUK, US-MN, GB)
                            or none
+GRIDWATCH_COMMAND_KEYS     command signing keys, key_id:secret[,...]; the      (none)
+                           first signs, all verify (never printed)
+GRIDWATCH_COMMAND_KEY_FILE a file of such keys, one per line                   (none): a key made once
+                                                                               under GRIDWATCH_HOME
 =========================  ==================================================  ======================
 """
 
@@ -81,6 +85,9 @@ class Settings:
     log_format: str = "text"
     tz: str = "Asia/Shanghai"
     calendar: str | None = "CN"
+    # Command signing (gridwatch.command_keys): secrets, so kept out of repr and public().
+    command_keys: str = field(default="", repr=False)
+    command_key_file: Path | None = None
 
     @property
     def kafka_port(self) -> int:
@@ -175,7 +182,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=(env.get("GRIDWATCH_LOG_FORMAT") or base.log_format).strip().lower(),
         tz=(env.get("GRIDWATCH_TZ") or base.tz).strip(),
         calendar=env.get("GRIDWATCH_CALENDAR") or base.calendar or "none",
+        command_keys=(env.get("GRIDWATCH_COMMAND_KEYS") or "").strip(),
+        command_key_file=(Path(env["GRIDWATCH_COMMAND_KEY_FILE"])
+                          if env.get("GRIDWATCH_COMMAND_KEY_FILE") else None),
     )
+    if settings.command_keys:
+        from .signing import Keyring
+
+        Keyring.parse(settings.command_keys)  # malformed: a ConfigError that names no secret
     try:
         settings = replace(settings, calendar=calendars.check(settings.calendar))
     except calendars.CalendarError as exc:

@@ -35,7 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from gridwatch import city, keys, users
+from gridwatch import city, command_keys, keys, users
 from gridwatch.settings import Settings
 
 from . import http
@@ -116,6 +116,7 @@ class Gateway:
                          for s in stations]
         self.hub = Hub(settings.redis, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
+        self.keyring = command_keys.keyring(settings)  # signs the commands it produces
         self.grid_set = frozenset(self.hub.grid_ids)
         self.files = http.load_static()
         self.metrics = Metrics(self.hub)
@@ -393,7 +394,7 @@ class Gateway:
         # when it runs ahead of the wall clock (a simulated day at speed). Stamped here,
         # once, so a replay of the command log applies it exactly as the first time.
         marks = [float(v) for v in await self.hub.r.hvals(keys.WATERMARKS)]
-        record = command_record(user, cmd, now=max([time.time(), *marks]))
+        record = command_record(user, cmd, now=max([time.time(), *marks]), keyring=self.keyring)
         try:
             if self.producer is None:
                 raise ConnectionError("no Kafka producer")
