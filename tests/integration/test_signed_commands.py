@@ -30,7 +30,7 @@ from gridwatch.signing import Keyring, sign
 
 from .conftest import Workers, wait_until
 from .test_alerts_e2e import T0, Feed, ok, places, trail, wait_alert
-from .test_gateway import GatewayProcess, session_for
+from .test_gateway import Client, GatewayProcess, run_async, session_for, until
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +158,63 @@ def test_gateway_and_state_grid_on_a_district_file_of_its_own(
     unknown = state("G9999")
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "gridwatch: unknown grid 'G9999'"
+
+
+class DistrictWorkers(Workers):
+    """Workers reading a district file of their own."""
+
+    grids = ""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "GRIDWATCH_GRIDS": self.grids}
+
+
+def test_a_cockpit_command_is_signed_by_the_gateway_and_applied_by_the_worker(
+        clean_stack: settings_mod.Settings, tmp_path: Path) -> None:
+    """Gateway and worker on a grids file with grid_id properties: the officer's ack goes
+    through the gateway (signed there) and the worker applies it."""
+    s = clean_stack
+    path = district_file(tmp_path, "grid_id")
+    w = DistrictWorkers(s, tmp_path)
+    w.grids = str(path)
+    (here,) = places(1)
+    feed = Feed(s)
+    first = feed.loiter(here, camera="cam-gw-1", zone="pharmacy:g01", people=9, dwell_s=400,
+                        ts=T0 + 10)
+    feed.close()
+    g = GatewayProcess(s, tmp_path)
+    g.env["GRIDWATCH_GRIDS"] = str(path)
+    r = store.connect(s.redis)
+    try:
+        w.start()
+        g.start()
+        from gridwatch.agents.loiter import loiter_alert_id
+
+        alert_id = loiter_alert_id("cam-gw-1", "pharmacy:g01", first)
+        assert wait_alert(r, alert_id)["grid_id"] == here.grid  # the worker found its grid
+        rr = redis.Redis.from_url(s.redis)
+        session = session_for(g, rr, User("o1", "duty_officer"))
+        rr.close()
+
+        results: list[dict[str, Any]] = []
+
+        async def main() -> None:
+            c = Client(g, session).start()
+            c.results = results
+            await until(lambda: c.ws is not None and bool(c.snapshots), timeout=20)
+            await c.ws.send(orjson.dumps({"op": "cmd", "req": "r1", "target": "alert",
+                                          "id": alert_id, "action": "ack"}).decode())
+            await until(lambda: any(x.get("state") == "applied" for x in c.results), timeout=30)
+            await c.stop()
+
+        run_async(main)  # returns nothing: the results are gathered in the list
+        applied = next(x for x in results if x.get("state") == "applied")
+        assert applied["ok"] is True, results
+        acked = wait_alert(r, alert_id)
+        assert acked["status"] == "acknowledged"
+        assert trail(acked)[-1][2:] == ("acknowledged", "o1", "duty_officer")
+        assert store.summary(r)["deadletter"] == 0
+    finally:
+        g.stop()
+        w.stop_all()
+        r.close()
