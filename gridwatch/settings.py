@@ -31,10 +31,10 @@ GRIDWATCH_CALENDAR         holidays that move, matched across past years by    C
                            station forecasts: CN (lunar festivals), a country
                            code with an optional region (NZ-AUK, US-MN, GB)
                            or none
-GRIDWATCH_COMMAND_KEYS     command signing keys, key_id:secret[,...]; the      (none)
-                           first signs, all verify (never printed)
-GRIDWATCH_COMMAND_KEY_FILE a file of such keys, one per line                   (none): a key made once
-                                                                               under GRIDWATCH_HOME
+GRIDWATCH_COMMAND_KEYS     command signing keys, key_id:secret[,...]; the      a key made once under
+                           first signs, all verify (never printed)             GRIDWATCH_HOME
+GRIDWATCH_COMMAND_KEY_FILE a file of such keys, one a line (instead of the     the same
+                           variable above)
 =========================  ==================================================  ======================
 """
 
