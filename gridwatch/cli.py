@@ -136,7 +136,7 @@ def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 
 
 def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
-    from . import store
+    from . import keys, store
 
     r = store.connect(s.redis)
     try:
@@ -151,7 +151,7 @@ def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                 state = queries.grid_state(r, args.id)
             except ValueError as exc:  # a corrupted counter: say which, no traceback
                 raise GridwatchError(f"state grid {args.id}: {exc}") from None
-            if not state["total"] and not r.sismember("gw:grids", args.id):
+            if not state["total"] and not r.sismember(keys.GRIDS_SEEN, args.id):
                 from .city import load_grids
 
                 if args.id not in {g.id for g in load_grids(s.grids)}:
