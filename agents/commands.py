@@ -21,6 +21,7 @@ from .. import keys
 from ..schemas.errors import DecodeError, TransitionRefused
 from ..schemas.events import parse_time
 from ..schemas.records import Alert, Task
+from ..signing import Keyring, verify_raw
 from ..store import ApplyConflict, AsyncStore
 from . import escalation, lifecycle
 from .escalation import Deadline, EscalationConfig
@@ -96,7 +97,8 @@ class CommandApplier:
 
     def __init__(self, store: AsyncStore, index: GridIndex, config: EscalationConfig,
                  *, sla_s: float = 7200.0, input_ends: Callable[[], Awaitable[dict[str, int]]] | None = None,
-                 catch_up_s: float = 120.0) -> None:
+                 catch_up_s: float = 120.0, keyring: Keyring) -> None:
+        self.keyring = keyring  # only commands signed with one of its keys are applied
         self.input_ends = input_ends
         self.catch_up_s = catch_up_s
         self.store = store
@@ -190,6 +192,7 @@ class CommandApplier:
             update = BatchUpdate()
             update.offsets[pfield] = (before, rec.offset)
             try:
+                verify_raw(rec.value, self.keyring)  # unsigned or altered: dead-lettered
                 cmd = decode_command(rec.value)
             except DecodeError as exc:
                 self.stats["bad"] += 1

@@ -19,6 +19,7 @@ import zoneinfo
 
 import faust
 
+from .. import command_keys
 from ..city import load_grids
 from ..settings import Settings
 from ..store import AsyncStore
@@ -83,7 +84,8 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     async def input_ends() -> dict[str, int]:
         return await asyncio.to_thread(_end_offsets, settings)
 
-    commands = CommandApplier(store, index, config.escalation, input_ends=input_ends)
+    commands = CommandApplier(store, index, config.escalation, input_ends=input_ends,
+                              keyring=command_keys.keyring(settings))
     timers = Timers(store, config)
     forecasts = ForecastRefresher(store.redis, publish=send, tz=zoneinfo.ZoneInfo(settings.tz),
                                   calendar=settings.calendar)

@@ -29,7 +29,7 @@ import orjson
 import shapely
 from gridwatch.agents.grid_index import GridIndex
 
-from gridwatch.city import Grid, generate, load_grids
+from gridwatch.city import Grid, generate, load_city, load_grids
 from gridwatch.settings import Settings
 from _machine import cpu_model
 from _machine import versions as package_versions
@@ -53,7 +53,7 @@ def district(n: int) -> tuple[list[Grid], dict[str, Any], float | None]:
         tmp.write_bytes(orjson.dumps(geojson))
         city_path.write_bytes(orjson.dumps(city))
         tmp.rename(grids_path)  # the grids file last: its presence means "complete"
-    return load_grids(grids_path), orjson.loads(city_path.read_bytes()), took
+    return load_grids(grids_path), load_city(city_path), took
 
 
 def points_for(grids: list[Grid], city: dict[str, Any], count: int,

@@ -6,21 +6,25 @@ a relaxed Voronoi tessellation). ``gridwatch city generate`` writes it to
 ``gridwatch/data/grids.geojson`` and ``city.json``; the bundled copies were made by it
 with the default seed, so the demo and tests run on the same city.
 
-``load_grids`` / ``load_city`` read any district of the same format: a district brings
-its own GeoJSON (a FeatureCollection of Polygons with an ``id`` property, and optional
-``name``, ``name_zh``, ``street`` and ``workers``).
+``read_grids`` / ``load_grids`` / ``load_city`` read any district of the same format, and
+every component reads the files through them: a district brings its own GeoJSON (a
+FeatureCollection of Polygons whose id is an ``id`` or ``grid_id`` property or the
+feature id, with optional ``name``, ``name_zh``, ``street`` and ``workers``). A file
+they cannot use is one :class:`ConfigError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import shapely
+import shapely.validation
 from shapely.geometry import MultiPoint, MultiPolygon, Polygon, mapping, shape
 
 from .schemas.errors import ConfigError
@@ -167,23 +171,71 @@ def generate(*, grids: int = 800, seed: int = 7) -> tuple[dict[str, Any], dict[s
     return geojson, city
 
 
-def load_grids(path: Path) -> list[Grid]:
+@dataclass(frozen=True)
+class GridsFile:
+    """A district's grids as loaded: the grids, and the GeoJSON the cockpit is served.
+
+    ``geojson`` is the file's FeatureCollection normalised: every feature carries its
+    grid id as ``properties.id`` (and as the feature id), with ``name`` and ``name_zh``
+    filled in, whichever of ``id``, ``grid_id`` or the feature id the file used.
+    """
+
+    grids: list[Grid]
+    geojson: dict[str, Any]
+
+
+# A grid id becomes part of Redis keys, channel names and "|"-separated trace members.
+_GRID_ID = re.compile(r"^[^\s|]{1,64}$")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not JSON ({exc})") from None
+
+
+def _grid_id(feature: dict[str, Any], props: dict[str, Any]) -> object:
+    for value in (props.get("id"), props.get("grid_id"), feature.get("id")):
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _geometry(path: Path, grid_id: str, raw: object) -> Polygon | MultiPolygon:
+    try:
+        geom = shape(raw)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - shapely raises many kinds for bad input
+        raise ConfigError(f"{path}: grid {grid_id} has no valid geometry ({exc})") from None
+    if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
+        raise ConfigError(f"{path}: grid {grid_id}: geometry is a {geom.geom_type}, "
+                          "not a Polygon or MultiPolygon")
+    if not geom.is_valid:
+        why = shapely.validation.explain_validity(geom)
+        raise ConfigError(f"{path}: grid {grid_id}: invalid polygon ({why})")
+    return geom  # type: ignore[return-value]
+
+
+def read_grids(path: Path) -> GridsFile:
     """Read a grids GeoJSON FeatureCollection of Polygons or MultiPolygons.
 
-    A feature's id is its ``id`` (or ``grid_id``) property, else the feature's ``id``.
+    A feature's id is its ``id`` property, else its ``grid_id`` property, else the
+    feature's own ``id``: a string (no spaces or ``|``, at most 64 characters) or a whole
+    number. Every component (worker, gateway, CLI, tools) reads the grids through here.
 
     Raises:
-        ConfigError: the file is missing or not GeoJSON, or a feature lacks an id or a
-            valid polygon; the message names the feature.
+        ConfigError: the file is missing, not JSON, not a FeatureCollection, or a feature
+            lacks an id, repeats one, or has no valid polygon; the message names the
+            file and the feature.
     """
-    try:
-        doc = orjson.loads(Path(path).read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read grids GeoJSON {path}: {exc}") from None
+    doc = _read_json(path, "grids GeoJSON")
     features = doc.get("features") if isinstance(doc, dict) else None
-    if not isinstance(features, list):
+    if not isinstance(features, list) or doc.get("type", "FeatureCollection") != "FeatureCollection":
         raise ConfigError(f"{path}: not a GeoJSON FeatureCollection (no features list)")
-    grids = []
+    grids: list[Grid] = []
+    out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for n, feature in enumerate(features):
         if not isinstance(feature, dict):
@@ -191,40 +243,110 @@ def load_grids(path: Path) -> list[Grid]:
         props = feature.get("properties") or {}
         if not isinstance(props, dict):
             raise ConfigError(f"{path}: feature {n}: properties must be an object")
-        grid_id = str(props.get("id") or props.get("grid_id") or feature.get("id") or "")
-        if not grid_id:
-            raise ConfigError(f"{path}: feature {n} has no id property")
+        raw_id = _grid_id(feature, props)
+        if raw_id is None:
+            raise ConfigError(f"{path}: feature {n} has no id (an id or grid_id property, "
+                              "or a feature id)")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) \
+                or not _GRID_ID.match(str(raw_id)):
+            raise ConfigError(f"{path}: feature {n}: id {str(raw_id)[:80]!r} is not a grid id "
+                              "(text without spaces or '|', at most 64 characters, or a number)")
+        grid_id = str(raw_id)
         if grid_id in seen:
             raise ConfigError(f"{path}: grid id {grid_id} appears twice")
         seen.add(grid_id)
-        try:
-            geom = shape(feature["geometry"])
-        except Exception as exc:  # noqa: BLE001 - shapely raises many kinds for bad input
-            raise ConfigError(f"{path}: grid {grid_id} has no valid geometry ({exc})") from None
-        if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
-            raise ConfigError(f"{path}: grid {grid_id} is not a polygon")
+        geom = _geometry(path, grid_id, feature.get("geometry"))
         workers = props.get("workers", [])
-        if isinstance(workers, str) or not isinstance(workers, list):
+        if isinstance(workers, str) or not isinstance(workers, list) \
+                or not all(isinstance(w, (str, int)) and not isinstance(w, bool) for w in workers):
             raise ConfigError(f"{path}: grid {grid_id}: workers must be a list of ids")
-        grids.append(Grid(
+        for name in ("name", "name_zh", "street"):
+            if not isinstance(props.get(name, ""), (str, int, float)):
+                raise ConfigError(f"{path}: grid {grid_id}: {name} must be text")
+        grid = Grid(
             id=grid_id,
             name=str(props.get("name", grid_id)),
             name_zh=str(props.get("name_zh", props.get("name", grid_id))),
             street=str(props.get("street", "")),
             workers=tuple(str(w) for w in workers),
             polygon=geom,
-        ))
+        )
+        grids.append(grid)
+        out.append({"type": "Feature", "id": grid_id,
+                    "properties": {**props, "id": grid_id, "name": grid.name,
+                                   "name_zh": grid.name_zh, "street": grid.street,
+                                   "workers": list(grid.workers)},
+                    "geometry": feature["geometry"]})
     if not grids:
         raise ConfigError(f"{path}: no grids")
-    return grids
+    geojson = {k: v for k, v in doc.items() if k not in ("features",)}
+    geojson.update(type="FeatureCollection", features=out)
+    return GridsFile(grids=grids, geojson=geojson)
+
+
+def load_grids(path: Path) -> list[Grid]:
+    """The grids of a grids GeoJSON file (see :func:`read_grids`).
+
+    Raises:
+        ConfigError: the file cannot be used; the message names it and what is wrong.
+    """
+    return read_grids(path).grids
+
+
+# What the simulator, the demo, the crew and the gateway read of a city file; each list
+# may be empty, but its items must carry these fields with these types.
+_NUMBER = (int, float)
+CITY_LISTS: dict[str, dict[str, tuple[type, ...]]] = {
+    "checkpoints": {"id": (str,), "kind": (str,), "lon": _NUMBER, "lat": _NUMBER},
+    "cameras": {"id": (str,), "lon": _NUMBER, "lat": _NUMBER, "zone": (str,)},
+    "stations": {"id": (str,), "lon": _NUMBER, "lat": _NUMBER},
+    "workers": {"id": (str,), "grids": (list,)},
+}
+_OPTIONAL = {"stations": {"name": (str,), "name_zh": (str,), "daily_arrivals": _NUMBER}}
+
+
+def _check_item(path: Path, section: str, n: int, item: object) -> str:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{path}: {section}[{n}] is not an object")
+    for name, kinds in CITY_LISTS[section].items():
+        value = item.get(name)
+        if value is None:
+            raise ConfigError(f"{path}: {section}[{n}]: missing field {name!r}")
+        if isinstance(value, bool) or not isinstance(value, kinds) or value == "":
+            raise ConfigError(f"{path}: {section}[{n}]: {name!r} has the wrong type")
+    for name, kinds in _OPTIONAL.get(section, {}).items():
+        value = item.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise ConfigError(f"{path}: {section}[{n}]: {name!r} has the wrong type")
+    if section == "workers" and not all(isinstance(g, str) and g for g in item["grids"]):
+        raise ConfigError(f"{path}: {section}[{n}]: grids must be a list of grid ids")
+    if "lon" in item and not (-180 <= item["lon"] <= 180 and -90 <= item["lat"] <= 90):
+        raise ConfigError(f"{path}: {section}[{n}]: lon/lat out of range")
+    return str(item["id"])
 
 
 def load_city(path: Path) -> dict[str, Any]:
-    """Read the city file (checkpoints, cameras, stations, workers)."""
-    try:
-        return orjson.loads(Path(path).read_bytes())  # type: ignore[no-any-return]
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read city file {path}: {exc}") from None
+    """Read and check the city file (checkpoints, cameras, stations, workers).
+
+    Raises:
+        ConfigError: the file is missing or not JSON, a section is missing or not a
+            list, an item lacks a field or has one of the wrong type, or an id repeats;
+            the message names the file and the item.
+    """
+    city = _read_json(path, "city file")
+    if not isinstance(city, dict):
+        raise ConfigError(f"{path}: the city file must be a JSON object")
+    for section in CITY_LISTS:
+        items = city.get(section)
+        if not isinstance(items, list):
+            raise ConfigError(f"{path}: missing field {section!r} (a list)")
+        seen: set[str] = set()
+        for n, item in enumerate(items):
+            item_id = _check_item(path, section, n, item)
+            if item_id in seen:
+                raise ConfigError(f"{path}: {section}: id {item_id} appears twice")
+            seen.add(item_id)
+    return city
 
 
 def write(geojson: dict[str, Any], city: dict[str, Any], grids_path: Path, city_path: Path) -> None:

@@ -69,7 +69,9 @@ def cmd_stack(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .agents.worker import run
+    from .city import load_grids
 
+    load_grids(s.grids)  # a grids file it cannot use: one line and exit 2, before faust starts
     run(s, loglevel=args.loglevel)
     return 0
 
@@ -134,7 +136,7 @@ def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 
 
 def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
-    from . import store
+    from . import keys, store
 
     r = store.connect(s.redis)
     try:
@@ -145,8 +147,11 @@ def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                 raise GridwatchError("state grid needs a GRID_ID")
             from . import queries
 
-            state = store.grid_state(r, args.id)
-            if not state["total"] and not r.sismember("gw:grids", args.id):
+            try:
+                state = queries.grid_state(r, args.id)
+            except ValueError as exc:  # a corrupted counter: say which, no traceback
+                raise GridwatchError(f"state grid {args.id}: {exc}") from None
+            if not state["total"] and not r.sismember(keys.GRIDS_SEEN, args.id):
                 from .city import load_grids
 
                 if args.id not in {g.id for g in load_grids(s.grids)}:
@@ -200,6 +205,8 @@ def cmd_schemas(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 def cmd_gateway(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .ws.gateway import run
 
+    # The gateway reads the district's files at start: a file it cannot use is a
+    # ConfigError, printed by main() as one line.
     s = s.with_(gateway_host=args.host or s.gateway_host, gateway_port=args.port or s.gateway_port)
     run(s)
     return 0

@@ -32,14 +32,19 @@ def _emit(obj: Any, as_json: bool) -> None:
 
 
 def send_command(settings: Settings, command: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
-    """Send one command and wait for its outcome.
+    """Sign one command with this host's command key, send it and wait for its outcome.
 
     Raises:
-        GridwatchError: no outcome within ``timeout`` (is a worker running?).
+        ConfigError: the command keys are malformed or unreadable.
+        GridwatchError: no outcome within ``timeout`` (is a worker running? does it
+            share this host's command key?).
     """
+    from .command_keys import keyring
+    from .signing import sign
     from .streams.producer import make_producer
     from .streams.topics import COMMANDS, command_key
 
+    command = sign(command, keyring(settings))
     producer = make_producer(settings)
     try:
         key = command_key(command["target"], command["id"])
@@ -60,7 +65,8 @@ def send_command(settings: Settings, command: dict[str, Any], *, timeout: float 
 
     outcome = asyncio.run(wait())
     if outcome is None:
-        raise GridwatchError(f"no outcome within {timeout:.0f} s: is `gridwatch worker` running?")
+        raise GridwatchError(f"no outcome within {timeout:.0f} s: is `gridwatch worker` running, "
+                             "with the same command keys?")
     return outcome
 
 

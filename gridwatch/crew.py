@@ -174,9 +174,12 @@ def run(settings: Settings, crew: Crew, stop: threading.Event, acted: list[int],
     send the due commands. A failed round (Kafka or Redis restarting) is retried on the
     next; the crew never stops the demo."""
     from . import keys, queries, store
+    from .command_keys import keyring
+    from .signing import sign
     from .streams.producer import make_producer
     from .streams.topics import COMMANDS, command_key
 
+    ring = keyring(settings)  # the crew acts through the command log, signed like the CLI
     r = store.connect(settings.redis)
     producer = make_producer(settings)
     try:
@@ -190,7 +193,7 @@ def run(settings: Settings, crew: Crew, stop: threading.Event, acted: list[int],
                 tasks = {i: orjson.loads(raw) for i, raw in zip(ids, raws) if raw}
                 for command in crew.plan(alerts, tasks, now):
                     producer.send(COMMANDS, key=command_key(command["target"], command["id"]),
-                                  value=orjson.dumps(command))
+                                  value=orjson.dumps(sign(command, ring)))
                     acted[0] += 1
                 producer.flush(timeout=10)
             except Exception:  # noqa: BLE001 - the stack restarting: try again next round

@@ -1,7 +1,14 @@
-"""Read-only queries over the live state (CLI and tools): traces, alerts, tasks, risk."""
+"""Read-only queries over the live state (CLI and tools): grids, traces, alerts, tasks, risk.
+
+Each reader turns the stored strings back into the types the writers meant: counters
+(``HINCRBY``) are whole numbers that add up over hours; the largest-of fields written
+with a compare-and-set maximum (``loiter_max``, stored by the apply script as a float
+such as ``"11.0"``) are combined by ``max`` and read back as the number they were.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -43,6 +50,76 @@ def trace(r: redis.Redis, person_ref: str, *, days: float = 14) -> list[dict[str
         out.append({"ts": format_time(ts), "checkpoint_id": checkpoint, "grid_id": grid or None,
                     "direction": direction, "code_color": color, "event_id": event_id})
     return out
+
+
+# Hour-hash fields written as a running maximum (agents.records_io: ``update.hmax``);
+# every other field of a grid's hour and total hashes is a counter.
+MAX_FIELDS = frozenset({"loiter_max"})
+
+
+def number(raw: str | bytes) -> int | float:
+    """A stored number as the writer meant it: ``"3"`` -> 3, ``"11.0"`` -> 11, ``"2.5"`` -> 2.5.
+
+    Raises:
+        ValueError: not a number (a corrupted key); the caller names it.
+    """
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return int(value) if value.is_integer() else value
+
+
+def _fields(raw: dict[str, str], key: str) -> dict[str, int | float]:
+    try:
+        return {name: number(value) for name, value in raw.items()}
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+def combine(into: dict[str, int | float], fields: dict[str, int | float]) -> None:
+    """Add one hour's fields into a span: counters add up, maxima take the largest."""
+    for name, value in fields.items():
+        if name in MAX_FIELDS:
+            into[name] = max(into.get(name, value), value)
+        else:
+            into[name] = into.get(name, 0) + value
+
+
+def now_hour(r: redis.Redis) -> int | None:
+    """The event-time "current hour": the hour of the newest event seen anywhere."""
+    marks = [float(v) for v in r.hvals(keys.WATERMARKS)]
+    return keys.hour_of(max(marks)) if marks else None
+
+
+def grid_state(r: redis.Redis, grid_id: str, *, hour: int | None = None) -> dict[str, Any]:
+    """One grid's live state: the current hour, the last 24 hours (event time), all time.
+
+    Raises:
+        ValueError: a stored field is not a number (names the key).
+    """
+    hour = now_hour(r) if hour is None else hour
+    hours = list(range(hour - 23, hour + 1)) if hour is not None else []
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(keys.grid_total(grid_id))
+    for h in hours:
+        pipe.hgetall(keys.grid_hour(grid_id, h))
+    replies = pipe.execute()
+    total = _fields(replies[0], keys.grid_total(grid_id))
+    per_hour = [_fields(raw, keys.grid_hour(grid_id, h)) for h, raw in zip(hours, replies[1:])]
+    last24: dict[str, int | float] = {}
+    for fields in per_hour:
+        combine(last24, fields)
+    return {
+        "grid_id": grid_id,
+        "hour": None if hour is None else format_time(hour * 3600),
+        "current_hour": per_hour[-1] if per_hour else {},
+        "last_24h": last24,
+        "total": total,
+    }
 
 
 def risk_of(r: redis.Redis, grid_id: str) -> dict[str, Any] | None:

@@ -36,6 +36,10 @@ GRIDWATCH_REDIS_CLUSTER    Redis Cluster seed nodes host:port[,host:port...];  (
 GRIDWATCH_REPLICATION      replication factor of the topics gridwatch creates  0: min(3, brokers)
 GRIDWATCH_MIN_INSYNC       min.insync.replicas of those topics                 0: 2 when RF >= 3,
                                                                                else 1
+GRIDWATCH_COMMAND_KEYS     command signing keys, key_id:secret[,...]; the      a key made once under
+                           first signs, all verify (never printed)             GRIDWATCH_HOME
+GRIDWATCH_COMMAND_KEY_FILE a file of such keys, one a line (instead of the     the same
+                           variable above)
 =========================  ==================================================  ======================
 """
 
@@ -90,6 +94,9 @@ class Settings:
     redis_cluster: tuple[str, ...] = ()
     replication: int = 0
     min_insync: int = 0
+    # Command signing (gridwatch.command_keys): secrets, so kept out of repr and public().
+    command_keys: str = field(default="", repr=False)
+    command_key_file: Path | None = None
 
     @property
     def kafka_port(self) -> int:
@@ -184,7 +191,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=(env.get("GRIDWATCH_LOG_FORMAT") or base.log_format).strip().lower(),
         tz=(env.get("GRIDWATCH_TZ") or base.tz).strip(),
         calendar=env.get("GRIDWATCH_CALENDAR") or base.calendar or "none",
+        command_keys=(env.get("GRIDWATCH_COMMAND_KEYS") or "").strip(),
+        command_key_file=(Path(env["GRIDWATCH_COMMAND_KEY_FILE"])
+                          if env.get("GRIDWATCH_COMMAND_KEY_FILE") else None),
     )
+    if settings.command_keys:
+        from .signing import Keyring
+
+        Keyring.parse(settings.command_keys)  # malformed: a ConfigError that names no secret
     try:
         settings = replace(settings, calendar=calendars.check(settings.calendar))
     except calendars.CalendarError as exc:

@@ -131,7 +131,7 @@ class AsyncStore:
             raise ApplyConflict(f"{result[1].decode()} is at {result[2].decode()}")
 
 
-# ---- reads (CLI) --------------------------------------------------------------------
+# ---- reads (CLI; a grid's counters: gridwatch.queries.grid_state) ----------------------
 
 
 def connect(url: str) -> redis.Redis:
@@ -153,34 +153,6 @@ def now_hour(r: redis.Redis) -> int | None:
     """The event-time "current hour": the hour of the newest event seen anywhere."""
     marks = [float(v) for v in r.hvals(keys.WATERMARKS)]
     return keys.hour_of(max(marks)) if marks else None
-
-
-def _add(into: dict[str, int], raw: dict[str, str]) -> None:
-    for name, value in raw.items():
-        into[name] = into.get(name, 0) + int(value)
-
-
-def grid_state(r: redis.Redis, grid_id: str, *, hour: int | None = None) -> dict[str, Any]:
-    """One grid's live state: current hour, last 24 hours (event time) and all time."""
-    hour = now_hour(r) if hour is None else hour
-    pipe = r.pipeline(transaction=False)
-    pipe.hgetall(keys.grid_total(grid_id))
-    hours = list(range(hour - 23, hour + 1)) if hour is not None else []
-    for h in hours:
-        pipe.hgetall(keys.grid_hour(grid_id, h))
-    replies = pipe.execute()
-    total = {k: int(v) for k, v in replies[0].items()}
-    last24: dict[str, int] = {}
-    for raw in replies[1:]:
-        _add(last24, raw)
-    current = {k: int(v) for k, v in (replies[-1].items() if hours else [])}
-    return {
-        "grid_id": grid_id,
-        "hour": keys_hour_iso(hour),
-        "current_hour": current,
-        "last_24h": last24,
-        "total": total,
-    }
 
 
 def keys_hour_iso(hour: int | None) -> str | None:

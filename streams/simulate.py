@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
+from ..schemas.errors import ConfigError
 from ..schemas.events import format_time
 from .topics import CHECKPOINT_SCANS, CROWD_LOITER, INPUT_BY_NAME, STATION_TICKETS, InputTopic
 
@@ -88,6 +89,11 @@ class Simulator:
         if local_days:
             first = first.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
         self.start = first.timestamp()  # where simulated day 0 begins
+        # ``city`` comes from gridwatch.city.load_city, which checked every field read here.
+        if not (city["stations"] and city["cameras"]
+                and any(c["kind"] == "gate" for c in city["checkpoints"])):
+            raise ConfigError("the city file needs a station, a camera and a gate checkpoint "
+                              "to simulate")
         self.checkpoints = [c for c in city["checkpoints"]]
         self.cameras = city["cameras"]
         self.station = city["stations"][0]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from gridwatch.signing import Keyring, sign
+
 from .auth import User
 
 ALERT_ACTIONS = frozenset({"ack", "dispatch", "resolve", "close", "dismiss", "handover"})
@@ -83,9 +85,11 @@ def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) 
             raise CommandError("forbidden")
 
 
-def command_record(user: User, cmd: Mapping[str, Any], *, now: float) -> dict[str, Any]:
-    """The ``gridwatch.commands`` record of a checked command (the channel contract)."""
-    return {
+def command_record(user: User, cmd: Mapping[str, Any], *, now: float,
+                   keyring: Keyring | None = None) -> dict[str, Any]:
+    """The ``gridwatch.commands`` record of a checked command (the channel contract),
+    signed with ``keyring`` (workers refuse unsigned commands; ``None``: the bare record)."""
+    record = {
         "v": 1,
         "command_id": cmd["command_id"],
         "target": cmd["target"],
@@ -97,3 +101,4 @@ def command_record(user: User, cmd: Mapping[str, Any], *, now: float) -> dict[st
         "note": cmd["note"],
         "ts": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
     }
+    return sign(record, keyring) if keyring is not None else record

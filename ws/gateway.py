@@ -23,7 +23,6 @@ import random
 import signal
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,7 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from gridwatch import keys, users
+from gridwatch import city, command_keys, keys, users
 from gridwatch.settings import Settings
 
 from . import http
@@ -108,16 +107,16 @@ class Gateway:
         self.settings = settings
         self.queue_limit = queue_limit
         self.rate, self.burst = rate, burst
-        grids_doc = orjson.loads(Path(settings.grids).read_bytes())
-        self.geojson = orjson.dumps(grids_doc)
-        stations: list[dict[str, Any]] = []
-        with contextlib.suppress(OSError, ValueError):
-            stations = orjson.loads(Path(settings.city).read_bytes()).get("stations", [])
+        # The shared loader: a file it cannot use stops the gateway with one ConfigError;
+        # the cockpit gets the GeoJSON with every grid's id as properties.id.
+        district = city.read_grids(settings.grids)
+        self.geojson = orjson.dumps(district.geojson)
+        stations = city.load_city(settings.city)["stations"]
         self.stations = [{k: s.get(k) for k in ("id", "name", "name_zh", "daily_arrivals")}
                          for s in stations]
-        self.hub = Hub(settings.redis,
-                       grid_ids=[f["properties"]["id"] for f in grids_doc["features"]],
+        self.hub = Hub(settings.redis, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
+        self.keyring = command_keys.keyring(settings)  # signs the commands it produces
         self.grid_set = frozenset(self.hub.grid_ids)
         self.files = http.load_static()
         self.metrics = Metrics(self.hub)
@@ -395,7 +394,7 @@ class Gateway:
         # when it runs ahead of the wall clock (a simulated day at speed). Stamped here,
         # once, so a replay of the command log applies it exactly as the first time.
         marks = [float(v) for v in await self.hub.r.hvals(keys.WATERMARKS)]
-        record = command_record(user, cmd, now=max([time.time(), *marks]))
+        record = command_record(user, cmd, now=max([time.time(), *marks]), keyring=self.keyring)
         try:
             if self.producer is None:
                 raise ConnectionError("no Kafka producer")

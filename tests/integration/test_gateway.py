@@ -51,7 +51,9 @@ class GatewayProcess:
         self.origin = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "GRIDWATCH_KAFKA": s.kafka, "GRIDWATCH_REDIS": s.redis,
                     "GRIDWATCH_GATEWAY": f"127.0.0.1:{self.port}",
-                    "GRIDWATCH_WEB_ORIGIN": self.origin}
+                    "GRIDWATCH_WEB_ORIGIN": self.origin,
+                    # the stack's home holds the command key the workers verify with
+                    "GRIDWATCH_HOME": str(s.home)}
         self.log = logdir / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
