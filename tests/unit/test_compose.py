@@ -344,3 +344,17 @@ def test_the_redis_cluster_profile_runs_three_masters_joined_once(
     seeds = settings_mod.load(
         {"GRIDWATCH_REDIS_CLUSTER": _header_value("GRIDWATCH_REDIS_CLUSTER")}).redis_cluster
     assert sorted(seeds) == [f"{n}:6379" for n in sorted(masters)]
+
+
+def test_gateway_and_workers_share_the_command_key(services: dict[str, dict[str, Any]]) -> None:
+    # Commands are signed by the gateway and checked by the workers: unless a key is set,
+    # both must see the same key file, made once in a volume they share at GRIDWATCH_HOME.
+    home = env_of(services["gateway"]).get("GRIDWATCH_HOME", "/var/lib/gridwatch")
+    mounts = {}
+    for name in ("gateway", "worker"):
+        assert "GRIDWATCH_COMMAND_KEYS" in env_of(services[name])
+        found = [v.split(":", 1)[0] for v in services[name].get("volumes", [])
+                 if isinstance(v, str) and v.split(":")[1] == home]
+        assert found, f"{name} has no volume at {home}"
+        mounts[name] = found[0]
+    assert mounts["gateway"] == mounts["worker"]
