@@ -31,6 +31,15 @@ GRIDWATCH_CALENDAR         holidays that move, matched across past years by    C
                            station forecasts: CN (lunar festivals), a country
                            code with an optional region (NZ-AUK, US-MN, GB)
                            or none
+GRIDWATCH_PUBLIC_URL       the cockpit's address as users reach it (login      http://<GRIDWATCH_GATEWAY>
+                           links; https makes the cookie Secure, __Host-)
+GRIDWATCH_CMD_RATE         cockpit commands a second per user (all sockets)    10
+GRIDWATCH_CMD_BURST        commands a user may send at once                    20
+GRIDWATCH_USER_SOCKETS     open sockets per user, per gateway process          20
+GRIDWATCH_AUTH_FAIL_RATE   failed logins/session checks a second per address   1
+GRIDWATCH_AUTH_FAIL_BURST  failed checks an address may make at once           30
+GRIDWATCH_SESSION_RECHECK  seconds between re-checks of an open socket's       60
+                           session and the user's rights
 =========================  ==================================================  ======================
 """
 
@@ -81,6 +90,13 @@ class Settings:
     log_format: str = "text"
     tz: str = "Asia/Shanghai"
     calendar: str | None = "CN"
+    public_url: str = ""  # "" means http://<gateway_host>:<gateway_port>
+    cmd_rate: float = 10.0
+    cmd_burst: float = 20.0
+    user_sockets: int = 20
+    auth_fail_rate: float = 1.0
+    auth_fail_burst: float = 30.0
+    session_recheck_s: float = 60.0
 
     @property
     def kafka_port(self) -> int:
@@ -139,6 +155,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _public_url(raw: str) -> str:
+    """The cockpit's public address without a trailing slash, http(s) only ("": unset)."""
+    url = raw.strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")) or "://" == url[-3:]:
+        raise ConfigError(f"GRIDWATCH_PUBLIC_URL={raw!r}: expected http(s)://host[:port]")
+    return url
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment.
 
@@ -175,6 +199,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=(env.get("GRIDWATCH_LOG_FORMAT") or base.log_format).strip().lower(),
         tz=(env.get("GRIDWATCH_TZ") or base.tz).strip(),
         calendar=env.get("GRIDWATCH_CALENDAR") or base.calendar or "none",
+        public_url=_public_url(env.get("GRIDWATCH_PUBLIC_URL") or ""),
+        cmd_rate=_float(env, "GRIDWATCH_CMD_RATE", base.cmd_rate),
+        cmd_burst=max(1.0, _float(env, "GRIDWATCH_CMD_BURST", base.cmd_burst)),
+        user_sockets=_int(env, "GRIDWATCH_USER_SOCKETS", base.user_sockets),
+        auth_fail_rate=_float(env, "GRIDWATCH_AUTH_FAIL_RATE", base.auth_fail_rate),
+        auth_fail_burst=max(1.0, _float(env, "GRIDWATCH_AUTH_FAIL_BURST", base.auth_fail_burst)),
+        session_recheck_s=max(0.1, _float(env, "GRIDWATCH_SESSION_RECHECK",
+                                          base.session_recheck_s)),
     )
     try:
         settings = replace(settings, calendar=calendars.check(settings.calendar))
