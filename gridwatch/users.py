@@ -67,7 +67,12 @@ def login_link(s: Settings, token: str) -> str:
 
 
 def _record(raw: bytes | None) -> dict[str, Any] | None:
-    return orjson.loads(raw) if raw else None
+    # Anything but a JSON object is no record at all (a refusal, never a crash).
+    try:
+        record = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def add_user(r: redis.Redis, user: User, *, now: float | None = None) -> str:

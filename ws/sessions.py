@@ -14,6 +14,7 @@ sets the cookie (``Secure`` and ``__Host-`` when the public URL is https).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ class SessionGate:
         self.bad: TtlCache[bool] = TtlCache(ttl_s=BAD_S, size=CACHE_SIZE)
         self.fails = KeyedBuckets(rate=fail_rate, burst=fail_burst, size=CACHE_SIZE)
         self.on_check = on_check
+        self.inflight: dict[str, asyncio.Future[User]] = {}
 
     async def start(self) -> None:
         """Read (or make) the hash key shared by every gateway and the CLI."""
@@ -100,6 +102,23 @@ class SessionGate:
                 return hit
             if self.bad.get(token, now):
                 raise AuthError("credential refused a moment ago")
+        # Concurrent requests with one token wait for one check (a flood of one bad
+        # cookie arrives all at once, before the first refusal is cached).
+        pending = self.inflight.get(token)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._check(token, now))
+        self.inflight[token] = task
+        task.add_done_callback(lambda t: self._settled(token, t))
+        return await asyncio.shield(task)
+
+    def _settled(self, token: str, task: asyncio.Future[User]) -> None:
+        if self.inflight.get(token) is task:
+            del self.inflight[token]
+        if not task.cancelled():
+            task.exception()  # retrieved here even when every waiter went away
+
+    async def _check(self, token: str, now: float) -> User:
         try:
             user = await users.acheck_session(self.r, token, now=time.time(), key=self.key)
         except AuthError:
