@@ -73,6 +73,7 @@ class TtlCache(Generic[V]):
         if now - hit[1] >= self.ttl_s:
             del self._items[key]
             return None
+        self._items.move_to_end(key)
         return hit[0]
 
     def put(self, key: str, value: V, now: float) -> None:
