@@ -116,4 +116,7 @@ def confirm_page(token: str) -> Response:
             f'<input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
             f'<button id="confirm" type="submit">登录 · Sign in</button></form>'
             f'</body></html>').encode()
-    return response(200, body, "text/html; charset=utf-8", cache="no-store")
+    # The form's POST must carry this page's Origin (no-referrer would make it "null"),
+    # while no Referer ever carries the token: strict-origin sends the origin alone.
+    return response(200, body, "text/html; charset=utf-8", cache="no-store",
+                    extra=[("Referrer-Policy", "strict-origin")])
