@@ -66,7 +66,7 @@ def login_link(s: Settings, token: str) -> str:
     return f"{public_base(s)}/login?token={token}"
 
 
-def _record(raw: bytes | None) -> dict[str, Any] | None:
+def _record(raw: bytes | str | None) -> dict[str, Any] | None:
     # Anything but a JSON object is no record at all (a refusal, never a crash).
     try:
         record = orjson.loads(raw) if raw else None

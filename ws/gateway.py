@@ -34,12 +34,11 @@ from urllib.parse import urlsplit
 import orjson
 from gridwatch.schemas.errors import GridwatchError
 from gridwatch.streams.topics import COMMANDS, command_key
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import generate_latest
 from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from gridwatch import keys, users
 from gridwatch.settings import Settings
@@ -60,7 +59,9 @@ from .form import FormConnection
 from .frames import FrameError, error_frame, parse_frame
 from .hub import Conn, Hub, snapshot_frame
 from .limits import KeyedBuckets
+from .metrics import Metrics
 from .sessions import SessionGate
+from .wire import send_frames, writable, write_frames
 
 log = logging.getLogger("gridwatch.gateway")
 
@@ -71,37 +72,6 @@ CLOSE_SESSION = 4401
 CLOSE_RIGHTS = 4403
 MAX_MESSAGE = 1024 * 1024  # websockets closes (1009) past this; frames.MAX_FRAME answers
 RESULT_WAIT_S = 5.0  # how long a command's outcome is awaited from the worker
-
-
-class Metrics:
-    """Prometheus metrics of one gateway."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.registry = CollectorRegistry()
-        self.clients = Gauge("gridwatch_ws_clients", "Connected WebSocket clients",
-                             registry=self.registry)
-        self.clients.set_function(lambda: len(hub.conns))
-        self.depth = Gauge("gridwatch_ws_send_queue_depth", "Frames waiting, all clients",
-                           registry=self.registry)
-        self.depth.set_function(lambda: sum(len(c.outbox) for c in hub.conns))
-        self.sent = Counter("gridwatch_ws_messages_sent", "Frames sent to clients",
-                            registry=self.registry)
-        self.slow = Counter("gridwatch_ws_closed_slow", "Clients closed for reading too slowly",
-                            registry=self.registry)
-        self.commands = Counter("gridwatch_ws_commands", "Commands from clients by outcome",
-                                ["outcome"], registry=self.registry)
-        self.checks = Counter("gridwatch_ws_session_checks",
-                              "Session checks that read Redis (not cached), by outcome",
-                              ["outcome"], registry=self.registry)
-        self.bad_frames = Counter("gridwatch_ws_bad_frames", "Client frames refused, by reason",
-                                  ["reason"], registry=self.registry)
-        # Stream ids carry Redis's clock at XADD: from there to the frame written to
-        # every ready recipient's socket (the worst entry of each fan-out pass).
-        self.delivery = Histogram(
-            "gridwatch_ws_delivery_seconds",
-            "Channel entry appended in Redis -> written to its recipients' sockets",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
-                     1.0, 2.0, 5.0, 10.0), registry=self.registry)
 
 
 class Gateway:
@@ -509,52 +479,6 @@ async def _listening(settings: Settings) -> AsyncIterator[None]:
             f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: "
             f"{os.strerror(exc.errno)} (another gateway running? GRIDWATCH_GATEWAY=host:port or "
             "--port picks another port)") from None
-
-
-def text_header(length: int) -> bytes:
-    """The header of an unmasked, final text frame of ``length`` bytes (RFC 6455 5.2)."""
-    if length < 126:
-        return bytes((0x81, length))
-    if length < 65536:
-        return b"\x81\x7e" + length.to_bytes(2, "big")
-    return b"\x81\x7f" + length.to_bytes(8, "big")
-
-
-async def send_frames(ws: ServerConnection, frames: list[bytes]) -> None:
-    """Send text frames to one client in one write (one syscall, not one per frame).
-
-    A server's text frame is a short header and the payload, unmasked and, with no
-    extension negotiated (the gateway offers none), unchanged: the same shared bytes
-    go to every client, so nothing is serialised per client. The frames are written
-    only while websockets' own state says the connection is open and no fragmented
-    message is under way; otherwise ``ws.send`` handles them (and raises once closed).
-    Flow control is websockets' own: ``drain`` waits while the socket's buffer is over
-    its limit.
-    """
-    if not writable(ws, paused_ok=True):
-        for data in frames:
-            await ws.send(data, text=True)
-        return
-    write_frames(ws, frames)
-    await ws.drain()
-
-
-def writable(ws: ServerConnection, *, paused_ok: bool = False) -> bool:
-    """Whether frames may be written to the socket directly now: open, no extension,
-    no fragmented message under way (and, unless ``paused_ok``, the buffer not full)."""
-    proto = ws.protocol
-    return (proto.state is State.OPEN and not proto.extensions
-            and not proto.expect_continuation_frame and ws.send_in_progress is None
-            and (paused_ok or not ws.paused))
-
-
-def write_frames(ws: ServerConnection, frames: list[bytes]) -> None:
-    """Write text frames to the socket in one call (see :func:`send_frames`)."""
-    parts: list[bytes] = []
-    for data in frames:
-        parts.append(text_header(len(data)))
-        parts.append(data)
-    ws.transport.writelines(parts)
 
 
 def result(msg: dict[str, Any], **fields: Any) -> bytes:
