@@ -4,6 +4,8 @@ A thin asyncio shell: who sees what, queueing, resume and command rules live in
 ``channels``, ``commands`` and ``auth``; Redis fan-out in ``hub``. Close codes:
 
 * 1001  the gateway is shutting down (resume on reconnect);
+* 1009  a client frame over 1 MiB (websockets' own limit; up to that, a frame over
+        16 KiB is answered with an error frame and the socket stays open);
 * 1013  the client reads too slowly, its queue is full (resume on reconnect);
 * 4401  the session expired or ended, or the user was removed (log in again);
 * 4403  the user's role, grids or stations changed (reconnect with the new rights).

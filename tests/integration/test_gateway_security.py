@@ -416,3 +416,29 @@ def test_an_https_public_url_gives_a_secure_host_cookie_and_https_links(
     done = subprocess.run([sys.executable, "-m", "gridwatch.cli", "user", "link", "o1"],
                           env=env, capture_output=True, timeout=60, check=True)
     assert done.stdout.decode().startswith(f"{public}/login?token=")
+
+
+def test_an_older_scrypt_session_still_works_until_its_user_is_made_again(
+        start_gw: Any) -> None:
+    """Sessions issued before the keyed hash (salted scrypt, no epoch) keep working for a
+    user record of that time; once the user is made again they get a clean 401."""
+    from gridwatch.ws.auth import SESSION_N, issue
+
+    start, r = start_gw
+    g = start()
+    r.set(keys.user("old"), orjson.dumps(User("old", "duty_officer").to_dict()))
+    r.sadd(keys.USERS, "old")
+    cred = issue("old", now=time.time(), ttl_s=3600, n=SESSION_N)
+    r.set(keys.session(cred.record_id), orjson.dumps(cred.record), ex=3600)
+    bearer = {"Authorization": f"Bearer {cred.token}"}
+    status, body, _ = get(f"{g.origin}/api/me", **bearer)
+    assert status == 200 and orjson.loads(body)["user"]["name"] == "old"
+    wrong = {"Authorization": f"Bearer {cred.record_id}.not-the-secret"}
+    assert get(f"{g.origin}/api/me", **wrong)[0] == 401
+    users.remove_user(r, "old")
+    users.add_user(r, User("old", "duty_officer"))
+    # An older-format session (no epoch) the gateway has not seen: the new user has one.
+    later = issue("old", now=time.time(), ttl_s=3600, n=SESSION_N)
+    r.set(keys.session(later.record_id), orjson.dumps(later.record), ex=3600)
+    assert get(f"{g.origin}/api/me", Authorization=f"Bearer {later.token}")[0] == 401
+    assert "Traceback" not in g.log.read_text()
