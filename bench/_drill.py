@@ -492,7 +492,9 @@ class Gateway:
         from gridwatch import users
 
         token = users.add_user(r, user)
-        with urllib.request.urlopen(f"{self.origin}/login?token={token}", timeout=30) as reply:
+        form = urllib.request.Request(f"{self.origin}/login", method="POST",
+                                      data=f"token={token}".encode())  # the link's button
+        with urllib.request.urlopen(form, timeout=30) as reply:
             cookie = reply.headers["Set-Cookie"]
         return cookie.split(";", 1)[0].split("=", 1)[1]
 

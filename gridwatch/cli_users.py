@@ -1,7 +1,8 @@
 """``gridwatch user add|link|list|remove``: manage cockpit users.
 
-Only the one-time login link is ever printed; the stored form of every secret is a
-salted hash.
+Only the one-time login link is ever printed (on the public URL,
+``GRIDWATCH_PUBLIC_URL``); the stored form of every secret is a keyed hash. ``remove``
+also ends the user's sessions and unused links.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def cmd_user(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                 token = users.new_login(r, args.name)
             except AuthError as exc:
                 raise GridwatchError(str(exc)) from None
-        print(users.login_link(s.gateway_host, s.gateway_port, token))
+        print(users.login_link(s, token))
         return 0
     finally:
         r.close()
@@ -70,7 +71,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "user", help="add cockpit users, print one-time login links, list users")
     p.add_argument("action", choices=["add", "link", "list", "remove"],
-                   help="add: new user + link; link: a new link for a user")
+                   help="add: new user (or new rights) + link; link: a new link for a user; "
+                   "remove: the user, its sessions and links")
     p.add_argument("name", nargs="?")
     p.add_argument("--role", choices=["duty_officer", "grid_worker", "station_manager", "admin"])
     p.add_argument("--grids", help="comma-separated grid ids (grid workers)")

@@ -56,8 +56,7 @@ def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
     ]
     r = store.connect(settings.redis)
     try:
-        return [(u.role, u.name, login_link(settings.gateway_host, settings.gateway_port,
-                                            add_user(r, u))) for u in people]
+        return [(u.role, u.name, login_link(settings, add_user(r, u))) for u in people]
     finally:
         r.close()
 

@@ -40,6 +40,15 @@ GRIDWATCH_COMMAND_KEYS     command signing keys, key_id:secret[,...]; the      a
                            first signs, all verify (never printed)             GRIDWATCH_HOME
 GRIDWATCH_COMMAND_KEY_FILE a file of such keys, one a line (instead of the     the same
                            variable above)
+GRIDWATCH_PUBLIC_URL       the cockpit's address as users reach it (login      http://<GRIDWATCH_GATEWAY>
+                           links; https makes the cookie Secure, __Host-)
+GRIDWATCH_CMD_RATE         cockpit commands a second per user (all sockets)    10
+GRIDWATCH_CMD_BURST        commands a user may send at once                    20
+GRIDWATCH_USER_SOCKETS     open sockets per user, per gateway process          20
+GRIDWATCH_AUTH_FAIL_RATE   failed logins/session checks a second per address   1
+GRIDWATCH_AUTH_FAIL_BURST  failed checks an address may make at once           30
+GRIDWATCH_SESSION_RECHECK  seconds between re-checks of an open socket's       60
+                           session and the user's rights
 =========================  ==================================================  ======================
 """
 
@@ -97,6 +106,13 @@ class Settings:
     # Command signing (gridwatch.command_keys): secrets, so kept out of repr and public().
     command_keys: str = field(default="", repr=False)
     command_key_file: Path | None = None
+    public_url: str = ""  # "" means http://<gateway_host>:<gateway_port>
+    cmd_rate: float = 10.0
+    cmd_burst: float = 20.0
+    user_sockets: int = 20
+    auth_fail_rate: float = 1.0
+    auth_fail_burst: float = 30.0
+    session_recheck_s: float = 60.0
 
     @property
     def kafka_port(self) -> int:
@@ -155,6 +171,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _public_url(raw: str) -> str:
+    """The cockpit's public address without a trailing slash, http(s) only ("": unset)."""
+    url = raw.strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")) or "://" == url[-3:]:
+        raise ConfigError(f"GRIDWATCH_PUBLIC_URL={raw!r}: expected http(s)://host[:port]")
+    return url
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment.
 
@@ -194,6 +218,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         command_keys=(env.get("GRIDWATCH_COMMAND_KEYS") or "").strip(),
         command_key_file=(Path(env["GRIDWATCH_COMMAND_KEY_FILE"])
                           if env.get("GRIDWATCH_COMMAND_KEY_FILE") else None),
+        public_url=_public_url(env.get("GRIDWATCH_PUBLIC_URL") or ""),
+        cmd_rate=_float(env, "GRIDWATCH_CMD_RATE", base.cmd_rate),
+        cmd_burst=max(1.0, _float(env, "GRIDWATCH_CMD_BURST", base.cmd_burst)),
+        user_sockets=_int(env, "GRIDWATCH_USER_SOCKETS", base.user_sockets),
+        auth_fail_rate=_float(env, "GRIDWATCH_AUTH_FAIL_RATE", base.auth_fail_rate),
+        auth_fail_burst=max(1.0, _float(env, "GRIDWATCH_AUTH_FAIL_BURST", base.auth_fail_burst)),
+        session_recheck_s=max(0.1, _float(env, "GRIDWATCH_SESSION_RECHECK",
+                                          base.session_recheck_s)),
     )
     if settings.command_keys:
         from .signing import Keyring

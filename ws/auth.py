@@ -1,9 +1,12 @@
 """Authentication decisions without I/O: users, secrets, sessions, Origin and rate limits.
 
 A login link and a session are both a *credential* ``<id>.<secret>``: the id names the
-Redis record, the secret is checked against its salted scrypt hash, so a copy of Redis
-does not let anyone log in. Everything here takes the time as an argument and touches
-no network, so the tests need no servers.
+Redis record, the secret is checked against its keyed hash (HMAC-SHA256 with a server
+key), so a copy of Redis does not let anyone log in. The secrets are 256 random bits, so
+a slow hash adds nothing but CPU: a flood of bad secrets must stay cheap. Records of the
+older salted-scrypt format still verify (the gateway runs that check off its event
+loop). Everything here takes the time as an argument and touches no network, so the
+tests need no servers.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from typing import Any
 
 ROLES: tuple[str, ...] = ("duty_officer", "grid_worker", "station_manager", "admin")
 SESSION_COOKIE = "gw_session"
+# Over https the cookie takes the __Host- prefix: the browser then insists on Secure,
+# Path=/ and no Domain, so no sibling host can plant or read it.
+SECURE_COOKIE = "__Host-gw_session"
+HMAC_ALG = "hmac-sha256"
 
-# scrypt cost: n=2**14, r=8 costs ~30 ms and 16 MiB; a session check runs per connection
-# and per page asset, so sessions use a cheaper n (their secrets are 256 random bits,
-# the hash only guards a stolen Redis copy) and the gateway caches a checked session.
+# The older scrypt costs: records of that format (issued before the keyed hash, or by
+# tools that still ask for it with ``n=``) verify at the cost they were made with.
 LOGIN_N = 2**14
 SESSION_N = 2**10
 
@@ -67,8 +73,18 @@ class User:
 
 
 def hash_secret(secret: str, salt: bytes, *, n: int) -> bytes:
-    """The salted scrypt hash of a secret (32 bytes)."""
+    """The salted scrypt hash of a secret (32 bytes): the older record format."""
     return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=8, p=1, dklen=32)
+
+
+def keyed_hash(secret: str, key: bytes) -> bytes:
+    """HMAC-SHA256 of a secret under the server key (32 bytes, a microsecond)."""
+    return hmac.new(key, secret.encode(), hashlib.sha256).digest()
+
+
+def is_legacy(record: Mapping[str, Any]) -> bool:
+    """Whether a stored record uses the older (slow) salted-scrypt hash."""
+    return record.get("alg") != HMAC_ALG
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,7 @@ class Credential:
     Attributes:
         token: ``<id>.<secret>``, shown once (in the link or the cookie), never stored.
         record_id: the id part, the Redis key suffix.
-        record: the stored form: user, salt and hash (hex), expiry, scrypt cost.
+        record: the stored form: user, hash (hex), expiry, the user's epoch.
     """
 
     token: str
@@ -86,13 +102,25 @@ class Credential:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def issue(user: str, *, now: float, ttl_s: float, n: int) -> Credential:
-    """A fresh credential for ``user`` valid for ``ttl_s`` seconds from ``now``."""
+def issue(user: str, *, now: float, ttl_s: float, key: bytes | None = None,
+          epoch: str | None = None, n: int = SESSION_N) -> Credential:
+    """A fresh credential for ``user`` valid for ``ttl_s`` seconds from ``now``.
+
+    With ``key`` the record holds the keyed hash and the user's ``epoch`` (a user removed
+    and made again has a new epoch, so this credential dies with the old one); without,
+    the older salted scrypt of cost ``n``.
+    """
     record_id = secrets.token_urlsafe(12)
     secret = secrets.token_urlsafe(32)
-    salt = secrets.token_bytes(16)
-    record = {"user": user, "salt": salt.hex(), "hash": hash_secret(secret, salt, n=n).hex(),
-              "n": n, "expires": now + ttl_s, "issued": now}
+    record: dict[str, Any]
+    if key is not None:
+        record = {"user": user, "alg": HMAC_ALG, "hash": keyed_hash(secret, key).hex(),
+                  "epoch": epoch, "expires": now + ttl_s, "issued": now}
+    else:
+        salt = secrets.token_bytes(16)
+        record = {"user": user, "salt": salt.hex(),
+                  "hash": hash_secret(secret, salt, n=n).hex(), "n": n,
+                  "expires": now + ttl_s, "issued": now}
     return Credential(token=f"{record_id}.{secret}", record_id=record_id, record=record)
 
 
@@ -110,20 +138,35 @@ def split_token(token: str | None) -> tuple[str, str]:
     return record_id, secret
 
 
-def verify(record: Mapping[str, Any] | None, secret: str, *, now: float) -> str:
+def verify(record: Mapping[str, Any] | None, secret: str, *, now: float,
+           key: bytes | None = None) -> str:
     """The user name a stored record grants to ``secret``.
 
+    A record of the keyed format needs ``key``; an older one is checked with scrypt
+    (slow: the gateway runs it in a thread). A record that is not a mapping of the
+    expected fields is refused like a wrong secret, never a crash.
+
     Raises:
-        AuthError: no record, expired, or the secret does not match.
+        AuthError: no record, expired, malformed, or the secret does not match.
     """
     if record is None:
         raise AuthError("unknown or already used credential")
-    if float(record["expires"]) <= now:
-        raise AuthError("credential expired")
-    digest = hash_secret(secret, bytes.fromhex(record["salt"]), n=int(record["n"]))
-    if not hmac.compare_digest(digest, bytes.fromhex(record["hash"])):
+    try:
+        if float(record["expires"]) <= now:
+            raise AuthError("credential expired")
+        if not is_legacy(record):
+            if key is None:
+                raise AuthError("no server key to check the credential")
+            digest = keyed_hash(secret, key)
+        else:
+            digest = hash_secret(secret, bytes.fromhex(record["salt"]), n=int(record["n"]))
+        stored = bytes.fromhex(record["hash"])
+        user = str(record["user"])
+    except (KeyError, TypeError, ValueError):
+        raise AuthError("malformed credential record: log in again") from None
+    if not hmac.compare_digest(digest, stored):
         raise AuthError("credential does not match")
-    return str(record["user"])
+    return user
 
 
 def parse_cookies(header: str | None) -> dict[str, str]:
@@ -136,16 +179,23 @@ def parse_cookies(header: str | None) -> dict[str, str]:
     return out
 
 
+def cookie_name(secure: bool) -> str:
+    """The session cookie's name: ``__Host-`` prefixed over https."""
+    return SECURE_COOKIE if secure else SESSION_COOKIE
+
+
 def session_cookie(token: str, *, max_age_s: int, secure: bool = False) -> str:
-    """The Set-Cookie value carrying a session: HttpOnly, SameSite=Strict, whole site."""
+    """The Set-Cookie value carrying a session: HttpOnly, SameSite=Strict, whole site;
+    over https also Secure, under the ``__Host-`` name."""
     flags = "; Secure" if secure else ""
-    return (f"{SESSION_COOKIE}={token}; Max-Age={max_age_s}; Path=/; HttpOnly; "
+    return (f"{cookie_name(secure)}={token}; Max-Age={max_age_s}; Path=/; HttpOnly; "
             f"SameSite=Strict{flags}")
 
 
-def clear_cookie() -> str:
+def clear_cookie(*, secure: bool = False) -> str:
     """The Set-Cookie value that removes the session cookie."""
-    return f"{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"
+    flags = "; Secure" if secure else ""
+    return f"{cookie_name(secure)}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict{flags}"
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:

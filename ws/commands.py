@@ -62,7 +62,10 @@ def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) 
     """Whether ``user`` may run ``cmd`` on the target ``record`` (``None``: not found).
 
     Duty officers and admins act on alerts; grid workers act only on tasks of their own
-    grids (or offered to them by name); station managers only watch.
+    grids (or offered to them by name); station managers only watch. What a role may
+    never do is ``forbidden`` whatever the record; a record the user may not see is
+    ``not_found``, exactly as one that does not exist, so an id's existence is not
+    revealed to whoever may not see it.
 
     Raises:
         CommandError: ``forbidden`` or ``not_found``.
@@ -82,7 +85,7 @@ def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) 
     if user.role == "grid_worker":
         mine = record.get("grid_id") in user.grids or user.name in (record.get("workers") or ())
         if not mine:
-            raise CommandError("forbidden")
+            raise CommandError("not_found")
 
 
 def command_record(user: User, cmd: Mapping[str, Any], *, now: float,

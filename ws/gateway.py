@@ -4,11 +4,17 @@ A thin asyncio shell: who sees what, queueing, resume and command rules live in
 ``channels``, ``commands`` and ``auth``; Redis fan-out in ``hub``. Close codes:
 
 * 1001  the gateway is shutting down (resume on reconnect);
+* 1009  a client frame over 1 MiB (websockets' own limit; up to that, a frame over
+        16 KiB is answered with an error frame and the socket stays open);
 * 1013  the client reads too slowly, its queue is full (resume on reconnect);
-* 4401  the session expired or the user was removed (log in again).
+* 4401  the session expired or ended, or the user was removed (log in again);
+* 4403  the user's role, grids or stations changed (reconnect with the new rights).
 
 Refusals before the upgrade are HTTP: 401 without a valid session, 403 for a foreign
-Origin.
+Origin, 429 for a user at its socket cap or an address past its failed-check budget.
+Every client frame is checked (``frames``); a bad one is answered ``{"op":"error"}``
+and the socket stays open. Command budgets and socket caps are per user, shared by all
+of that user's sockets on this gateway process.
 """
 
 from __future__ import annotations
@@ -24,31 +30,22 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 from gridwatch.schemas.errors import GridwatchError
 from gridwatch.streams.topics import COMMANDS, command_key
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import generate_latest
+from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from gridwatch import city, command_keys, keys, users
 from gridwatch.settings import Settings
 
 from . import http
-from .auth import (
-    SESSION_COOKIE,
-    AuthError,
-    TokenBucket,
-    User,
-    clear_cookie,
-    origin_allowed,
-    parse_cookies,
-    session_cookie,
-)
+from .auth import AuthError, User, origin_allowed
 from .channels import (
     Outbox,
     channels_for,
@@ -56,11 +53,16 @@ from .channels import (
     frame,
     may_see,
     needs_snapshot,
-    parse_id,
     subscriptions,
 )
 from .commands import CommandError, check, command_record, parse
+from .form import FormConnection
+from .frames import FrameError, error_frame, parse_frame
 from .hub import Conn, Hub, snapshot_frame
+from .limits import KeyedBuckets
+from .metrics import Metrics
+from .sessions import SessionGate
+from .wire import send_frames, writable, write_frames
 
 log = logging.getLogger("gridwatch.gateway")
 
@@ -68,45 +70,17 @@ HELLO_S = 15.0  # how long a new connection's "hello" (its resume point) is wait
 
 CLOSE_SLOW = 1013
 CLOSE_SESSION = 4401
-SESSION_CACHE_S = 30.0  # a checked session is trusted this long before Redis is asked again
-RECHECK_S = 300.0  # how often an open socket's session is checked again
+CLOSE_RIGHTS = 4403
+MAX_MESSAGE = 1024 * 1024  # websockets closes (1009) past this; frames.MAX_FRAME answers
 RESULT_WAIT_S = 5.0  # how long a command's outcome is awaited from the worker
-
-
-class Metrics:
-    """Prometheus metrics of one gateway."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.registry = CollectorRegistry()
-        self.clients = Gauge("gridwatch_ws_clients", "Connected WebSocket clients",
-                             registry=self.registry)
-        self.clients.set_function(lambda: len(hub.conns))
-        self.depth = Gauge("gridwatch_ws_send_queue_depth", "Frames waiting, all clients",
-                           registry=self.registry)
-        self.depth.set_function(lambda: sum(len(c.outbox) for c in hub.conns))
-        self.sent = Counter("gridwatch_ws_messages_sent", "Frames sent to clients",
-                            registry=self.registry)
-        self.slow = Counter("gridwatch_ws_closed_slow", "Clients closed for reading too slowly",
-                            registry=self.registry)
-        self.commands = Counter("gridwatch_ws_commands", "Commands from clients by outcome",
-                                ["outcome"], registry=self.registry)
-        # Stream ids carry Redis's clock at XADD: from there to the frame written to
-        # every ready recipient's socket (the worst entry of each fan-out pass).
-        self.delivery = Histogram(
-            "gridwatch_ws_delivery_seconds",
-            "Channel entry appended in Redis -> written to its recipients' sockets",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
-                     1.0, 2.0, 5.0, 10.0), registry=self.registry)
 
 
 class Gateway:
     """Everything one running gateway holds."""
 
-    def __init__(self, settings: Settings, *, queue_limit: int = 2000,
-                 rate: float = 10.0, burst: float = 20.0) -> None:
+    def __init__(self, settings: Settings, *, queue_limit: int = 2000) -> None:
         self.settings = settings
         self.queue_limit = queue_limit
-        self.rate, self.burst = rate, burst
         # The shared loader: a file it cannot use stops the gateway with one ConfigError;
         # the cockpit gets the GeoJSON with every grid's id as properties.id.
         district = city.read_grids(settings.grids)
@@ -121,65 +95,58 @@ class Gateway:
         self.files = http.load_static()
         self.metrics = Metrics(self.hub)
         self.producer: Any = None
-        self._sessions: dict[str, tuple[User, float]] = {}
         self._ready: dict[Conn, ServerConnection] = {}
-
-    # ---- authentication ----------------------------------------------------------
+        public = users.public_base(settings)
+        self.origins = (*settings.web_origins, public)
+        self.gate = SessionGate(self.hub.r, origins=self.origins,
+                                secure=public.startswith("https://"),
+                                fail_rate=settings.auth_fail_rate,
+                                fail_burst=settings.auth_fail_burst,
+                                on_check=lambda outcome: self.metrics.checks.labels(outcome).inc())
+        # Shared by all of a user's sockets: more sockets buy no more commands.
+        self.budgets = KeyedBuckets(rate=settings.cmd_rate, burst=settings.cmd_burst)
+        self.sockets: dict[str, int] = {}  # open sockets per user name
 
     @staticmethod
-    def credential(request: Request) -> str | None:
-        """The session token of a request: cookie, bearer header or ``?session=``."""
-        cookie = parse_cookies(request.headers.get("Cookie")).get(SESSION_COOKIE)
-        if cookie:
-            return cookie
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            return auth[7:].strip()
-        return parse_qs(urlsplit(request.path).query).get("session", [None])[0]
-
-    async def user_of(self, token: str | None, *, fresh: bool = False) -> User:
-        """The user of a session token (cached briefly).
-
-        Raises:
-            AuthError: no valid session.
-        """
-        now = time.time()
-        hit = self._sessions.get(token or "")
-        if hit and not fresh and now - hit[1] < SESSION_CACHE_S:
-            return hit[0]
-        user = await users.acheck_session(self.hub.r, token, now=now)
-        if len(self._sessions) > 50_000:
-            self._sessions.clear()
-        self._sessions[token or ""] = (user, now)
-        return user
+    def _address(connection: ServerConnection) -> str:
+        try:
+            return str(connection.remote_address[0])
+        except (TypeError, IndexError):
+            return "?"
 
     # ---- HTTP --------------------------------------------------------------------
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer plain HTTP, or vet a WebSocket upgrade (``None`` lets it proceed)."""
-        url = urlsplit(request.path)
-        path = url.path
+        path = urlsplit(request.path).path
         if path == "/healthz":
             return http.json_response(200, {"ok": True, "clients": len(self.hub.conns)})
+        address = self._address(connection)
         if path == "/login":
-            return await self.login(parse_qs(url.query).get("token", [""])[0])
+            if request.method == "POST":
+                return await self.gate.login(request, address)
+            return await self.gate.login_page(request, address)
+        if request.method != "GET":
+            return http.response(405, b"method not allowed\n", "text/plain",
+                                 extra=[("Allow", "GET")])
         if path in http.PUBLIC:
             return http.static_response(self.files, path)
-        token = self.credential(request)
-        try:
-            user: User | None = await self.user_of(token)
-        except AuthError:
-            user = None
+        user, token, limited = await self.gate.user_at(request, address)
+        if limited:
+            return http.response(429, b"too many failed attempts\n", "text/plain")
         if path == "/metrics":
             if not (self._loopback(connection) or (user and user.role == "admin")):
                 return http.response(401, b"unauthorized\n", "text/plain")
             return http.response(200, generate_latest(self.metrics.registry),
                                  "text/plain; version=0.0.4", cache="no-store")
         if path == "/ws":
-            if not origin_allowed(request.headers.get("Origin"), self.settings.web_origins):
+            if not origin_allowed(request.headers.get("Origin"), self.origins):
                 return http.response(403, b"origin not allowed\n", "text/plain")
             if user is None:
                 return http.response(401, b"login required\n", "text/plain")
+            if self.sockets.get(user.name, 0) >= self.settings.user_sockets:
+                return http.response(429, b"too many open sockets for this user\n",
+                                     "text/plain")
             connection.gw_user = user  # type: ignore[attr-defined]
             connection.gw_token = token  # type: ignore[attr-defined]
             return None
@@ -188,9 +155,7 @@ class Gateway:
                 return http.redirect("/signin.html")
             return http.response(401, b"login required\n", "text/plain")
         if path == "/logout":
-            await users.aend_session(self.hub.r, token)
-            self._sessions.pop(token or "", None)
-            return http.redirect("/signin.html", extra=[("Set-Cookie", clear_cookie())])
+            return await self.gate.logout(token)
         if path == "/api/me":
             return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
         if path == "/api/grids.geojson":
@@ -207,18 +172,6 @@ class Gateway:
                 return http.response(404, b"no risk yet\n", "text/plain")
             return http.response(200, raw, "application/json", cache="no-store")
         return http.static_response(self.files, "/index.html" if path == "/" else path)
-
-    async def login(self, token: str) -> Response:
-        """Turn a one-time login link into a session cookie."""
-        try:
-            _, session = await users.aredeem_login(self.hub.r, token, now=time.time())
-        except AuthError as exc:
-            log.info("login refused: %s", exc)
-            return http.message_page(401, "登录链接无效、已使用或已过期",
-                                     "This login link is invalid, used or expired.")
-        cookie = session_cookie(session, max_age_s=keys.SESSION_TTL_S)
-        return http.message_page(200, "登录成功", "Signed in", refresh_to="/",
-                                 extra=[("Set-Cookie", cookie)])
 
     @staticmethod
     def _loopback(connection: ServerConnection) -> bool:
@@ -237,53 +190,71 @@ class Gateway:
                     on_overflow=lambda c, why: self._close_slow(ws, why),
                     notify=lambda c: self._notify(c, ws))
         self.hub.register(conn)
+        self.sockets[user.name] = self.sockets.get(user.name, 0) + 1
+        token: str | None = ws.gw_token  # type: ignore[attr-defined]
         jobs: set[asyncio.Task[None]] = set()
         sender = asyncio.create_task(self._send_loop(ws, conn))
-        watch = asyncio.create_task(self._watch_session(ws, ws.gw_token))  # type: ignore[attr-defined]
+        watch = asyncio.create_task(self._watch_session(ws, conn, token))
         try:
             conn.send_raw(orjson.dumps({"op": "welcome", "user": user.to_dict()}))
-            await self._sync(conn, await self._hello(ws))
-            bucket = TokenBucket(rate=self.rate, burst=self.burst, now=time.monotonic())
+            await self._sync(conn, await self._hello(ws, conn))
             async for raw in ws:
-                try:
-                    msg = orjson.loads(raw)
-                except orjson.JSONDecodeError:
+                msg = self._frame(conn, raw)
+                if msg is None:
                     continue
-                if isinstance(msg, dict) and msg.get("op") == "cmd":
-                    if not bucket.take(time.monotonic()):
+                if msg["op"] == "cmd":
+                    if not self.budgets.take(user.name, time.monotonic()):
                         self.metrics.commands.labels("rate_limited").inc()
                         conn.send_raw(result(msg, ok=False, reason="rate_limited"))
                         continue
-                    job = asyncio.create_task(self._command(conn, user, msg))
+                    job = asyncio.create_task(self._command(ws, conn, token, msg))
                     jobs.add(job)
                     job.add_done_callback(jobs.discard)
-                elif isinstance(msg, dict) and msg.get("op") == "ping":
+                elif msg["op"] == "ping":
                     conn.send_raw(b'{"op":"pong"}')
+                else:
+                    self._refuse(conn, FrameError("hello_only_first", msg.get("req")))
         except ConnectionClosed:
             pass
         finally:
             conn.dead = True
             self.hub.unregister(conn)
+            left = self.sockets.get(user.name, 1) - 1
+            if left > 0:
+                self.sockets[user.name] = left
+            else:
+                self.sockets.pop(user.name, None)
             for task in (sender, watch, *jobs):
                 task.cancel()
 
-    async def _hello(self, ws: ServerConnection) -> dict[str, str]:
-        # The client's first message says where it stopped; none within HELLO_S: no resume.
-        # Generous: after a gateway restart every client reconnects at once and each
-        # session check (scrypt) holds the event loop, so a hello sent at once can wait
-        # seconds to be read; a client taken for new would get a snapshot, not its gap.
+    def _frame(self, conn: Conn, raw: str | bytes) -> dict[str, Any] | None:
+        """A client frame checked, or ``None`` when it was refused (and answered)."""
+        try:
+            return parse_frame(raw)
+        except FrameError as exc:
+            self._refuse(conn, exc)
+            return None
+
+    def _refuse(self, conn: Conn, exc: FrameError) -> None:
+        self.metrics.bad_frames.labels(exc.reason).inc()
+        conn.send_raw(error_frame(exc.reason, exc.req))
+
+    async def _hello(self, ws: ServerConnection, conn: Conn) -> dict[str, str]:
+        # The client's first message says where it stopped; none within HELLO_S, or a bad
+        # one: no resume (a snapshot). Generous: after a gateway restart every client
+        # reconnects at once, so a hello sent at once can wait to be read.
         try:
             raw = await asyncio.wait_for(ws.recv(), timeout=HELLO_S)
-            msg = orjson.loads(raw)
-        except (asyncio.TimeoutError, orjson.JSONDecodeError):
+        except asyncio.TimeoutError:
             return {}
-        last = msg.get("last") if isinstance(msg, dict) and msg.get("op") == "hello" else None
-        out: dict[str, str] = {}
-        for ch, sid in (last or {}).items():
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                parse_id(sid)
-                out[str(ch)] = sid
-        return out
+        msg = self._frame(conn, raw)
+        if msg is None:
+            return {}
+        if msg["op"] != "hello":
+            self._refuse(conn, FrameError("hello_expected", msg.get("req")))
+            return {}
+        last: dict[str, str] = msg["last"]
+        return last
 
     async def _sync(self, conn: Conn, last: dict[str, str]) -> None:
         """Per channel, replay what the client missed or send a snapshot; then go live."""
@@ -365,30 +336,56 @@ class Gateway:
         asyncio.get_running_loop().create_task(
             ws.close(CLOSE_SLOW, "too slow: queue full, resume on reconnect"))
 
-    async def _watch_session(self, ws: ServerConnection, token: str | None) -> None:
+    async def _watch_session(self, ws: ServerConnection, conn: Conn, token: str | None) -> None:
         # A random phase per socket: clients that connected together (a gateway restart)
-        # must not all re-check (scrypt, on the event loop) in the same instant.
-        first = random.uniform(0.5, 1.0) * RECHECK_S
+        # must not all re-check in the same instant.
+        every = self.settings.session_recheck_s
+        first = random.uniform(0.5, 1.0) * every
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await asyncio.sleep(first or RECHECK_S)
+                await asyncio.sleep(first or every)
                 first = 0.0
                 try:
-                    await self.user_of(token, fresh=True)
-                except AuthError:
-                    await ws.close(CLOSE_SESSION, "session expired: log in again")
+                    verdict = await self._recheck(conn, token)
+                except (OSError, RedisError) as exc:  # Redis away: keep the socket, retry
+                    log.warning("re-checking a session: %s", exc)
+                    continue
+                if verdict is not None:
+                    await ws.close(*verdict)
                     return
 
-    async def _command(self, conn: Conn, user: User, msg: dict[str, Any]) -> None:
-        """Check a command, produce it to Kafka, then relay the worker's outcome."""
+    async def _recheck(self, conn: Conn, token: str | None) -> tuple[int, str] | None:
+        """Why the socket must close now (code, reason): its session ended, the user was
+        removed, or their role, grids or stations changed; ``None``: all as at connect."""
+        try:
+            user = await self.gate.user_of(token, fresh=True)
+        except AuthError:
+            return CLOSE_SESSION, "session ended: log in again"
+        if user != conn.user:
+            return CLOSE_RIGHTS, "your rights changed: reconnect"
+        return None
+
+    async def _command(self, ws: ServerConnection, conn: Conn, token: str | None,
+                       msg: dict[str, Any]) -> None:
+        """Check a command against the user's rights as stored now, produce it to Kafka,
+        then relay the worker's outcome."""
+        user = conn.user
+        verdict: tuple[int, str] | None = None
         try:
             cmd = parse(msg)
+            verdict = await self._recheck(conn, token)
+            if verdict is not None:
+                raise CommandError("session_ended" if verdict[0] == CLOSE_SESSION
+                                   else "rights_changed")
             rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
             raw = await self.hub.r.get(rkey)
             check(user, cmd, orjson.loads(raw) if raw else None)
         except CommandError as exc:
             self.metrics.commands.labels(exc.reason).inc()
             conn.send_raw(result(msg, ok=False, reason=exc.reason))
+            if verdict is not None:  # the refusal first, then the close that says why
+                await asyncio.sleep(0.2)
+                await ws.close(*verdict)
             return
         # The command happens "now" on the control room's clock: the feed's event time
         # when it runs ahead of the wall clock (a simulated day at speed). Stamped here,
@@ -443,11 +440,13 @@ class Gateway:
     async def serve(self, stop: asyncio.Future[None], ready: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` completes; closing sends every client 1001."""
         await self.hub.start()
+        await self.gate.start()
         kafka = asyncio.create_task(self.start_producer())
         try:
             async with _listening(self.settings), serve(
                     self.handler, self.settings.gateway_host, self.settings.gateway_port,
-                    process_request=self.process_request, max_size=64 * 1024,
+                    process_request=self.process_request, max_size=MAX_MESSAGE,
+                    create_connection=FormConnection,
                     # No per-message deflate: compressing means one zlib pass per
                     # client per frame, and frames are shared by all clients.
                     compression=None,
@@ -481,52 +480,6 @@ async def _listening(settings: Settings) -> AsyncIterator[None]:
             f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: "
             f"{os.strerror(exc.errno)} (another gateway running? GRIDWATCH_GATEWAY=host:port or "
             "--port picks another port)") from None
-
-
-def text_header(length: int) -> bytes:
-    """The header of an unmasked, final text frame of ``length`` bytes (RFC 6455 5.2)."""
-    if length < 126:
-        return bytes((0x81, length))
-    if length < 65536:
-        return b"\x81\x7e" + length.to_bytes(2, "big")
-    return b"\x81\x7f" + length.to_bytes(8, "big")
-
-
-async def send_frames(ws: ServerConnection, frames: list[bytes]) -> None:
-    """Send text frames to one client in one write (one syscall, not one per frame).
-
-    A server's text frame is a short header and the payload, unmasked and, with no
-    extension negotiated (the gateway offers none), unchanged: the same shared bytes
-    go to every client, so nothing is serialised per client. The frames are written
-    only while websockets' own state says the connection is open and no fragmented
-    message is under way; otherwise ``ws.send`` handles them (and raises once closed).
-    Flow control is websockets' own: ``drain`` waits while the socket's buffer is over
-    its limit.
-    """
-    if not writable(ws, paused_ok=True):
-        for data in frames:
-            await ws.send(data, text=True)
-        return
-    write_frames(ws, frames)
-    await ws.drain()
-
-
-def writable(ws: ServerConnection, *, paused_ok: bool = False) -> bool:
-    """Whether frames may be written to the socket directly now: open, no extension,
-    no fragmented message under way (and, unless ``paused_ok``, the buffer not full)."""
-    proto = ws.protocol
-    return (proto.state is State.OPEN and not proto.extensions
-            and not proto.expect_continuation_frame and ws.send_in_progress is None
-            and (paused_ok or not ws.paused))
-
-
-def write_frames(ws: ServerConnection, frames: list[bytes]) -> None:
-    """Write text frames to the socket in one call (see :func:`send_frames`)."""
-    parts: list[bytes] = []
-    for data in frames:
-        parts.append(text_header(len(data)))
-        parts.append(data)
-    ws.transport.writelines(parts)
 
 
 def result(msg: dict[str, Any], **fields: Any) -> bytes:

@@ -7,6 +7,7 @@ and what it needs are public, everything else needs a session.
 
 from __future__ import annotations
 
+import html
 import mimetypes
 from http import HTTPStatus
 from pathlib import Path
@@ -99,3 +100,23 @@ def message_page(status: int, title_zh: str, title_en: str, *, refresh_to: str |
             f'<body class="message"><h1>{title_zh}</h1><p>{title_en}</p>'
             f'<p><a href="/">/</a></p></body></html>').encode()
     return response(status, body, "text/html; charset=utf-8", extra=extra, cache="no-store")
+
+
+def confirm_page(token: str) -> Response:
+    """The page a login link opens: one button whose form POSTs the token back.
+
+    Opening the link spends nothing (a chat app's link preview fetches it too); only the
+    POST, same-origin, with the token in its body, signs in.
+    """
+    body = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="stylesheet" href="/style.css"><title>Sign in</title></head>'
+            f'<body class="message"><h1>登录网格数字驾驶舱</h1><p>Sign in to the cockpit</p>'
+            f'<form method="post" action="/login">'
+            f'<input type="hidden" name="token" value="{html.escape(token, quote=True)}">'
+            f'<button id="confirm" type="submit">登录 · Sign in</button></form>'
+            f'</body></html>').encode()
+    # The form's POST must carry this page's Origin (no-referrer would make it "null"),
+    # while no Referer ever carries the token: strict-origin sends the origin alone.
+    return response(200, body, "text/html; charset=utf-8", cache="no-store",
+                    extra=[("Referrer-Policy", "strict-origin")])

@@ -18,6 +18,7 @@ import secrets
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +26,6 @@ import pytest
 import redis
 from gridwatch.agents.loiter import loiter_alert_id
 from gridwatch.agents.rules import alert_id
-from gridwatch.city import load_city
 from gridwatch.schemas.events import format_time
 from gridwatch.streams.simulate import CST, CityDay, Simulator
 from gridwatch.streams.topics import CHECKPOINT_SCANS, CROWD_LOITER
@@ -35,6 +35,8 @@ from playwright.sync_api import Page, expect
 from shapely.geometry import shape
 
 from gridwatch import keys, store, users
+from gridwatch.city import load_city
+from tests.integration.test_gateway import GatewayProcess
 
 from .conftest import SCREENSHOTS, wait_until
 
@@ -46,8 +48,9 @@ CITY = CityDay(scans=100_000, loiter_reports=4_000, people=40_000, red_share=0.0
 
 
 def login(page: Page, r: redis.Redis, origin: str, user: User) -> None:
-    """Open a one-time login link, as a user does, and wait for the view."""
+    """Open a one-time login link, as a user does, confirm it, and wait for the view."""
     page.goto(f"{origin}/login?token={users.add_user(r, user)}")
+    page.locator("#confirm").click()
     page.wait_for_url(f"{origin}/")
     expect(page.locator("#who")).to_contain_text(user.name)
 
@@ -330,7 +333,37 @@ def test_no_valid_token_is_refused(browser: Any, gateway_only: Any) -> None:
     api = page.request.get(f"{g.origin}/api/me")
     assert api.status == 401
     assert page.request.get(f"{g.origin}/api/risk/G0001").status == 401
-    # A used link does not work twice.
+    # Opening a link (a chat app's preview does) spends nothing; its button's POST does,
+    # once.
     token = users.add_user(r, User("o9", "duty_officer"))
     assert page.request.get(f"{g.origin}/login?token={token}").status == 200
+    assert page.request.get(f"{g.origin}/login?token={token}").status == 200
+    assert page.request.post(f"{g.origin}/login", form={"token": token}).status == 200
+    assert page.request.post(f"{g.origin}/login", form={"token": token}).status == 401
     assert page.request.get(f"{g.origin}/login?token={token}").status == 401
+
+
+def test_a_role_change_reloads_the_open_cockpit_into_the_new_view(
+        browser: Any, stack_settings: Any, tmp_path: Path) -> None:
+    """The gateway closes the socket of a user whose rights changed (4403); the page
+    loads again and shows the view of the new role; a removed user is sent to sign in."""
+    r = redis.Redis.from_url(stack_settings.redis)
+    r.flushdb()
+    g = GatewayProcess(stack_settings, tmp_path)
+    g.env["GRIDWATCH_SESSION_RECHECK"] = "0.5"
+    g.start()
+    try:
+        page = browser.new_page()
+        login(page, r, g.origin, User("o1", "duty_officer"))
+        expect(page.locator("body")).to_have_attribute("data-role", "duty_officer")
+        users.add_user(r, User("o1", "station_manager", stations=("SHS",)))
+        expect(page.locator("body")).to_have_attribute("data-role", "station_manager",
+                                                       timeout=15_000)
+        page.wait_for_function("() => window.gridwatch && window.gridwatch.link.online()")
+        users.remove_user(r, "o1")
+        page.wait_for_function("() => !window.gridwatch.link.online()", timeout=15_000)
+        page.reload()
+        page.wait_for_url(f"{g.origin}/signin.html")
+    finally:
+        g.stop()
+        r.close()

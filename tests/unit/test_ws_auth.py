@@ -7,8 +7,12 @@ from gridwatch.ws.auth import (
     AuthError,
     TokenBucket,
     User,
+    clear_cookie,
+    cookie_name,
     hash_secret,
+    is_legacy,
     issue,
+    keyed_hash,
     origin_allowed,
     parse_cookies,
     session_cookie,
@@ -40,8 +44,40 @@ def test_hash_is_salted() -> None:
     assert len(a) == 32
 
 
+KEY = b"k" * 32
+
+
+def test_keyed_credentials_verify_with_the_key_only() -> None:
+    cred = issue("o1", now=100.0, ttl_s=60, key=KEY, epoch="e1")
+    _, secret = split_token(cred.token)
+    assert not is_legacy(cred.record) and cred.record["epoch"] == "e1"
+    assert secret not in str(cred.record)
+    assert cred.record["hash"] == keyed_hash(secret, KEY).hex()
+    assert verify(cred.record, secret, now=120.0, key=KEY) == "o1"
+    with pytest.raises(AuthError, match="match"):
+        verify(cred.record, secret, now=120.0, key=b"another key_____________________")
+    with pytest.raises(AuthError, match="match"):
+        verify(cred.record, secret[:-1] + "x", now=120.0, key=KEY)
+    with pytest.raises(AuthError, match="key"):
+        verify(cred.record, secret, now=120.0)
+    with pytest.raises(AuthError, match="expired"):
+        verify(cred.record, secret, now=160.0, key=KEY)
+
+
+@pytest.mark.parametrize("record", [
+    {}, {"expires": "soon"}, {"expires": 1e12, "alg": "hmac-sha256"},
+    {"expires": 1e12, "alg": "hmac-sha256", "hash": "not hex", "user": "o1"},
+    {"expires": 1e12, "salt": "zz", "hash": "00", "n": 1024, "user": "o1"},
+    {"expires": None},
+])
+def test_a_malformed_record_is_a_refusal_not_a_crash(record: dict[str, object]) -> None:
+    with pytest.raises(AuthError):
+        verify(record, "secret", now=0.0, key=KEY)
+
+
 def test_issue_and_verify() -> None:
     cred = issue("o1", now=100.0, ttl_s=60, n=N)
+    assert is_legacy(cred.record)  # the older scrypt format still verifies
     record_id, secret = split_token(cred.token)
     assert record_id == cred.record_id
     assert secret not in str(cred.record)  # only the hash is stored
@@ -66,6 +102,13 @@ def test_cookies() -> None:
     assert parse_cookies("a=1; gw_session=x.y; b=2")["gw_session"] == "x.y"
     cookie = session_cookie("x.y", max_age_s=10)
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=10" in cookie
+    assert cookie.startswith("gw_session=x.y;") and "Secure" not in cookie
+    secure = [p.strip() for p in session_cookie("x.y", max_age_s=10, secure=True).split(";")]
+    assert secure[0] == "__Host-gw_session=x.y" == f"{cookie_name(True)}=x.y"
+    assert "Secure" in secure and "Path=/" in secure
+    assert not any(p.lower().startswith("domain") for p in secure)
+    gone = clear_cookie(secure=True)
+    assert gone.startswith("__Host-gw_session=;") and "Max-Age=0" in gone and "Secure" in gone
 
 
 def test_origin() -> None:

@@ -147,8 +147,12 @@ def test_commands_follow_roles_and_grids() -> None:
             check(user, ack, {"id": "a1"})
     accept = parse({"target": "task", "id": "t1", "action": "accept"})
     check(WORKER, accept, {"grid_id": "G1", "workers": ["w1"]})
-    with pytest.raises(CommandError, match="forbidden"):
+    # Another grid's task and an unknown id get the same answer: no existence oracle.
+    with pytest.raises(CommandError) as theirs:
         check(OTHER, accept, {"grid_id": "G1", "workers": ["w1"]})
+    with pytest.raises(CommandError) as unknown:
+        check(OTHER, accept, None)
+    assert theirs.value.reason == unknown.value.reason == "not_found"
     with pytest.raises(CommandError, match="not_found"):
         check(WORKER, accept, None)
     dispatch = parse({"target": "alert", "id": "a1", "action": "dispatch"})

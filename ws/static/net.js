@@ -51,6 +51,8 @@ export class Link {
     ws.onclose = (ev) => {
       this.ws = null;
       if (ev.code === 4401) { this.handlers.onStatus("refused"); return; }
+      // The user's role, grids or stations changed: load the cockpit again for the new view.
+      if (ev.code === 4403) { location.reload(); return; }
       this.handlers.onStatus("down");
       // Backoff 0.5 s doubling to 15 s, with jitter so a restarted gateway is not stormed.
       const wait = Math.min(15000, 500 * 2 ** this.tries) * (0.5 + Math.random() / 2);
@@ -63,6 +65,16 @@ export class Link {
     if (frame.ch && frame.id) {
       this.last[frame.ch] = frame.snapshot ? frame.id : newer(this.last[frame.ch], frame.id);
       sessionStorage.setItem(LAST_KEY, JSON.stringify(this.last));
+    }
+    if (frame.op === "error") {
+      // The gateway could not take a frame of ours; a queued command it names is dropped
+      // (sent again it would be refused again).
+      console.warn("gateway refused a frame:", frame.reason);
+      if (frame.req) {
+        this.queue = this.queue.filter((c) => c.req !== frame.req);
+        this.saveQueue();
+      }
+      return;
     }
     if (frame.op === "result") {
       if (frame.reason !== "kafka_unavailable") {
