@@ -31,6 +31,11 @@ GRIDWATCH_CALENDAR         holidays that move, matched across past years by    C
                            station forecasts: CN (lunar festivals), a country
                            code with an optional region (NZ-AUK, US-MN, GB)
                            or none
+GRIDWATCH_TIME_MIN_YEAR    earliest year (UTC) of any time in an input event   2000
+GRIDWATCH_TIME_MAX_YEAR    latest year (UTC) of any time in an input event     2100
+GRIDWATCH_MAX_FUTURE_S     how far an event's ts may be ahead of the wall      300
+                           clock, seconds; the feed clock (escalations,
+                           liveness) never runs further ahead either
 =========================  ==================================================  ======================
 """
 
@@ -81,6 +86,9 @@ class Settings:
     log_format: str = "text"
     tz: str = "Asia/Shanghai"
     calendar: str | None = "CN"
+    time_min_year: int = 2000
+    time_max_year: int = 2100
+    max_future_s: float = 300.0
 
     @property
     def kafka_port(self) -> int:
@@ -175,7 +183,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=(env.get("GRIDWATCH_LOG_FORMAT") or base.log_format).strip().lower(),
         tz=(env.get("GRIDWATCH_TZ") or base.tz).strip(),
         calendar=env.get("GRIDWATCH_CALENDAR") or base.calendar or "none",
+        time_min_year=_int(env, "GRIDWATCH_TIME_MIN_YEAR", base.time_min_year),
+        time_max_year=_int(env, "GRIDWATCH_TIME_MAX_YEAR", base.time_max_year),
+        max_future_s=_float(env, "GRIDWATCH_MAX_FUTURE_S", base.max_future_s),
     )
+    if not settings.time_min_year <= settings.time_max_year <= 9998:
+        raise ConfigError(f"GRIDWATCH_TIME_MIN_YEAR={settings.time_min_year}, GRIDWATCH_TIME_MAX_YEAR="
+                          f"{settings.time_max_year}: expected min <= max <= 9998")
     try:
         settings = replace(settings, calendar=calendars.check(settings.calendar))
     except calendars.CalendarError as exc:
