@@ -188,8 +188,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_future_s=_float(env, "GRIDWATCH_MAX_FUTURE_S", base.max_future_s),
     )
     if not settings.time_min_year <= settings.time_max_year <= 9998:
-        raise ConfigError(f"GRIDWATCH_TIME_MIN_YEAR={settings.time_min_year}, GRIDWATCH_TIME_MAX_YEAR="
-                          f"{settings.time_max_year}: expected min <= max <= 9998")
+        raise ConfigError(f"GRIDWATCH_TIME_MIN_YEAR={settings.time_min_year}, "
+                          f"GRIDWATCH_TIME_MAX_YEAR={settings.time_max_year}: "
+                          "expected min <= max <= 9998")
     try:
         settings = replace(settings, calendar=calendars.check(settings.calendar))
     except calendars.CalendarError as exc:

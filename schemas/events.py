@@ -147,6 +147,14 @@ def _text(value: Any) -> str:
     return value
 
 
+def _ident(value: Any) -> str:
+    # Identifiers are joined with "|" into stored members and keys and split back.
+    value = _text(value)
+    if "|" in value:
+        raise ValueError("must not contain '|'")
+    return value
+
+
 def _number(lo: float, hi: float) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -202,6 +210,7 @@ class Field:
 
 
 _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_STRING}
+_IDENT = {**_TEXT, "pattern": "^[^|]*$"}
 _TIME = {"type": "string", "format": "date-time"}
 
 
@@ -210,7 +219,7 @@ def _enum(*options: str) -> tuple[Callable[[Any], str], dict[str, Any]]:
 
 
 _COMMON = (
-    Field("event_id", _text, _TEXT),
+    Field("event_id", _ident, _IDENT),
     Field("ts", _time, _TIME),
 )
 _LON = Field("lon", _number(-180, 180), {"type": "number", "minimum": -180, "maximum": 180})
@@ -272,7 +281,7 @@ Event = Union[CheckpointScan, CrowdLoiter, StationTicket]
 FIELDS: dict[type, tuple[Field, ...]] = {
     CheckpointScan: (
         *_COMMON,
-        Field("checkpoint_id", _text, _TEXT),
+        Field("checkpoint_id", _ident, _IDENT),
         _LON,
         _LAT,
         Field("person_ref", _text, _TEXT),
@@ -286,7 +295,7 @@ FIELDS: dict[type, tuple[Field, ...]] = {
     ),
     CrowdLoiter: (
         *_COMMON,
-        Field("camera_id", _text, _TEXT),
+        Field("camera_id", _ident, _IDENT),
         _LON,
         _LAT,
         Field("zone", _text, _TEXT),
@@ -299,8 +308,8 @@ FIELDS: dict[type, tuple[Field, ...]] = {
     ),
     StationTicket: (
         *_COMMON,
-        Field("station_id", _text, _TEXT),
-        Field("train_no", _text, _TEXT),
+        Field("station_id", _ident, _IDENT),
+        Field("train_no", _ident, _IDENT),
         Field("action", *_enum("sold", "refunded", "exited")),
         Field("arrival_at", _time, _TIME),
         Field("origin", _text, _TEXT),
@@ -396,6 +405,8 @@ def _fast_scan(obj: Any, bounds: Bounds = DEFAULT_BOUNDS) -> CheckpointScan | No
     for text in (event_id, checkpoint, person):
         if type(text) is not str or not 0 < len(text) <= MAX_STRING:
             return None
+    if "|" in event_id or "|" in checkpoint:
+        return None
     if (type(lon) is not float and type(lon) is not int) or not -180 <= lon <= 180:
         return None
     if (type(lat) is not float and type(lat) is not int) or not -90 <= lat <= 90:
