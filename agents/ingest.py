@@ -285,7 +285,7 @@ class BatchApplier:
             log.error("batch of %d records raised %s: %s; isolating the record(s) that cause "
                       "it", len(records), type(exc).__name__, exc)
             parts: list[BatchUpdate] = []
-            await self._isolate(records, allow_gaps, parts)
+            await self._isolate(records, allow_gaps, parts, failed=exc)
             return _merge(parts)
 
     async def _apply_once(self, records: list[RawRecord], *,
@@ -315,18 +315,21 @@ class BatchApplier:
             pre = None
 
     async def _isolate(self, records: list[RawRecord], allow_gaps: Collection[str] | None,
-                       parts: list[BatchUpdate]) -> None:
-        """Apply ``records`` in order, bisecting around whatever raises; a single record
-        that raises on its own is dead-lettered with the exception."""
-        try:
-            parts.append(await self._apply_once(records, allow_gaps=allow_gaps))
-            return
-        except (OffsetGap, asyncio.CancelledError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - isolated below
-            if len(records) == 1:
-                parts.append(await self._poison(records[0], exc))
+                       parts: list[BatchUpdate], *, failed: BaseException | None = None) -> None:
+        """Apply ``records`` in order, bisecting around whatever raises (``failed``: they
+        raised that already); a single record that raises on its own is dead-lettered
+        with the exception."""
+        if failed is None:
+            try:
+                parts.append(await self._apply_once(records, allow_gaps=allow_gaps))
                 return
+            except (OffsetGap, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - isolated below
+                failed = exc
+        if len(records) == 1:
+            parts.append(await self._poison(records[0], failed))
+            return
         mid = len(records) // 2
         await self._isolate(records[:mid], allow_gaps, parts)
         await self._isolate(records[mid:], allow_gaps, parts)
