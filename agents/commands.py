@@ -235,7 +235,6 @@ class CommandApplier:
                 outcome["deadletters"] = update.deadletters
             return outcome
 
-
     def _poison(self, rec: RawRecord, cmd: Command | None, before: int,
                 exc: BaseException) -> tuple[BatchUpdate, dict[str, Any]]:
         """An update that dead-letters a command the code raised on (offset applied)."""

@@ -255,6 +255,8 @@ def test_a_record_that_makes_the_code_raise_is_dead_lettered_and_the_rest_applie
     assert len(alert_ids) == 1
     # commands: the one whose transition raises is dead-lettered, the next one applied
     _send(s, [(COMMANDS, _command("cmd-poison", alert_ids[0], "poison-actor"))])
+    year1 = {**_command("cmd-year1", alert_ids[0], "wang"), "ts": "0001-01-01T00:00:00+23:59"}
+    _send(s, [(COMMANDS, year1)])
     _send(s, [(COMMANDS, _command("cmd-ok", alert_ids[0], "wang"))])
     wait_until(lambda: _result(r, "cmd-ok") is not None, timeout=60, what="the second command")
     poisoned = _result(r, "cmd-poison")
@@ -266,7 +268,8 @@ def test_a_record_that_makes_the_code_raise_is_dead_lettered_and_the_rest_applie
     assert letters["ord-777"]["reason"] == \
         "internal error: ValueError: injected fault for ord-777"
     assert letters["cmd-poison"]["reason"].startswith("internal error: KeyError")
-    assert store.summary(r)["deadletter"] == 2
+    assert letters["cmd-year1"]["field"] == "ts"  # a command's clock out of the years
+    assert store.summary(r)["deadletter"] == 3
     health = _health(port)
     assert health["poison"] == 1 and health["command_poison"] == 1
     assert proc.poll() is None
