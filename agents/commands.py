@@ -19,7 +19,7 @@ import orjson
 
 from .. import keys
 from ..schemas.errors import DecodeError, TransitionRefused
-from ..schemas.events import parse_time
+from ..schemas.events import DEFAULT_BOUNDS, Bounds, parse_time
 from ..schemas.records import Alert, Task
 from ..signing import Keyring, verify_raw
 from ..store import ApplyConflict, AsyncStore
@@ -27,6 +27,7 @@ from . import escalation, lifecycle
 from .escalation import Deadline, EscalationConfig
 from .fold import BatchUpdate, DeadLetter, RawRecord
 from .grid_index import GridIndex
+from .ingest import _transient, internal_reason
 from .records_io import load_records, write_alert, write_deadline, write_task
 
 log = logging.getLogger("gridwatch.commands")
@@ -97,16 +98,18 @@ class CommandApplier:
 
     def __init__(self, store: AsyncStore, index: GridIndex, config: EscalationConfig,
                  *, sla_s: float = 7200.0, input_ends: Callable[[], Awaitable[dict[str, int]]] | None = None,
-                 catch_up_s: float = 120.0, keyring: Keyring) -> None:
+                 catch_up_s: float = 120.0, keyring: Keyring,
+                 bounds: Bounds = DEFAULT_BOUNDS) -> None:
         self.keyring = keyring  # only commands signed with one of its keys are applied
         self.input_ends = input_ends
+        self.bounds = bounds  # the years a command's time (its "now") may fall in
         self.catch_up_s = catch_up_s
         self.store = store
         self.index = index
         self.config = config
         self.sla_s = sla_s
         self.applied: dict[str, int] | None = None
-        self.stats = {"applied": 0, "refused": 0, "bad": 0}
+        self.stats = {"applied": 0, "refused": 0, "bad": 0, "poison": 0}
 
     async def decide(self, cmd: Command, update: BatchUpdate) -> dict[str, Any]:
         """Decide one command into ``update``; returns its outcome."""
@@ -194,6 +197,8 @@ class CommandApplier:
             try:
                 verify_raw(rec.value, self.keyring)  # unsigned or altered: dead-lettered
                 cmd = decode_command(rec.value)
+                if not self.bounds.lo <= cmd.ts < self.bounds.hi:  # also NaN
+                    raise self.bounds.refuse("ts", cmd.ts)
             except DecodeError as exc:
                 self.stats["bad"] += 1
                 update.deadletters.append(DeadLetter(rec.topic, rec.partition, rec.offset,
@@ -202,7 +207,12 @@ class CommandApplier:
                 outcome: dict[str, Any] = {"ok": False, "reason": exc.reason}
                 cmd = None
             else:
-                outcome = await self.decide(cmd, update)
+                try:
+                    outcome = await self.decide(cmd, update)
+                except Exception as exc:  # noqa: BLE001 - a command we cannot handle
+                    if _transient(exc):
+                        raise
+                    update, outcome = self._poison(rec, cmd, before, exc)
                 if outcome.pop("missing", False) and await self.catch_up():
                     continue  # the inputs were behind: decide again now they have caught up
                 update.sets[keys.cmdresult(cmd.command_id)] = (orjson.dumps(outcome), CMDRESULT_TTL_S)
@@ -211,11 +221,37 @@ class CommandApplier:
             except ApplyConflict:
                 self.applied = None
                 continue
+            except Exception as exc:  # noqa: BLE001 - the decided writes cannot be applied
+                if _transient(exc) or update.deadletters:
+                    raise
+                update, outcome = self._poison(rec, cmd, before, exc)
+                if cmd is not None:
+                    update.sets[keys.cmdresult(cmd.command_id)] = (orjson.dumps(outcome),
+                                                                   CMDRESULT_TTL_S)
+                try:
+                    await self.store.apply(update)
+                except ApplyConflict:
+                    self.applied = None
+                    continue
             self.applied[pfield] = rec.offset
             self.stats["applied" if outcome.get("ok") else "refused"] += 1
             if update.deadletters:
                 outcome["deadletters"] = update.deadletters
             return outcome
+
+    def _poison(self, rec: RawRecord, cmd: Command | None, before: int,
+                exc: BaseException) -> tuple[BatchUpdate, dict[str, Any]]:
+        """An update that dead-letters a command the code raised on (offset applied)."""
+        reason = internal_reason(exc)
+        log.error("command %s:%d@%d dead-lettered (%s)", rec.topic, rec.partition, rec.offset,
+                  reason, exc_info=exc)
+        self.stats["poison"] += 1
+        update = BatchUpdate()
+        update.offsets[keys.partition_field(rec.topic, rec.partition)] = (before, rec.offset)
+        update.deadletters.append(DeadLetter(rec.topic, rec.partition, rec.offset, reason, None,
+                                             rec.value or b""))
+        update.incr[(keys.SUMMARY, "deadletter")] += 1
+        return update, {"ok": False, "reason": reason}
 
 
 async def wait_result(redis: Any, command_id: str, *, timeout: float = 15.0) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ from ..settings import Settings
 from ..streams import topics
 from .fold import BatchUpdate, RawRecord
 from ..store import ApplyConflict
-from .ingest import BatchApplier, OffsetGap, Prefolded, _transient
+from .ingest import BatchApplier, OffsetGap, Prefolded
 
 log = logging.getLogger("gridwatch.ingest")
 
@@ -192,8 +192,12 @@ class IngestLoop:
                 for f, (_, last) in inflight.update.offsets.items():
                     applied[f] = last
                 watermarks.update(inflight.update.watermarks)
-            pre = self.applier.prefold(records, applied, watermarks) \
-                if self.applier.applied is not None else None
+            pre = None
+            if self.applier.applied is not None:
+                try:
+                    pre = self.applier.prefold(records, applied, watermarks)
+                except Exception as exc:  # noqa: BLE001 - folded again, and isolated, below
+                    log.warning("ingest: folding ahead raised %s: %s", type(exc).__name__, exc)
             if inflight is not None:
                 ok = await self._finish(consumer, inflight, [fetched])
                 inflight = None
@@ -216,9 +220,8 @@ class IngestLoop:
                     pre = None
                     continue  # only retention gaps: apply the batch as it is
                 return None  # re-read from Redis's offsets
-            except Exception as exc:  # noqa: BLE001 - Redis away: the retrying path
-                if not _transient(exc):
-                    raise
+            except Exception:  # noqa: BLE001 - Redis away, or a record that raises: the
+                # careful path retries the one and isolates the other
                 await self._slow(consumer, fetched, records, started)
                 return None
             if update.empty:
@@ -235,9 +238,8 @@ class IngestLoop:
             await inflight.task
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - conflict or Redis/Kafka away
-            if not isinstance(exc, ApplyConflict) and not _transient(exc):
-                raise
+        except Exception as exc:  # noqa: BLE001 - conflict, Redis/Kafka away, or a fault
+            # the careful path isolates (a record that makes the apply fail)
             if isinstance(exc, ApplyConflict):
                 self.applier.stats["conflicts"] += 1
                 log.info("ingest: state moved under us (%s); folding again", exc)

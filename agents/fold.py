@@ -18,7 +18,8 @@ from typing import Any, Collection, Iterable, Mapping, NamedTuple
 
 from .. import keys
 from ..schemas.errors import DecodeError
-from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket, decode
+from ..schemas.events import (DEFAULT_BOUNDS, Bounds, CheckpointScan, CrowdLoiter, Event,
+                              StationTicket, decode)
 from ..streams.topics import INPUT_BY_NAME
 from .grid_index import GridIndex
 
@@ -105,6 +106,7 @@ def fold_batch(
     watermarks: Mapping[str, float],
     grace_s: float,
     seen: Collection[tuple[str, str]] = (),
+    bounds: Bounds = DEFAULT_BOUNDS,
 ) -> BatchUpdate:
     """Fold consumed records into one :class:`BatchUpdate`.
 
@@ -118,12 +120,16 @@ def fold_batch(
         seen: (topic, event id) of events applied before (read from Redis): a message
             carrying one again is a duplicate; it moves the offset and is counted under
             ``duplicates``, nothing else. Repeats inside the batch are found here.
+        bounds: the times accepted (years, and how far ahead of the wall clock); an
+            event outside them is dead-lettered. A stored watermark ahead of what they
+            allow (written before they existed) is taken at their limit.
 
     Returns:
         The update; ``update.empty`` when every record was applied before.
     """
     update = BatchUpdate()
-    wm = dict(watermarks)
+    top = bounds.ts_hi
+    wm = {p: (w if w <= top else top) for p, w in watermarks.items()}
     fresh: list[tuple[RawRecord, Event, str, float]] = []  # (record, event, late prefix, watermark)
     offsets = update.offsets
     field_of: dict[tuple[str, int], str] = {}
@@ -148,7 +154,7 @@ def fold_batch(
                 raise DecodeError(f"not an input topic: {rec.topic}")
             if rec.value is None:
                 raise DecodeError("empty message (no value)")
-            event = decode(rec.value, topic.event)
+            event = decode(rec.value, topic.event, bounds)
         except DecodeError as exc:
             update.deadletters.append(
                 DeadLetter(rec.topic, rec.partition, rec.offset, exc.reason, exc.field,

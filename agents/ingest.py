@@ -12,19 +12,29 @@
 
 A refused batch is folded again from fresh state; Redis or Kafka being away makes it
 wait and retry; nothing is acknowledged to Kafka before it is applied.
+
+No input stops the worker: any other exception while a batch is folded, decided or
+applied is taken for a record that the code cannot handle. The batch is bisected, the
+halves applied in order, down to the single record(s) that still raise; each is
+dead-lettered with the exception as its reason (``internal error: ValueError: ...``)
+and its offset applied like any dead letter, so a restart does not meet it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Collection
 
+import redis.exceptions as redis_errors
+
 from .. import keys
+from ..schemas.events import Bounds
 from ..settings import Settings
 from ..store import ApplyConflict, AsyncStore
-from .decide import DecideConfig, candidate_alert_ids, decide
-from .fold import BatchUpdate, RawRecord, fold_batch
+from .decide import DecideConfig, Decisions, candidate_alert_ids, decide
+from .fold import BatchUpdate, DeadLetter, RawRecord, fold_batch
 from .grid_index import GridIndex
 from .records_io import add_decisions, load_alerts, load_view, mark_grids, versions_of
 from .risk_refresh import RiskRefresher
@@ -94,9 +104,59 @@ async def seen_before(redis: Any, update: BatchUpdate) -> set[tuple[str, str]]:
     return out
 
 
+# Errors of a service being away or busy for a while: retried, never dead-lettered. A
+# Redis ResponseError from a script or a Kafka error that is not retriable is a fault of
+# the batch (or of the code), not of the moment.
+_TRANSIENT: tuple[type[BaseException], ...] = tuple(
+    getattr(redis_errors, name) for name in (
+        "ConnectionError", "TimeoutError", "BusyLoadingError", "TryAgainError",
+        "ClusterDownError", "MasterDownError", "ReadOnlyError", "OutOfMemoryError",
+        "MaxConnectionsError", "RedisClusterUnreachableError", "SlotNotCoveredError",
+        "NoScriptError") if hasattr(redis_errors, name)
+) + (OSError, ConnectionError, asyncio.TimeoutError, TimeoutError)
+
+
+def _kafka_transient(exc: BaseException) -> bool:
+    try:
+        import aiokafka.errors as aiokafka_errors
+        import kafka.errors as kafka_errors
+    except ImportError:  # pragma: no cover - both are dependencies
+        return False
+    for mod in (aiokafka_errors, kafka_errors):
+        if isinstance(exc, mod.KafkaError):
+            return bool(getattr(exc, "retriable", False)) or isinstance(
+                exc, (mod.KafkaConnectionError, mod.KafkaTimeoutError))
+    return False
+
+
 def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, (OSError, ConnectionError, asyncio.TimeoutError)) or \
-        type(exc).__module__.startswith(("redis", "aiokafka", "kafka"))
+    """Whether ``exc`` is a service away or busy (retry) rather than a fault (isolate)."""
+    return isinstance(exc, _TRANSIENT) or _kafka_transient(exc)
+
+
+def internal_reason(exc: BaseException) -> str:
+    """The dead-letter reason of a record the code raised on."""
+    return f"internal error: {type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _merge(parts: list[BatchUpdate]) -> BatchUpdate:
+    """One summary of the updates a bisected batch was applied in (what the caller
+    observes: events, dead letters, late, new alerts)."""
+    out = BatchUpdate()
+    decisions = Decisions()
+    for part in parts:
+        for f, (before, last) in part.offsets.items():
+            first = out.offsets.get(f, (before, last))[0]
+            out.offsets[f] = (first, last)
+        out.watermarks.update(part.watermarks)
+        out.events.extend(part.events)
+        out.deadletters.extend(part.deadletters)
+        out.late += part.late
+        got = getattr(part, "decisions", None)
+        if got is not None:
+            decisions.new_alert_ids.extend(got.new_alert_ids)
+    out.decisions = decisions  # type: ignore[attr-defined]
+    return out
 
 
 class BatchApplier:
@@ -116,10 +176,15 @@ class BatchApplier:
         self.applied: dict[str, int] | None = None
         self.watermarks: dict[str, float] = {}
         self.stats = {"batches": 0, "applied": 0, "deadletter": 0, "conflicts": 0,
-                      "alerts": 0, "retries": 0}
+                      "alerts": 0, "retries": 0, "poison": 0}
         # Bumped whenever the offsets and watermarks are read from Redis again: a batch
         # folded ahead of time against older ones is folded again.
         self.generation = 0
+
+    def bounds(self) -> Bounds:
+        """The times the decoder accepts now (the wall clock is read here, not in it)."""
+        s = self.settings
+        return Bounds(s.time_min_year, s.time_max_year, time.time(), s.max_future_s)
 
     async def reload(self) -> None:
         self.applied = await self.store.offsets()
@@ -132,7 +197,8 @@ class BatchApplier:
         watermarks it will meet once the batch before it is applied; :meth:`prepare`
         uses it only if that is what it finds."""
         update = fold_batch(records, index=self.index, applied=applied,
-                            watermarks=watermarks, grace_s=self.settings.grace_s)
+                            watermarks=watermarks, grace_s=self.settings.grace_s,
+                            bounds=self.bounds())
         return Prefolded(update, self.generation)
 
     async def prepare(self, records: list[RawRecord], *,
@@ -151,17 +217,19 @@ class BatchApplier:
             missing = {f: o for f, o in gaps(records, self.applied).items() if f not in allow_gaps}
             if missing:
                 raise OffsetGap(missing)
+        bounds = self.bounds()
         if pre is not None and pre.fits(self.generation, self.applied):
             update = pre.take()
         else:
             update = fold_batch(records, index=self.index, applied=self.applied,
-                                watermarks=self.watermarks, grace_s=self.settings.grace_s)
+                                watermarks=self.watermarks, grace_s=self.settings.grace_s,
+                                bounds=bounds)
         if update.events:
             seen = await seen_before(self.store.redis, update)
             if seen:  # sent again: fold once more without them (rare)
                 update = fold_batch(records, index=self.index, applied=self.applied,
                                     watermarks=self.watermarks, grace_s=self.settings.grace_s,
-                                    seen=seen)
+                                    seen=seen, bounds=bounds)
         if update.empty or not update.events:
             return update
         events = [(event, grid) for _, event, grid in update.events]
@@ -209,6 +277,22 @@ class BatchApplier:
         does not follow on from Redis's offsets raises :class:`OffsetGap` instead of
         being applied; without it, records are applied wherever they start.
         """
+        try:
+            return await self._apply_once(records, allow_gaps=allow_gaps, pre=pre)
+        except (OffsetGap, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - not transient: a record we cannot handle
+            log.error("batch of %d records raised %s: %s; isolating the record(s) that cause "
+                      "it", len(records), type(exc).__name__, exc)
+            parts: list[BatchUpdate] = []
+            await self._isolate(records, allow_gaps, parts, failed=exc)
+            return _merge(parts)
+
+    async def _apply_once(self, records: list[RawRecord], *,
+                          allow_gaps: Collection[str] | None = None,
+                          pre: Prefolded | None = None) -> BatchUpdate:
+        """Prepare and commit, folding again on conflicts and retrying while Redis or
+        Kafka are away; any other exception is raised."""
         delay = 0.1
         while True:
             try:
@@ -228,6 +312,60 @@ class BatchApplier:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self.applied = None
+            pre = None
+
+    async def _isolate(self, records: list[RawRecord], allow_gaps: Collection[str] | None,
+                       parts: list[BatchUpdate], *, failed: BaseException | None = None) -> None:
+        """Apply ``records`` in order, bisecting around whatever raises (``failed``: they
+        raised that already); a single record that raises on its own is dead-lettered
+        with the exception."""
+        if failed is None:
+            try:
+                parts.append(await self._apply_once(records, allow_gaps=allow_gaps))
+                return
+            except (OffsetGap, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - isolated below
+                failed = exc
+        if len(records) == 1:
+            parts.append(await self._poison(records[0], failed))
+            return
+        mid = len(records) // 2
+        await self._isolate(records[:mid], allow_gaps, parts)
+        await self._isolate(records[mid:], allow_gaps, parts)
+
+    async def _poison(self, rec: RawRecord, exc: BaseException) -> BatchUpdate:
+        """Dead-letter one record the code raised on, and apply its offset."""
+        reason = internal_reason(exc)
+        log.error("poison record %s:%d@%d dead-lettered (%s)", rec.topic, rec.partition,
+                  rec.offset, reason, exc_info=exc)
+        pfield = keys.partition_field(rec.topic, rec.partition)
+        while True:
+            if self.applied is None:
+                await self.reload()
+            assert self.applied is not None
+            before = self.applied.get(pfield, -1)
+            update = BatchUpdate()
+            if rec.offset <= before:
+                return update  # applied meanwhile (another worker, a retry)
+            update.offsets[pfield] = (before, rec.offset)
+            update.deadletters.append(DeadLetter(rec.topic, rec.partition, rec.offset, reason,
+                                                 None, rec.value or b""))
+            update.incr[(keys.SUMMARY, "deadletter")] += 1
+            try:
+                await self.commit(update)
+            except ApplyConflict:
+                self.applied = None
+                continue
+            except Exception as err:  # noqa: BLE001 - only transient ones are retried
+                if not _transient(err):
+                    raise
+                self.stats["retries"] += 1
+                await asyncio.sleep(0.5)
+                self.applied = None
+                continue
+            self.stats["poison"] += 1
+            return update
 
 
 def alert_messages(update: BatchUpdate) -> list[tuple[bytes, bytes]]:

@@ -103,8 +103,12 @@ _ROLE_WORD = {"duty_officer": "officer", "grid_worker": "worker", "admin": "admi
 
 
 def when(ts: float) -> str:
-    """``ts`` as the officers read it: ``2026-11-22T08:01:02+08:00``."""
-    return datetime.fromtimestamp(ts, tz=DISPLAY_TZ).isoformat(timespec="seconds")
+    """``ts`` as the officers read it: ``2026-11-22T08:01:02+08:00``; a time no date can
+    hold (a command's clock gone wrong) as its number, never an exception."""
+    try:
+        return datetime.fromtimestamp(ts, tz=DISPLAY_TZ).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return repr(float(ts))
 
 
 def _who(entry: AuditEntry) -> str:

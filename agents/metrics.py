@@ -30,6 +30,10 @@ class WorkerMetrics:
         self.late = Counter("gridwatch_events_late", "Events past the grace period", registry=r)
         self.alerts = Counter("gridwatch_alerts_raised", "Alerts raised", registry=r)
         self.conflicts = Counter("gridwatch_apply_conflicts", "Batches folded again", registry=r)
+        # Records the code raised on, isolated and dead-lettered (ingest: an input
+        # record; commands: a command): each one is a bug to look at.
+        self.poison = Counter("gridwatch_poison_records", "Records isolated and dead-lettered "
+                              "because processing them raised", ["stage"], registry=r)
         self.batch_seconds = Histogram(
             "gridwatch_batch_seconds", "Time to fold, decide and apply one batch", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))

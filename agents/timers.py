@@ -7,13 +7,17 @@ a restart that finds many overdue, each level fires exactly once.
 
 Time is the feed's event time (the newest event seen), so a simulated day at speed and
 a replay of old data escalate as the day itself would have; in live operation event
-time follows the wall clock within seconds.
+time follows the wall clock within seconds. It never runs further ahead of the wall
+clock than the allowed skew (``GRIDWATCH_MAX_FUTURE_S``): one event stamped years
+ahead (or a watermark stored before the decoders bounded ``ts``) must not fire every
+escalation at once and make every source look silent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 
@@ -29,18 +33,33 @@ from .records_io import load_records, write_alert, write_deadline
 log = logging.getLogger("gridwatch.timers")
 
 
-async def event_now(redis: Any) -> float | None:
-    """The feed's event time: the newest watermark of any partition."""
+def clamp_now(mark: float, wall: float, max_future_s: float | None) -> float:
+    """An event time kept to at most ``max_future_s`` ahead of the wall clock (no limit
+    when None); a stored value that is not a number counts as the wall clock."""
+    if mark != mark:  # NaN
+        return wall
+    if max_future_s is None:
+        return mark
+    return min(mark, wall + max_future_s)
+
+
+async def event_now(redis: Any, *, max_future_s: float | None = None) -> float | None:
+    """The feed's event time: the newest watermark of any partition, at most
+    ``max_future_s`` ahead of the wall clock when given."""
     marks = [float(v) for v in await redis.hvals(keys.WATERMARKS)]
-    return max(marks) if marks else None
+    if not marks:
+        return None
+    return clamp_now(max(marks), time.time(), max_future_s)
 
 
 class Timers:
     """Fires overdue escalations and raises silent-source alerts."""
 
-    def __init__(self, store: AsyncStore, config: DecideConfig) -> None:
+    def __init__(self, store: AsyncStore, config: DecideConfig, *,
+                 max_future_s: float | None = 300.0) -> None:
         self.store = store
         self.config = config
+        self.max_future_s = max_future_s  # how far ahead of the wall clock time may run
         self.stats = {"escalations": 0, "silent": 0}
 
     async def fire_due(self, now: float, *, limit: int = 200) -> int:
@@ -133,7 +152,7 @@ class Timers:
         while True:
             await asyncio.sleep(every)
             try:
-                now = await event_now(self.store.redis)
+                now = await event_now(self.store.redis, max_future_s=self.max_future_s)
                 if now is None:
                     continue
                 await self.fire_due(now)

@@ -7,7 +7,10 @@
   (escalations every 2 s, silent sources every 30 s).
 
 A record that cannot be decoded never stops an agent: it goes to the dead-letter
-topic with its reason and its offset is applied like any other.
+topic with its reason and its offset is applied like any other. Nor does one that
+decodes but makes the code raise: it is isolated and dead-lettered with the exception
+(``gridwatch_poison_records_total``, ``poison`` in ``/healthz``); only Redis or Kafka
+being away makes an agent wait and retry.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from .fold import RawRecord
 from .forecast_refresh import ForecastRefresher
 from .grid_index import GridIndex
 from .consume import IngestLoop
-from .ingest import BatchApplier, publisher
+from ..schemas.events import Bounds
+from .ingest import BatchApplier, _transient, publisher
 from .metrics import WorkerMetrics
 from .metrics import serve as serve_metrics
 from .risk import load_risk_config
@@ -85,14 +89,15 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         return await asyncio.to_thread(_end_offsets, settings)
 
     commands = CommandApplier(store, index, config.escalation, input_ends=input_ends,
-                              keyring=command_keys.keyring(settings))
-    timers = Timers(store, config)
+                              keyring=command_keys.keyring(settings),
+                              bounds=Bounds(settings.time_min_year, settings.time_max_year))
+    timers = Timers(store, config, max_future_s=settings.max_future_s)
     forecasts = ForecastRefresher(store.redis, publish=send, tz=zoneinfo.ZoneInfo(settings.tz),
                                   calendar=settings.calendar)
 
     metrics = WorkerMetrics()
 
-    seen = {"conflicts": 0}
+    seen = {"conflicts": 0, "poison": 0, "command_poison": 0}
 
     def observe(records: list[RawRecord], update: object, took: float) -> None:
         per_topic: dict[str, int] = {}
@@ -104,6 +109,8 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         decisions = getattr(update, "decisions", None)
         metrics.conflicts.inc(applier.stats["conflicts"] - seen["conflicts"])
         seen["conflicts"] = applier.stats["conflicts"]
+        metrics.poison.labels("ingest").inc(applier.stats["poison"] - seen["poison"])
+        seen["poison"] = applier.stats["poison"]
         for topic, n in per_topic.items():
             metrics.events_in.labels(topic).inc(n)
             metrics.applied.labels(topic).inc(applied_per_topic.get(topic, 0))
@@ -125,10 +132,31 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
             log.exception("ingest loop failed; stopping the worker")
             await app.crash(exc)
 
+    async def handle_command(rec: RawRecord) -> dict[str, object] | None:
+        """One command; waits while Redis is away. A command the code raises on is
+        dead-lettered by the applier; should even that fail, the agent goes on (the
+        command is met again after a restart)."""
+        delay = 0.1
+        while True:
+            try:
+                return await commands.handle(rec)
+            except Exception as exc:  # noqa: BLE001 - the agent must outlive any command
+                if not _transient(exc):
+                    log.exception("command %s:%d@%d failed; going on", rec.topic,
+                                  rec.partition, rec.offset)
+                    return None
+                log.warning("commands: %s: %s; retrying in %.1fs", type(exc).__name__, exc, delay)
+                commands.applied = None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def consume_commands(stream: faust.StreamT) -> None:
         async for events in stream.take_events(100, within=0.02):
             for rec in _records(events):
-                outcome = await commands.handle(rec)
+                outcome = await handle_command(rec)
+                metrics.poison.labels("commands").inc(
+                    commands.stats["poison"] - seen["command_poison"])
+                seen["command_poison"] = commands.stats["poison"]
                 if outcome and outcome.get("deadletters"):
                     for dl in outcome["deadletters"]:
                         import orjson
@@ -159,7 +187,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         return {"ok": redis_ok and not (lag > 0 and idle > 60), "redis": redis_ok,
                 "lag": lag, "seconds_since_last_batch": round(idle, 1),
                 "retention_gaps": ingest.accepted_gaps, "rewinds": ingest.rewinds,
-                **applier.stats}
+                **applier.stats, "command_poison": commands.stats["poison"]}
 
     def _lag() -> dict[str, int]:
         return ingest.lag()

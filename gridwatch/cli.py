@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=1.0)
     p.add_argument("--history-days", type=int, default=0,
                    help="station history (tickets and exits) sent first, days")
-    p.add_argument("--start", help="where the live part begins, ISO (default today 00:00 +08:00); "
+    p.add_argument("--start", help="where the live part begins, ISO (default yesterday 00:00 +08:00); "
                         "the days keep China's calendar hours whatever the start")
     p.add_argument("--speed", type=float, default=None,
                    help="simulated seconds per real second (default: as fast as possible)")

@@ -32,12 +32,13 @@ from .settings import Settings
 HISTORY_DAYS = 70
 
 
-def _spawn(name: str, args: list[str], logdir: Path) -> subprocess.Popen[bytes]:
+def _spawn(name: str, args: list[str], logdir: Path,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     logdir.mkdir(parents=True, exist_ok=True)
     log = open(logdir / f"{name}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "gridwatch.cli", *args], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env=os.environ.copy())
+                            start_new_session=True, env={**os.environ, **(env or {})})
 
 
 def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
@@ -124,8 +125,16 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
         print(f"  the stack holds {earlier:,} events of an earlier run; they stay and add to "
               "this one's (`gridwatch demo --fresh` starts from a clean stack)", file=sys.stderr)
     logdir = settings.home / "logs"
+    # The live city day starts at 07:00 local, just before the morning peak; the
+    # simulated days are China's calendar days, so the peaks come at their hours.
+    start = datetime.now(CST).replace(hour=7, minute=0, second=0, microsecond=0)
+    # At speed the simulated clock runs ahead of the wall clock, up to the end of the
+    # last simulated day: the worker must accept event times that far ahead.
+    ahead = Simulator(load_city(settings.city), start=start, local_days=True) \
+        .ahead_of(time.time(), days) + 300
+    skew = {"GRIDWATCH_MAX_FUTURE_S": str(int(max(ahead, settings.max_future_s)))}
     children = [
-        _spawn("worker", ["worker"], logdir),
+        _spawn("worker", ["worker"], logdir, skew),
         _spawn("gateway", ["gateway"], logdir),
     ]
     url = f"http://{settings.gateway_host}:{settings.gateway_port}/"
@@ -140,9 +149,6 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
               "(--no-crew: all are)", file=sys.stderr)
     print(f"  logs: {logdir}  (Ctrl-C stops the demo)\n", file=sys.stderr)
 
-    # The live city day starts at 07:00 local, just before the morning peak; the
-    # simulated days are China's calendar days, so the peaks come at their hours.
-    start = datetime.now(CST).replace(hour=7, minute=0, second=0, microsecond=0)
     base = CityDay()
     profile = CityDay(scans=int(base.scans * scale), loiter_reports=int(base.loiter_reports * max(scale, 0.2)))
     sim = Simulator(city, seed=seed, start=start, profile=profile,

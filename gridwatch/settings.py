@@ -49,6 +49,11 @@ GRIDWATCH_AUTH_FAIL_RATE   failed logins/session checks a second per address   1
 GRIDWATCH_AUTH_FAIL_BURST  failed checks an address may make at once           30
 GRIDWATCH_SESSION_RECHECK  seconds between re-checks of an open socket's       60
                            session and the user's rights
+GRIDWATCH_TIME_MIN_YEAR    earliest year (UTC) of any time in an input event   2000
+GRIDWATCH_TIME_MAX_YEAR    latest year (UTC) of any time in an input event     2100
+GRIDWATCH_MAX_FUTURE_S     how far an event's ts may be ahead of the wall      300
+                           clock, seconds; the feed clock (escalations,
+                           liveness) never runs further ahead either
 =========================  ==================================================  ======================
 """
 
@@ -113,6 +118,9 @@ class Settings:
     auth_fail_rate: float = 1.0
     auth_fail_burst: float = 30.0
     session_recheck_s: float = 60.0
+    time_min_year: int = 2000
+    time_max_year: int = 2100
+    max_future_s: float = 300.0
 
     @property
     def kafka_port(self) -> int:
@@ -226,11 +234,18 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         auth_fail_burst=max(1.0, _float(env, "GRIDWATCH_AUTH_FAIL_BURST", base.auth_fail_burst)),
         session_recheck_s=max(0.1, _float(env, "GRIDWATCH_SESSION_RECHECK",
                                           base.session_recheck_s)),
+        time_min_year=_int(env, "GRIDWATCH_TIME_MIN_YEAR", base.time_min_year),
+        time_max_year=_int(env, "GRIDWATCH_TIME_MAX_YEAR", base.time_max_year),
+        max_future_s=_float(env, "GRIDWATCH_MAX_FUTURE_S", base.max_future_s),
     )
     if settings.command_keys:
         from .signing import Keyring
 
         Keyring.parse(settings.command_keys)  # malformed: a ConfigError that names no secret
+    if not settings.time_min_year <= settings.time_max_year <= 9998:
+        raise ConfigError(f"GRIDWATCH_TIME_MIN_YEAR={settings.time_min_year}, "
+                          f"GRIDWATCH_TIME_MAX_YEAR={settings.time_max_year}: "
+                          "expected min <= max <= 9998")
     try:
         settings = replace(settings, calendar=calendars.check(settings.calendar))
     except calendars.CalendarError as exc:

@@ -10,7 +10,10 @@ times without a UTC offset and oversized strings are refused with a
 field, when present, must be ``1``.
 
 Times are RFC 3339 strings with an offset on the wire and float epoch seconds (UTC)
-inside gridwatch.
+inside gridwatch. Every time must also lie within a range of years, and an event's
+``ts`` no further ahead of the wall clock than an allowed skew (:class:`Bounds`, from
+the settings): a well-formed time at the edge of the calendar, or far in the future,
+would otherwise break formatting downstream or move the feed's clock for good.
 """
 
 from __future__ import annotations
@@ -71,10 +74,64 @@ def parse_time(value: str) -> float:
 
 def format_time(epoch: float) -> str:
     """Format UTC epoch seconds as RFC 3339 (``2026-11-22T08:30:00+00:00``), with
-    milliseconds when the time has a fraction of a second."""
-    whole = float(epoch).is_integer()
-    return datetime.fromtimestamp(round(epoch, 3), tz=timezone.utc).isoformat(
-        timespec="seconds" if whole else "milliseconds")
+    milliseconds when the time has a fraction of a second.
+
+    A time ``datetime`` cannot hold (before year 1, after 9999, not finite) is written
+    as its number instead of raising: formatting is for people, never a reason to stop.
+    """
+    try:
+        whole = float(epoch).is_integer()
+        return datetime.fromtimestamp(round(epoch, 3), tz=timezone.utc).isoformat(
+            timespec="seconds" if whole else "milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return repr(float(epoch))
+
+
+def year_start(year: int) -> float:
+    """Epoch seconds of 1 January ``year``, 00:00 UTC (any year ``datetime`` holds)."""
+    return (datetime(year, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The times a decoder accepts: every time field within ``min_year``-``max_year``
+    (UTC), and an event's ``ts`` at most ``max_future_s`` ahead of ``now`` (the wall
+    clock when the batch is decoded; ``None``: not checked).
+
+    Decoding stays pure: the caller reads the clock and passes it in.
+    """
+
+    min_year: int = 2000
+    max_year: int = 2100
+    now: float | None = None
+    max_future_s: float = 300.0
+    lo: float = 0.0  # derived: first instant accepted
+    hi: float = 0.0  # derived: first instant refused (1 January of max_year + 1)
+    ts_hi: float = 0.0  # derived: newest ``ts`` accepted
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_year <= self.max_year <= 9998:
+            raise ValueError("need 1 <= min_year <= max_year <= 9998")
+        lo, hi = year_start(self.min_year), year_start(self.max_year + 1)
+        last = math.nextafter(hi, -math.inf)  # one compare, ``<=``, then suffices for ts
+        ts_hi = last if self.now is None else min(last, self.now + self.max_future_s)
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+        object.__setattr__(self, "ts_hi", ts_hi)
+
+    def refuse(self, name: str, value: float) -> DecodeError:
+        """The error for a time ``value`` of field ``name`` out of these bounds."""
+        if name == "ts" and self.now is not None and self.lo <= value < self.hi:
+            return DecodeError(f"ts: {value - self.now:.0f} s ahead of the clock (at most "
+                               f"{self.max_future_s:g} s allowed)", "ts")
+        return DecodeError(f"{name}: must be within the years {self.min_year}-{self.max_year}",
+                           name)
+
+
+#: Without settings (tools, tests): every year ``datetime`` can hold whatever the offset,
+#: no clock. Nothing decoded can break formatting even then; the worker passes the
+#: configured, narrower bounds (``GRIDWATCH_TIME_MIN_YEAR`` ...) and its clock.
+DEFAULT_BOUNDS = Bounds(min_year=1, max_year=9998)
 
 
 # ---- field kinds -------------------------------------------------------------------
@@ -87,6 +144,14 @@ def _text(value: Any) -> str:
         raise ValueError("must be a string")
     if not value or len(value) > MAX_STRING:
         raise ValueError(f"must be 1-{MAX_STRING} characters")
+    return value
+
+
+def _ident(value: Any) -> str:
+    # Identifiers are joined with "|" into stored members and keys and split back.
+    value = _text(value)
+    if "|" in value:
+        raise ValueError("must not contain '|'")
     return value
 
 
@@ -145,6 +210,7 @@ class Field:
 
 
 _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_STRING}
+_IDENT = {**_TEXT, "pattern": "^[^|]*$"}
 _TIME = {"type": "string", "format": "date-time"}
 
 
@@ -153,7 +219,7 @@ def _enum(*options: str) -> tuple[Callable[[Any], str], dict[str, Any]]:
 
 
 _COMMON = (
-    Field("event_id", _text, _TEXT),
+    Field("event_id", _ident, _IDENT),
     Field("ts", _time, _TIME),
 )
 _LON = Field("lon", _number(-180, 180), {"type": "number", "minimum": -180, "maximum": 180})
@@ -215,7 +281,7 @@ Event = Union[CheckpointScan, CrowdLoiter, StationTicket]
 FIELDS: dict[type, tuple[Field, ...]] = {
     CheckpointScan: (
         *_COMMON,
-        Field("checkpoint_id", _text, _TEXT),
+        Field("checkpoint_id", _ident, _IDENT),
         _LON,
         _LAT,
         Field("person_ref", _text, _TEXT),
@@ -229,7 +295,7 @@ FIELDS: dict[type, tuple[Field, ...]] = {
     ),
     CrowdLoiter: (
         *_COMMON,
-        Field("camera_id", _text, _TEXT),
+        Field("camera_id", _ident, _IDENT),
         _LON,
         _LAT,
         Field("zone", _text, _TEXT),
@@ -242,8 +308,8 @@ FIELDS: dict[type, tuple[Field, ...]] = {
     ),
     StationTicket: (
         *_COMMON,
-        Field("station_id", _text, _TEXT),
-        Field("train_no", _text, _TEXT),
+        Field("station_id", _ident, _IDENT),
+        Field("train_no", _ident, _IDENT),
         Field("action", *_enum("sold", "refunded", "exited")),
         Field("arrival_at", _time, _TIME),
         Field("origin", _text, _TEXT),
@@ -261,8 +327,8 @@ FIELDS: dict[type, tuple[Field, ...]] = {
 _NAMES = {cls: frozenset(f.name for f in fields) | {"v"} for cls, fields in FIELDS.items()}
 
 
-def decode_fields(obj: Any, cls: type) -> Event:
-    """Check an already-parsed JSON object against ``cls``'s fields.
+def decode_fields(obj: Any, cls: type, bounds: Bounds = DEFAULT_BOUNDS) -> Event:
+    """Check an already-parsed JSON object against ``cls``'s fields and ``bounds``.
 
     Raises:
         DecodeError: with the first problem found.
@@ -287,14 +353,34 @@ def decode_fields(obj: Any, cls: type) -> Event:
             raise DecodeError(f"{field.name}: missing", field.name)
         else:
             values.append(field.default)
-    return cls(*values)  # type: ignore[no-any-return]
+    event = cls(*values)
+    _check_times(event, bounds)
+    return event  # type: ignore[no-any-return]
+
+
+# The time fields of each kind other than ``ts`` (a ``None`` one is not checked).
+_OTHER_TIMES: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields
+               if f.name != "ts" and f.schema.get("format") == "date-time")
+    for cls, fields in FIELDS.items()
+}
+
+
+def _check_times(event: Any, bounds: Bounds) -> None:
+    ts = event.ts
+    if not bounds.lo <= ts <= bounds.ts_hi:
+        raise bounds.refuse("ts", ts)
+    for name in _OTHER_TIMES[type(event)]:
+        value = getattr(event, name)
+        if value is not None and not bounds.lo <= value < bounds.hi:
+            raise bounds.refuse(name, value)
 
 
 _COLORS = ("green", "yellow", "red")  # tuples: a list value must not raise
 _DIRECTIONS = ("in", "out")
 
 
-def _fast_scan(obj: Any) -> CheckpointScan | None:
+def _fast_scan(obj: Any, bounds: Bounds = DEFAULT_BOUNDS) -> CheckpointScan | None:
     """The common case of a checkpoint scan, checked with fewer steps; ``None``
     whenever anything is unusual, and the table-driven checks then give the reason.
     It accepts nothing those checks would refuse."""
@@ -319,6 +405,8 @@ def _fast_scan(obj: Any) -> CheckpointScan | None:
     for text in (event_id, checkpoint, person):
         if type(text) is not str or not 0 < len(text) <= MAX_STRING:
             return None
+    if "|" in event_id or "|" in checkpoint:
+        return None
     if (type(lon) is not float and type(lon) is not int) or not -180 <= lon <= 180:
         return None
     if (type(lat) is not float and type(lat) is not int) or not -90 <= lat <= 90:
@@ -333,12 +421,18 @@ def _fast_scan(obj: Any) -> CheckpointScan | None:
             tested = parse_time(tested)
     except ValueError:
         return None
+    # Out of bounds: the table-driven path says which field.
+    if not bounds.lo <= when <= bounds.ts_hi:
+        return None
+    if tested is not None and not bounds.lo <= tested < bounds.hi:
+        return None
     return CheckpointScan(event_id, when, checkpoint, float(lon), float(lat), person, color,
                           direction, tested)
 
 
-def decode(raw: bytes | str, cls: type) -> Event:
-    """Decode one wire message (JSON bytes) into an event of kind ``cls``.
+def decode(raw: bytes | str, cls: type, bounds: Bounds = DEFAULT_BOUNDS) -> Event:
+    """Decode one wire message (JSON bytes) into an event of kind ``cls``, its times
+    within ``bounds``.
 
     Raises:
         DecodeError: the message is not valid JSON or not a valid v1 ``cls``.
@@ -350,10 +444,10 @@ def decode(raw: bytes | str, cls: type) -> Event:
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"invalid JSON: {str(exc)[:80]}") from None
     if cls is CheckpointScan:
-        event = _fast_scan(obj)
+        event = _fast_scan(obj, bounds)
         if event is not None:
             return event
-    return decode_fields(obj, cls)
+    return decode_fields(obj, cls, bounds)
 
 
 def encode(event: Event) -> bytes:

@@ -71,7 +71,9 @@ class Simulator:
     Args:
         city: the city file (checkpoints, cameras, stations).
         seed: random seed; the same seed and arguments give the same events.
-        start: the first simulated instant (default: today 00:00 China time).
+        start: the first simulated instant (default: yesterday 00:00 China time, so
+            that a day sent as fast as it goes is not ahead of the wall clock, which a
+            worker refuses beyond ``GRIDWATCH_MAX_FUTURE_S``).
         profile: how busy the city is.
         local_days: the simulated days are China's calendar days, and the live part
             begins at ``start`` within its day (the morning peak at 09:00 local
@@ -84,7 +86,7 @@ class Simulator:
         self.seed = seed
         self.profile = profile
         today = datetime.now(CST).replace(hour=0, minute=0, second=0, microsecond=0)
-        first = start or today
+        first = start or today - timedelta(days=1)
         self.live_from = first.timestamp()
         if local_days:
             first = first.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -98,6 +100,12 @@ class Simulator:
         self.cameras = city["cameras"]
         self.station = city["stations"][0]
         self._n = 0
+
+    def ahead_of(self, now: float, days: float) -> float:
+        """How far ahead of the wall clock ``now`` the event times of ``days`` live days
+        can get (seconds): a worker fed at speed needs ``GRIDWATCH_MAX_FUTURE_S`` of at
+        least this, or it dead-letters the events of the simulated future."""
+        return max(0.0, self.live_from + days * 86400 - now)
 
     def _id(self, prefix: str) -> str:
         self._n += 1
