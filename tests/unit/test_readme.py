@@ -51,6 +51,12 @@ def test_every_local_link_resolves(page: Path) -> None:
     assert broken == [], f"{page.name} links to missing files: {broken}"
 
 
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+def test_every_code_block_is_closed(page: Path) -> None:
+    fences = [line for line in page.read_text().splitlines() if line.startswith("```")]
+    assert len(fences) % 2 == 0, f"{page.name}: a code block is never closed"
+
+
 def test_the_readme_points_to_every_docs_page() -> None:
     linked = {(ROOT / target).resolve() for target in LINK.findall(README.read_text())}
     assert [p.name for p in DOCS if p.resolve() not in linked] == []
