@@ -7,6 +7,7 @@ The stack (Kafka and Redis on ports of their own), the per-test cleaning and the
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,16 +40,24 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": ARGS}
 
 
+def _stop(g: GatewayProcess) -> None:
+    """Stop the gateway, also one that never answered at start; SIGKILL if it lingers."""
+    try:
+        g.stop()
+    except subprocess.TimeoutExpired:
+        g.kill()
+
+
 @pytest.fixture
 def cockpit(workers: Workers, tmp_path: Path) -> Iterator[tuple[GatewayProcess, Workers]]:
     """The whole system: clean topics and Redis, worker processes (started by the test)
     and a fresh gateway."""
     g = GatewayProcess(workers.settings, tmp_path)
-    g.start()
     try:
+        g.start()
         yield g, workers
     finally:
-        g.stop()
+        _stop(g)
 
 
 @pytest.fixture
@@ -58,9 +67,9 @@ def gateway_only(stack_settings: settings_mod.Settings,
     r = redis.Redis.from_url(stack_settings.redis)
     r.flushdb()
     g = GatewayProcess(stack_settings, tmp_path)
-    g.start()
     try:
+        g.start()
         yield g, r, stack_settings
     finally:
-        g.stop()
+        _stop(g)
         r.close()

@@ -2,7 +2,8 @@
 
 The tests run their own stack on ports of their own (Kafka 19192, Redis 16479) with
 data under ``.local/test-stack``, so they never touch the stack a developer's demo is
-using. Each test starts from empty topics and an empty Redis database, and runs real
+using. The session stops the parts of that stack it started (a stack that already ran is
+left running). Each test starts from empty topics and an empty Redis database, and runs real
 ``gridwatch worker`` processes in a consumer group of its own.
 """
 
@@ -21,7 +22,8 @@ import pytest
 import redis
 
 from gridwatch import settings as settings_mod
-from gridwatch import stack
+from gridwatch import stack, stack_kafka, stack_redis
+from gridwatch.stack_proc import read_pid, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 # GRIDWATCH_TEST_SLOT=N gives a test run a stack of its own (Kafka 19192+10N, Redis
@@ -44,14 +46,54 @@ def _share_jars(home: Path) -> None:
         mine.symlink_to(theirs, target_is_directory=True)
 
 
+def _stack_log(msg: str) -> None:
+    print(f"[test stack] {msg}", file=sys.stderr)
+
+
+def running_parts(s: settings_mod.Settings) -> set[str]:
+    """The parts of the stack (``kafka``, ``redis``) that run now: a live pid file of this
+    stack's home, or something answering on the part's port (another stack's, left alone)."""
+    paths = stack.Paths(s.home)
+    host = s.kafka.split(",")[0].rsplit(":", 1)[0]
+    parts = set()
+    if (read_pid(paths.pidfile("kafka")) or stack_kafka.running_nodes(paths)
+            or stack.port_open(host, s.kafka_port)):
+        parts.add("kafka")
+    if (read_pid(paths.pidfile("redis")) or stack_redis.running_ports(paths)
+            or stack.port_open("127.0.0.1", s.redis_port)):
+        parts.add("redis")
+    return parts
+
+
+def stop_parts(s: settings_mod.Settings, parts: set[str],
+               log: Callable[[str], None] = _stack_log) -> None:
+    """Stop the processes of ``parts`` that this stack's pid files name (a drill may have
+    restarted them since), as ``stack.down`` does for both; nothing without a pid file."""
+    paths = stack.Paths(s.home)
+    groups = {"kafka": ["kafka", *(p.stem for p in paths.pidfiles("kafka"))],
+              "redis": ["redis", *(p.stem for p in paths.pidfiles("redis-cluster"))]}
+    for part in sorted(parts):
+        pids = {name: read_pid(paths.pidfile(name)) for name in groups[part]}
+        stop([pid for pid in pids.values() if pid])  # a cluster's nodes together
+        for name, pid in pids.items():
+            if pid:
+                log(f"{name}: stopped (pid {pid}), started by this session")
+            paths.pidfile(name).unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[settings_mod.Settings]:
-    """The test stack, up for the whole session (reused if already running)."""
+    """The test stack, up for the whole session; at its end the parts this session
+    started are stopped, and a stack that already ran (a developer's reuse) is left."""
     env = {**os.environ, **TEST_ENV}
     s = settings_mod.load(env)
     _share_jars(s.home)
-    stack.up(s, log=lambda msg: print(f"[test stack] {msg}", file=sys.stderr))
-    yield s
+    before = running_parts(s)
+    try:
+        stack.up(s, log=_stack_log)
+        yield s
+    finally:
+        stop_parts(s, {"kafka", "redis"} - before)
 
 
 def _reset_topics(s: settings_mod.Settings) -> None:
