@@ -1,4 +1,4 @@
-"""Every Redis key gridwatch uses, in one place (the README's "Redis layout" section).
+"""Every Redis key gridwatch uses, in one place (docs/redis.md).
 
 All keys start with ``gw:``. Times in key names are *event-time* hour numbers:
 ``hour = floor(ts / 3600)`` (UTC epoch hours), so a late event lands in the bucket of
