@@ -8,6 +8,12 @@ input version is still the one it read: if another batch changed the grid meanwh
 that batch's own refresh writes the newer score. The window is the grid's own newest
 event hour, so the score is a function of the grid's events alone (a replay, a crash
 or a second worker give the same scores).
+
+On a Redis Cluster the grids' keys live in many slots, which one script may not touch:
+there the same indicators are read with pipelines split by node (:mod:`.risk_cluster`),
+and a score is written after checking the version, then the version is read again; a
+grid whose version moved meanwhile is marked dirty, so the newest inputs are scored at
+the next tick (the same end state, reached one refresh later at worst).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any, Iterable
 import orjson
 
 from .. import keys
+from ..redis_client import is_cluster
+from . import risk_cluster
 from .risk import RiskConfig, score_grid, volume_ratio
 
 log = logging.getLogger("gridwatch.risk")
@@ -103,9 +111,26 @@ class RiskRefresher:
         self.config = config
         self.interval = interval
         self.dirty: set[str] = set()
+        self.cluster = is_cluster(redis)
         self._read = redis.register_script(INDICATORS)
         self._write = redis.register_script(PUT_RISK)
         self.written = 0
+
+    async def _indicators(self, chunk: list[str]) -> list[list[Any]]:
+        # One script on one server; pipelines split by node on a cluster (same rows).
+        if self.cluster:
+            return await risk_cluster.read_rows(self.redis, chunk)
+        raw = await self._read(keys=[keys.GRID_HOUR, keys.GRID_VERSION],
+                               args=[keys.GRID_HOUR_FMT, keys.TASKS_OPEN_FMT, orjson.dumps(chunk)])
+        return orjson.loads(raw) if raw not in (b"{}", "{}") else []
+
+    async def _put(self, items: list[list[Any]]) -> int:
+        if self.cluster:
+            written, moved = await risk_cluster.put_rows(self.redis, items)
+            self.dirty |= moved  # scored from older inputs: score again next tick
+            return written
+        return int(await self._write(keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS],
+                                     args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
 
     def mark(self, grids: Iterable[str]) -> None:
         self.dirty.update(grids)
@@ -116,10 +141,8 @@ class RiskRefresher:
         written = 0
         for start in range(0, len(grids), 400):
             chunk = grids[start:start + 400]
-            raw = await self._read(keys=[keys.GRID_HOUR, keys.GRID_VERSION],
-                                   args=[keys.GRID_HOUR_FMT, keys.TASKS_OPEN_FMT, orjson.dumps(chunk)])
             items = []
-            for row in orjson.loads(raw) if raw not in (b"{}", "{}") else []:
+            for row in await self._indicators(chunk):
                 grid, ver, hour = row[0], row[1], int(row[2])
                 score = score_grid(indicators_of(row, self.config), self.config)
                 record = {"grid_id": grid, "hour": hour, **score.to_dict()}
@@ -129,8 +152,7 @@ class RiskRefresher:
                 items.append([grid, str(ver), keys.risk(grid), data.decode(), score.score,
                               delta.decode()])
             if items:
-                written += int(await self._write(keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS],
-                                                 args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
+                written += await self._put(items)
         self.written += written
         return written
 

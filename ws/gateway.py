@@ -88,7 +88,7 @@ class Gateway:
         stations = city.load_city(settings.city)["stations"]
         self.stations = [{k: s.get(k) for k in ("id", "name", "name_zh", "daily_arrivals")}
                          for s in stations]
-        self.hub = Hub(settings.redis, grid_ids=[g.id for g in district.grids],
+        self.hub = Hub(settings, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
         self.keyring = command_keys.keyring(settings)  # signs the commands it produces
         self.grid_set = frozenset(self.hub.grid_ids)
