@@ -32,6 +32,7 @@ def _num(value: bytes | str | None) -> float:
 
 
 def _int_or_float(value: float) -> int | float:
+    value = float(value)  # sums of nothing are the int 0
     return int(value) if value.is_integer() else value
 
 

@@ -10,7 +10,9 @@ Each user record carries an *epoch*, fixed when the name is first stored; every 
 and session carries the epoch it was issued under. Removing a user deletes its record,
 its sessions and its unused links (each user has an index of them); a user made again
 under the same name gets a new epoch, so a copy of an old cookie or link stays dead.
-The synchronous functions serve the CLI; the ``a``-prefixed ones the gateway.
+The synchronous functions serve the CLI; the ``a``-prefixed ones the gateway. Their
+pipelines are transactions on one server; on a Redis Cluster redis-py splits them by
+node (the keys are in many slots), so every command in them names one key.
 """
 
 from __future__ import annotations

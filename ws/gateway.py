@@ -36,7 +36,6 @@ import orjson
 from gridwatch.schemas.errors import GridwatchError
 from gridwatch.streams.topics import COMMANDS, command_key
 from prometheus_client import generate_latest
-from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -58,7 +57,7 @@ from .channels import (
 from .commands import CommandError, check, command_record, parse
 from .form import FormConnection
 from .frames import FrameError, error_frame, parse_frame
-from .hub import Conn, Hub, snapshot_frame
+from .hub import REDIS_ERRORS, Conn, Hub, snapshot_frame
 from .limits import KeyedBuckets
 from .metrics import Metrics
 from .sessions import SessionGate
@@ -347,7 +346,7 @@ class Gateway:
                 first = 0.0
                 try:
                     verdict = await self._recheck(conn, token)
-                except (OSError, RedisError) as exc:  # Redis away: keep the socket, retry
+                except REDIS_ERRORS as exc:  # Redis away: keep the socket, retry
                     log.warning("re-checking a session: %s", exc)
                     continue
                 if verdict is not None:
