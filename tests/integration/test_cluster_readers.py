@@ -231,6 +231,7 @@ def test_users_sessions_and_the_gateway_on_the_cluster(
         with redeem(g, token) as reply:
             session = reply.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
         assert [u.name for u in users.list_users(raw)] == ["o1"]
+        assert [u["name"] for u in cli(redis_cluster, "user", "list")] == ["o1"]
         assert raw.scard(users.user_sessions("o1")) == 1
 
         async def main() -> None:
