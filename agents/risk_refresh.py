@@ -31,6 +31,8 @@ from .risk import RiskConfig, score_grid, volume_ratio
 
 log = logging.getLogger("gridwatch.risk")
 
+# One server only: the hour keys (24 per grid and the week before) are built inside Lua,
+# which a cluster refuses; there :func:`.risk_cluster.read_rows` reads the same rows.
 INDICATORS = """
 local fmt, tasks_fmt, grids = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
 local out = {}
@@ -71,13 +73,14 @@ end
 return cjson.encode(out)
 """
 
+# Every key it writes is declared: KEYS[3 + i] is the risk key of item i.
 PUT_RISK = """
 local items = cjson.decode(ARGV[1])
 local written = 0
-for _, it in ipairs(items) do
+for i, it in ipairs(items) do
   local ver = redis.call('HGET', KEYS[1], it[1]) or '0'
   if ver == it[2] then
-    redis.call('SET', it[3], it[4])
+    redis.call('SET', KEYS[3 + i], it[4])
     redis.call('ZADD', KEYS[2], it[5], it[1])
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'd', it[6])
     written = written + 1
@@ -129,8 +132,9 @@ class RiskRefresher:
             written, moved = await risk_cluster.put_rows(self.redis, items)
             self.dirty |= moved  # scored from older inputs: score again next tick
             return written
-        return int(await self._write(keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS],
-                                     args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
+        return int(await self._write(
+            keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS, *(it[2] for it in items)],
+            args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
 
     def mark(self, grids: Iterable[str]) -> None:
         self.dirty.update(grids)
