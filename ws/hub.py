@@ -339,10 +339,8 @@ class Hub:
     async def _mget(self, names: list[str]) -> list[bytes]:
         out: list[bytes] = []
         for i in range(0, len(names), 500):
-            part = names[i:i + 500]
             # On a cluster the keys are in many slots: MGET split by slot (not atomic).
-            got = await (self.r.mget_nonatomic(part) if self.cluster else self.r.mget(part))
-            out.extend(v for v in got if v)
+            out.extend(v for v in await redis_client.amget(self.r, names[i:i + 500]) if v)
         return out
 
     async def snapshot(self, channel: str, user: User) -> list[bytes]:
