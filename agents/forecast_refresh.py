@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from .. import keys
+from ..redis_client import is_cluster
 from .fold import LEADS
 from .forecast import BookingsView, forecast_next, history_spans, merge_spans
 
@@ -241,7 +242,7 @@ class ForecastRefresher:
 
     async def _take_revised(self, station: str) -> list[int]:
         """The station's hours marked revised by the ticket fold, and the mark cleared
-        (both at once: a mark made in between is not lost)."""
+        (both at once: a mark made in between is not lost; one key, so one slot)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.zrange(keys.station_revised(station), 0, -1)
         pipe.delete(keys.station_revised(station))
@@ -287,7 +288,10 @@ class ForecastRefresher:
         record = {"v": 1, "station_id": station, **fc, "booked": booked, "arrived": arrived,
                   "made_at_event_time": now}
         data = orjson.dumps(record)
-        pipe = self.redis.pipeline(transaction=True)
+        # The record and its channel entry together on one server; on a cluster they are
+        # in two slots, so two writes (a gateway that misses the entry still reads the
+        # record in its next snapshot).
+        pipe = self.redis.pipeline(transaction=not is_cluster(self.redis))
         pipe.set(keys.forecast(station), data)
         pipe.xadd(keys.CHAN_FORECASTS, {"d": b'{"type":"forecast","forecast":' + data + b"}"},
                   maxlen=keys.CHAN_MAXLEN, approximate=True)

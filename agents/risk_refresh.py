@@ -8,6 +8,12 @@ input version is still the one it read: if another batch changed the grid meanwh
 that batch's own refresh writes the newer score. The window is the grid's own newest
 event hour, so the score is a function of the grid's events alone (a replay, a crash
 or a second worker give the same scores).
+
+On a Redis Cluster the grids' keys live in many slots, which one script may not touch:
+there the same indicators are read with pipelines split by node (:mod:`.risk_cluster`),
+and a score is written after checking the version, then the version is read again; a
+grid whose version moved meanwhile is marked dirty, so the newest inputs are scored at
+the next tick (the same end state, reached one refresh later at worst).
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from typing import Any, Iterable
 import orjson
 
 from .. import keys
+from ..redis_client import is_cluster
+from . import risk_cluster
 from .risk import RiskConfig, score_grid, volume_ratio
 
 log = logging.getLogger("gridwatch.risk")
 
+# One server only: the hour keys (24 per grid and the week before) are built inside Lua,
+# which a cluster refuses; there :func:`.risk_cluster.read_rows` reads the same rows.
 INDICATORS = """
 local fmt, tasks_fmt, grids = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
 local out = {}
@@ -63,13 +73,14 @@ end
 return cjson.encode(out)
 """
 
+# Every key it writes is declared: KEYS[3 + i] is the risk key of item i.
 PUT_RISK = """
 local items = cjson.decode(ARGV[1])
 local written = 0
-for _, it in ipairs(items) do
+for i, it in ipairs(items) do
   local ver = redis.call('HGET', KEYS[1], it[1]) or '0'
   if ver == it[2] then
-    redis.call('SET', it[3], it[4])
+    redis.call('SET', KEYS[3 + i], it[4])
     redis.call('ZADD', KEYS[2], it[5], it[1])
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'd', it[6])
     written = written + 1
@@ -103,9 +114,27 @@ class RiskRefresher:
         self.config = config
         self.interval = interval
         self.dirty: set[str] = set()
+        self.cluster = is_cluster(redis)
         self._read = redis.register_script(INDICATORS)
         self._write = redis.register_script(PUT_RISK)
         self.written = 0
+
+    async def _indicators(self, chunk: list[str]) -> list[list[Any]]:
+        # One script on one server; pipelines split by node on a cluster (same rows).
+        if self.cluster:
+            return await risk_cluster.read_rows(self.redis, chunk)
+        raw = await self._read(keys=[keys.GRID_HOUR, keys.GRID_VERSION],
+                               args=[keys.GRID_HOUR_FMT, keys.TASKS_OPEN_FMT, orjson.dumps(chunk)])
+        return orjson.loads(raw) if raw not in (b"{}", "{}") else []
+
+    async def _put(self, items: list[list[Any]]) -> int:
+        if self.cluster:
+            written, moved = await risk_cluster.put_rows(self.redis, items)
+            self.dirty |= moved  # scored from older inputs: score again next tick
+            return written
+        return int(await self._write(
+            keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS, *(it[2] for it in items)],
+            args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
 
     def mark(self, grids: Iterable[str]) -> None:
         self.dirty.update(grids)
@@ -116,10 +145,8 @@ class RiskRefresher:
         written = 0
         for start in range(0, len(grids), 400):
             chunk = grids[start:start + 400]
-            raw = await self._read(keys=[keys.GRID_HOUR, keys.GRID_VERSION],
-                                   args=[keys.GRID_HOUR_FMT, keys.TASKS_OPEN_FMT, orjson.dumps(chunk)])
             items = []
-            for row in orjson.loads(raw) if raw not in (b"{}", "{}") else []:
+            for row in await self._indicators(chunk):
                 grid, ver, hour = row[0], row[1], int(row[2])
                 score = score_grid(indicators_of(row, self.config), self.config)
                 record = {"grid_id": grid, "hour": hour, **score.to_dict()}
@@ -129,8 +156,7 @@ class RiskRefresher:
                 items.append([grid, str(ver), keys.risk(grid), data.decode(), score.score,
                               delta.decode()])
             if items:
-                written += int(await self._write(keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS],
-                                                 args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
+                written += await self._put(items)
         self.written += written
         return written
 

@@ -138,7 +138,7 @@ def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from . import keys, store
 
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         if args.what == "summary":
             emit(store.summary(r), as_json=args.json)
@@ -219,7 +219,7 @@ def cmd_forecast(args: argparse.Namespace, s: settings_mod.Settings) -> int:
         return backtest_main(args.rest)
     from . import keys, store
 
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         raw = r.get(keys.forecast(args.target))
     finally:

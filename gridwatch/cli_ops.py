@@ -53,11 +53,10 @@ def send_command(settings: Settings, command: dict[str, Any], *, timeout: float 
         producer.close()
 
     async def wait() -> dict[str, Any] | None:
-        import redis.asyncio as aioredis
-
         from .agents.commands import wait_result
+        from .redis_client import async_client
 
-        r = aioredis.Redis.from_url(settings.redis)
+        r = async_client(settings)
         try:
             return await wait_result(r, command["command_id"], timeout=timeout)
         finally:
@@ -76,7 +75,7 @@ def _control_room_now(s: Settings) -> float:
     The command is stamped once, here, so a replay of the command log gives the same
     audit trail and deadlines.
     """
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         return max(time.time(), queries.event_now(r))
     finally:
@@ -102,7 +101,7 @@ def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, s: Settings) -> int:
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         since = queries.parse_span(args.since) if args.since else None
         rows = queries.alerts(r, status=args.status, grid=args.grid, since_s=since, limit=args.limit)
@@ -120,7 +119,7 @@ def cmd_alerts(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         rows = queries.tasks(r, worker=args.worker)
     finally:
@@ -134,7 +133,7 @@ def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_trace(args: argparse.Namespace, s: Settings) -> int:
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         rows = queries.trace(r, args.person_ref, days=args.days or s.trace_days)
     finally:

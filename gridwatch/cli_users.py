@@ -30,7 +30,7 @@ def cmd_user(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from . import store, users
     from .ws.auth import AuthError, User
 
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         if args.action == "list":
             rows: list[dict[str, Any]] = [u.to_dict() for u in users.list_users(r)]

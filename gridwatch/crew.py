@@ -175,12 +175,13 @@ def run(settings: Settings, crew: Crew, stop: threading.Event, acted: list[int],
     next; the crew never stops the demo."""
     from . import keys, queries, store
     from .command_keys import keyring
+    from .redis_client import mget
     from .signing import sign
     from .streams.producer import make_producer
     from .streams.topics import COMMANDS, command_key
 
     ring = keyring(settings)  # the crew acts through the command log, signed like the CLI
-    r = store.connect(settings.redis)
+    r = store.connect(settings)
     producer = make_producer(settings)
     try:
         while not stop.wait(interval):
@@ -189,7 +190,7 @@ def run(settings: Settings, crew: Crew, stop: threading.Event, acted: list[int],
                 alerts = queries.alerts(r, status="open", limit=20_000)
                 ids = [a["task_id"] for a in alerts if a.get("status") == "dispatched"
                        and a.get("task_id")]
-                raws = r.mget([keys.task(i) for i in ids]) if ids else []
+                raws = mget(r, [keys.task(i) for i in ids])
                 tasks = {i: orjson.loads(raw) for i, raw in zip(ids, raws) if raw}
                 for command in crew.plan(alerts, tasks, now):
                     producer.send(COMMANDS, key=command_key(command["target"], command["id"]),

@@ -55,7 +55,7 @@ def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
         User("station-demo", "station_manager", stations=(station,)),
         User("admin-demo", "admin"),
     ]
-    r = store.connect(settings.redis)
+    r = store.connect(settings)
     try:
         return [(u.role, u.name, login_link(settings, add_user(r, u))) for u in people]
     finally:
@@ -64,7 +64,7 @@ def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
 
 def _progress(settings: Settings, stop: threading.Event, sent: list[int],
               acted: list[int]) -> None:
-    r = store.connect(settings.redis)
+    r = store.connect(settings)
     started = time.monotonic()
     while not stop.wait(1.0):
         try:
@@ -92,7 +92,7 @@ def _applied(summary: dict[str, int]) -> int:
 
 def _earlier_state(settings: Settings) -> int:
     """Events an earlier run left applied in Redis (0 on a clean stack)."""
-    r = store.connect(settings.redis)
+    r = store.connect(settings)
     try:
         return _applied(store.summary(r))
     finally:

@@ -17,6 +17,7 @@ import orjson
 import redis
 
 from . import keys
+from .redis_client import mget
 from .schemas.events import format_time
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -103,7 +104,7 @@ def grid_state(r: redis.Redis, grid_id: str, *, hour: int | None = None) -> dict
     """
     hour = now_hour(r) if hour is None else hour
     hours = list(range(hour - 23, hour + 1)) if hour is not None else []
-    pipe = r.pipeline(transaction=False)
+    pipe = r.pipeline(transaction=False)  # on a cluster: split by node, replies in order
     pipe.hgetall(keys.grid_total(grid_id))
     for h in hours:
         pipe.hgetall(keys.grid_hour(grid_id, h))
@@ -130,7 +131,7 @@ def risk_of(r: redis.Redis, grid_id: str) -> dict[str, Any] | None:
 def top(r: redis.Redis, *, limit: int = 20) -> list[dict[str, Any]]:
     """The grids with the highest risk score, worst first."""
     ids = [g for g, _ in r.zrevrange(keys.RISK_RANK, 0, limit - 1, withscores=True)]
-    raws = r.mget([keys.risk(g) for g in ids]) if ids else []
+    raws = mget(r, [keys.risk(g) for g in ids])
     return [orjson.loads(raw) for raw in raws if raw]
 
 
@@ -149,7 +150,7 @@ def alerts(r: redis.Redis, *, status: str | None = None, grid: str | None = None
     out = []
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        for raw in r.mget([keys.alert(i) for i in chunk]):
+        for raw in mget(r, [keys.alert(i) for i in chunk]):
             if not raw:
                 continue
             alert = orjson.loads(raw)
@@ -166,5 +167,5 @@ def alerts(r: redis.Redis, *, status: str | None = None, grid: str | None = None
 def tasks(r: redis.Redis, *, worker: str, limit: int = 200) -> list[dict[str, Any]]:
     """A worker's tasks, newest first."""
     ids = r.zrevrange(keys.tasks_by_worker(worker), 0, limit - 1)
-    raws = r.mget([keys.task(i) for i in ids]) if ids else []
+    raws = mget(r, [keys.task(i) for i in ids])
     return [orjson.loads(raw) for raw in raws if raw]

@@ -77,6 +77,32 @@ def async_client(settings: Settings, *, decode_responses: bool = False,
     return aioredis.Redis.from_url(settings.redis, decode_responses=decode_responses, **options)
 
 
-def is_cluster(client: SyncClient | AsyncClient) -> bool:
+def is_cluster(client: Any) -> bool:
     """True for a cluster client (callers that pipeline scripts must group by slot)."""
     return isinstance(client, (RedisCluster, AsyncRedisCluster))
+
+
+def settings_for(target: str | Settings) -> Settings:
+    """Settings from what older callers pass: a ``redis://`` URL names one server (never a
+    cluster, whatever the environment says); a :class:`Settings` is used as it is."""
+    if isinstance(target, Settings):
+        return target
+    return Settings(redis=target, redis_cluster=())
+
+
+def mget(client: SyncClient, names: list[str]) -> list[Any]:
+    """MGET of keys in any slots: one MGET on one server, split by slot on a cluster."""
+    if not names:
+        return []
+    if is_cluster(client):
+        return client.mget_nonatomic(names)
+    return client.mget(names)
+
+
+async def amget(client: AsyncClient, names: list[str]) -> list[Any]:
+    """:func:`mget` for asyncio clients."""
+    if not names:
+        return []
+    if is_cluster(client):
+        return await client.mget_nonatomic(names)
+    return await client.mget(names)

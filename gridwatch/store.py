@@ -17,8 +17,9 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from . import keys
+from . import keys, redis_client
 from .agents.fold import BatchUpdate
+from .settings import Settings
 
 APPLY = """
 local p = cjson.decode(ARGV[1])
@@ -102,8 +103,10 @@ class ApplyConflict(Exception):
 class AsyncStore:
     """The worker's and gateway's side of Redis (asyncio)."""
 
-    def __init__(self, url: str) -> None:
-        self.redis = aioredis.Redis.from_url(url)
+    def __init__(self, target: str | Settings) -> None:
+        # A URL names one server; Settings may name a cluster (GRIDWATCH_REDIS_CLUSTER).
+        self.redis: aioredis.Redis = redis_client.async_client(  # type: ignore[assignment]
+            redis_client.settings_for(target))
         self._apply = self.redis.register_script(APPLY)
 
     async def close(self) -> None:
@@ -134,9 +137,11 @@ class AsyncStore:
 # ---- reads (CLI; a grid's counters: gridwatch.queries.grid_state) ----------------------
 
 
-def connect(url: str) -> redis.Redis:
-    """A synchronous client (CLI, tests, benchmarks)."""
-    return redis.Redis.from_url(url, decode_responses=True)
+def connect(target: str | Settings) -> redis.Redis:
+    """A synchronous client answering ``str`` (CLI, tests, benchmarks): a URL names one
+    server; Settings name the cluster of ``GRIDWATCH_REDIS_CLUSTER`` when it is set."""
+    client = redis_client.sync_client(redis_client.settings_for(target), decode_responses=True)
+    return client  # type: ignore[return-value]  # RedisCluster answers the same reads
 
 
 def summary(r: redis.Redis) -> dict[str, int]:
@@ -173,9 +178,10 @@ NOT_STATE = ("gw:chan:", "gw:ver", "gw:gridver", "gw:cmdresult:", "gw:user", "gw
 def dump(r: redis.Redis) -> dict[str, Any]:
     """The materialised state: every gridwatch key with its value, TTLs and the keys of
     ``NOT_STATE`` left out. Two runs that applied the same events (with the timers off)
-    compare equal, however they were batched, crashed or shared."""
+    compare equal, however they were batched, crashed or shared. On a cluster the scan
+    visits every master (redis-py's ``RedisCluster.scan_iter``), so the dump is the same."""
     out: dict[str, Any] = {}
-    for key in sorted(r.scan_iter(match=keys.PREFIX + "*", count=1000)):
+    for key in sorted(set(r.scan_iter(match=keys.PREFIX + "*", count=1000))):
         if key.startswith(NOT_STATE):
             continue
         kind = r.type(key)

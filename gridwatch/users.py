@@ -10,7 +10,9 @@ Each user record carries an *epoch*, fixed when the name is first stored; every 
 and session carries the epoch it was issued under. Removing a user deletes its record,
 its sessions and its unused links (each user has an index of them); a user made again
 under the same name gets a new epoch, so a copy of an old cookie or link stays dead.
-The synchronous functions serve the CLI; the ``a``-prefixed ones the gateway.
+The synchronous functions serve the CLI; the ``a``-prefixed ones the gateway. Their
+pipelines are transactions on one server; on a Redis Cluster redis-py splits them by
+node (the keys are in many slots), so every command in them names one key.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import redis
 import redis.asyncio as aioredis
 
 from . import keys
+from .redis_client import mget
 from .settings import Settings
 from .ws.auth import AuthError, User, is_legacy, issue, split_token, verify
 
@@ -110,7 +113,7 @@ def new_login(r: redis.Redis, name: str, *, now: float | None = None) -> str:
 def list_users(r: redis.Redis) -> list[User]:
     """Every user, by name."""
     names = sorted(_text(n) for n in r.smembers(keys.USERS))
-    raw = r.mget([keys.user(n) for n in names]) if names else []
+    raw = mget(r, [keys.user(n) for n in names])
     return [User.from_dict(orjson.loads(v)) for v in raw if v]
 
 
@@ -119,10 +122,13 @@ def remove_user(r: redis.Redis, name: str) -> bool:
     existed. Open sockets close at the gateway's next check (its session is gone)."""
     sessions = [keys.session(_text(i)) for i in r.smembers(user_sessions(name))]
     logins = [keys.login_token(_text(i)) for i in r.smembers(user_logins(name))]
+    # One DEL per key: on a cluster the keys live in different slots (there the pipeline
+    # is split by node and is not a transaction; on one server it stays one MULTI/EXEC).
     pipe = r.pipeline()
     pipe.delete(keys.user(name))
     pipe.srem(keys.USERS, name)
-    pipe.delete(user_sessions(name), user_logins(name), *sessions, *logins)
+    for key in (user_sessions(name), user_logins(name), *sessions, *logins):
+        pipe.delete(key)
     return bool(pipe.execute()[0])
 
 

@@ -36,7 +36,6 @@ import orjson
 from gridwatch.schemas.errors import GridwatchError
 from gridwatch.streams.topics import COMMANDS, command_key
 from prometheus_client import generate_latest
-from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -58,7 +57,7 @@ from .channels import (
 from .commands import CommandError, check, command_record, parse
 from .form import FormConnection
 from .frames import FrameError, error_frame, parse_frame
-from .hub import Conn, Hub, snapshot_frame
+from .hub import REDIS_ERRORS, Conn, Hub, snapshot_frame
 from .limits import KeyedBuckets
 from .metrics import Metrics
 from .sessions import SessionGate
@@ -88,7 +87,7 @@ class Gateway:
         stations = city.load_city(settings.city)["stations"]
         self.stations = [{k: s.get(k) for k in ("id", "name", "name_zh", "daily_arrivals")}
                          for s in stations]
-        self.hub = Hub(settings.redis, grid_ids=[g.id for g in district.grids],
+        self.hub = Hub(settings, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
         self.keyring = command_keys.keyring(settings)  # signs the commands it produces
         self.grid_set = frozenset(self.hub.grid_ids)
@@ -347,7 +346,7 @@ class Gateway:
                 first = 0.0
                 try:
                     verdict = await self._recheck(conn, token)
-                except (OSError, RedisError) as exc:  # Redis away: keep the socket, retry
+                except REDIS_ERRORS as exc:  # Redis away: keep the socket, retry
                     log.warning("re-checking a session: %s", exc)
                     continue
                 if verdict is not None:

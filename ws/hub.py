@@ -26,8 +26,10 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisClusterException
 
-from gridwatch import keys
+from gridwatch import keys, redis_client
+from gridwatch.settings import Settings
 
 from .auth import User
 from .channels import (
@@ -47,6 +49,8 @@ from .channels import (
 log = logging.getLogger("gridwatch.gateway")
 
 Entry = tuple[str, bytes]  # stream id, the entry's JSON
+# What a Redis blip raises (a cluster's slot map moving raises the last one).
+REDIS_ERRORS = (OSError, aioredis.RedisError, RedisClusterException)
 
 
 @dataclass(eq=False)
@@ -128,14 +132,22 @@ class Conn:
 class Hub:
     """Shared channel readers, the tag index of connections, and snapshot reads."""
 
-    def __init__(self, redis_url: str, *, grid_ids: Iterable[str], station_ids: Iterable[str],
-                 block_ms: int = 1000, count: int = 500,
+    def __init__(self, target: str | Settings, *, grid_ids: Iterable[str],
+                 station_ids: Iterable[str], block_ms: int = 1000, count: int = 500,
                  pool_size: int = 32, grid_interval_s: float = 0.1) -> None:
-        self.redis_url = redis_url
-        # A bounded pool that makes callers wait for a free connection: a burst of
-        # connecting clients (session checks, snapshots) must queue, not fail.
-        self.r = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=pool_size, timeout=30))
+        # A URL names one server; Settings may name a cluster (GRIDWATCH_REDIS_CLUSTER).
+        self.settings = redis_client.settings_for(target)
+        self.redis_url = self.settings.redis
+        self.cluster = bool(self.settings.redis_cluster)
+        self.r: Any
+        if self.cluster:
+            # One pool per master, grown on demand (redis-py's cluster has no blocking pool).
+            self.r = redis_client.async_client(self.settings)
+        else:
+            # A bounded pool that makes callers wait for a free connection: a burst of
+            # connecting clients (session checks, snapshots) must queue, not fail.
+            self.r = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+                self.redis_url, max_connections=pool_size, timeout=30))
         self.grid_ids = tuple(grid_ids)
         self.station_ids = tuple(station_ids)
         self.block_ms = block_ms
@@ -263,14 +275,15 @@ class Hub:
             log.exception("flushing grid deltas")
 
     async def _read(self, channel: str, key: str) -> None:
-        # Its own connection: XREAD BLOCK holds a connection for the whole wait.
-        r = aioredis.Redis.from_url(self.redis_url)
+        # Its own client: XREAD BLOCK holds a connection for the whole wait. One stream
+        # per XREAD, so on a cluster it goes to the master of that stream's slot.
+        r = redis_client.async_client(self.settings)
         try:
             while not self._stopping:
                 try:
                     reply = await r.xread({key: self.position[channel]}, block=self.block_ms,
                                           count=self.count)
-                except (OSError, aioredis.RedisError) as exc:
+                except REDIS_ERRORS as exc:
                     if self._stopping:
                         break
                     log.warning("reading %s: %s; retrying", key, exc)
@@ -294,7 +307,7 @@ class Hub:
                     for conn in tuple(self.index.get("all", ())):
                         if not conn.syncing:
                             conn.send_raw(frm)
-            except (OSError, aioredis.RedisError) as exc:
+            except REDIS_ERRORS as exc:
                 if self._stopping:
                     break
                 log.warning("summary: %s", exc)
@@ -326,7 +339,8 @@ class Hub:
     async def _mget(self, names: list[str]) -> list[bytes]:
         out: list[bytes] = []
         for i in range(0, len(names), 500):
-            out.extend(v for v in await self.r.mget(names[i:i + 500]) if v)
+            # On a cluster the keys are in many slots: MGET split by slot (not atomic).
+            out.extend(v for v in await redis_client.amget(self.r, names[i:i + 500]) if v)
         return out
 
     async def snapshot(self, channel: str, user: User) -> list[bytes]:

@@ -164,3 +164,51 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
             return
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# ---- a Redis Cluster beside the test stack ---------------------------------------------
+
+# Three masters on ports of the slot's own (17201+10N.., cluster bus +10000), apart from
+# those of test_cluster_stack.py (17101+10N..), with a home of their own: the test stack's
+# home stays without a cluster, so its `stack.up` keeps its shape.
+CLUSTER_PORT = 17201 + 10 * SLOT
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session(
+        stack_settings: settings_mod.Settings) -> Iterator[settings_mod.Settings]:
+    """A real 3-master Redis Cluster for the session (the test stack's Kafka and single
+    Redis keep running beside it); its masters are stopped at the end of the session."""
+    from gridwatch import stack_redis
+
+    seeds = (f"127.0.0.1:{CLUSTER_PORT}",)
+    home = stack_settings.home.with_name(stack_settings.home.name + "-redis-cluster")
+    # The Kafka and single Redis of the test stack answer already: `up` leaves them alone.
+    s = stack.up(stack_settings.with_(redis_cluster=seeds, home=home), redis_cluster=3,
+                 log=lambda msg: print(f"[test cluster] {msg}", file=sys.stderr))
+    assert len(s.redis_cluster) == 3
+    yield s.with_(home=stack_settings.home)  # the command keys live in the stack's home
+    paths = stack.Paths(home)
+    names = [p.stem for p in paths.pidfiles("redis-cluster")]
+    stack.stop([pid for pid in (stack.read_pid(paths.pidfile(n)) for n in names) if pid])
+    for name in names:
+        paths.pidfile(name).unlink(missing_ok=True)
+    assert not stack_redis.running_ports(paths)
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session: settings_mod.Settings,
+                  stack_settings: settings_mod.Settings) -> Iterator[settings_mod.Settings]:
+    """The session's cluster with every master flushed, and the single Redis too (tests
+    compare the two); the settings name the cluster in ``redis_cluster``."""
+    from redis.cluster import RedisCluster
+
+    from gridwatch import redis_client
+
+    client = redis_client.sync_client(redis_cluster_session)
+    client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    client.close()
+    single = redis.Redis.from_url(stack_settings.redis)
+    single.flushdb()
+    single.close()
+    yield redis_cluster_session
