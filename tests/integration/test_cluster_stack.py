@@ -24,6 +24,7 @@ from redis.cluster import RedisCluster
 
 from gridwatch import redis_client, stack, stack_redis
 from gridwatch import settings as settings_mod
+from tests import aio
 
 from .conftest import ROOT, _share_jars, wait_until
 
@@ -121,7 +122,7 @@ def test_redis_cluster_serves_keys_across_slots_and_scripts_within_one(
         finally:
             await aclient.aclose()
 
-    asyncio.run(through_asyncio())
+    aio.run(through_asyncio())
 
 
 def stack_redis_dbsize(port: int) -> int:
@@ -188,6 +189,9 @@ def test_three_brokers_keep_serving_with_one_down(cluster: settings_mod.Settings
     admin = _admin(cluster)
     try:
         assert len(admin.describe_cluster()["brokers"]) == 3
+        # Under load the new nodes may take a moment to share the topics' metadata.
+        wait_until(lambda: len([n for n in admin.list_topics() if n.startswith("gridwatch.")]) >= 8,
+                   timeout=60, what="the topics in every broker's metadata")
         names = [n for n in admin.list_topics() if n.startswith("gridwatch.")]
         gridwatch_topics = admin.describe_topics(names)
         assert len(gridwatch_topics) >= 8

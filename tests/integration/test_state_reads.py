@@ -10,7 +10,6 @@ refresher's Lua reader and ``state top`` / ``queries.risk_of`` (what the gateway
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import itertools
@@ -39,6 +38,7 @@ from gridwatch import cli, keys, queries
 from gridwatch import settings as settings_mod
 from gridwatch.city import Grid
 from gridwatch.store import AsyncStore
+from tests import aio
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def apply_all(s: settings_mod.Settings, sent: list[tuple[str, int, dict[str, Any
         finally:
             await store.close()
 
-    asyncio.run(run())
+    aio.run(run())
     return written
 
 

@@ -3,8 +3,6 @@ cluster's pipelined reads assemble. No server is needed: redis-py connects lazil
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -17,6 +15,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from gridwatch import keys, redis_client, store
 from gridwatch import settings as settings_mod
+from tests import aio
 
 CLUSTER_ENV = {"GRIDWATCH_REDIS": "redis://:pw@127.0.0.1:6390/0",
                "GRIDWATCH_REDIS_CLUSTER": "127.0.0.1:17001,127.0.0.1:17002"}
@@ -51,7 +50,7 @@ def test_settings_with_cluster_seeds_give_cluster_clients_to_store_and_hub() -> 
         await hub.r.aclose()
         await st.close()
 
-    asyncio.run(build())
+    aio.run(build())
 
 
 def test_one_server_keeps_the_bounded_blocking_pool_and_the_scripts() -> None:
@@ -68,7 +67,7 @@ def test_one_server_keeps_the_bounded_blocking_pool_and_the_scripts() -> None:
         await hub.r.aclose()
         await st.close()
 
-    asyncio.run(build())
+    aio.run(build())
 
 
 def test_risk_rows_from_pipelined_replies_match_the_scripts_arithmetic() -> None:

@@ -4,7 +4,6 @@ test_cluster_stack.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from gridwatch import redis_client, stack, stack_kafka, stack_redis
 from gridwatch import settings as settings_mod
 from gridwatch.cli import build_parser
+from tests import aio
 
 
 def _props(text: str) -> dict[str, str]:
@@ -191,7 +191,7 @@ def test_without_cluster_seeds_the_factory_gives_single_server_clients() -> None
     sync.close()
     client = redis_client.async_client(s)
     assert type(client) is aioredis.Redis
-    asyncio.run(client.aclose())
+    aio.run(client.aclose())
 
 
 def test_with_cluster_seeds_the_asyncio_factory_gives_a_cluster_client() -> None:
@@ -204,7 +204,7 @@ def test_with_cluster_seeds_the_asyncio_factory_gives_a_cluster_client() -> None
     client = redis_client.async_client(settings_mod.load(
         {"GRIDWATCH_REDIS_CLUSTER": "127.0.0.1:17001"}), decode_responses=True)
     assert isinstance(client, AsyncRedisCluster) and redis_client.is_cluster(client)
-    asyncio.run(client.aclose())
+    aio.run(client.aclose())
 
 
 # ---- CLI and stopping -------------------------------------------------------------------------
