@@ -209,9 +209,26 @@ def _wait(settings: Settings, paths: Paths, brokers: int, masters: list[int],
         for name in started:
             pidfile = paths.pidfile(name)  # a daemonised redis writes its own, a bit later
             if pidfile.exists() and read_pid(pidfile) is None:
-                raise StackError(f"{name} exited at start; see {paths.logs / (name + '.log')}")
+                raise StackError(exited_at_start(paths, name))
         time.sleep(0.5)
     raise StackError(f"the stack did not answer within {timeout:.0f} s; see {paths.logs}")
+
+
+def exited_at_start(paths: Paths, name: str, lines: int = 6) -> str:
+    """Why a part that was just started is gone: the last lines of its log (and of its
+    console output) that say something, so the error can be acted on without a search."""
+    said: list[str] = []
+    for log_file in (paths.logs / f"{name}.log", paths.logs / f"{name}.out"):
+        try:
+            text = log_file.read_text(errors="replace")
+        except OSError:
+            continue
+        tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+        errors = [line for line in tail if any(
+            word in line for word in ("ERROR", "FATAL", "Exception", "in use", "denied"))]
+        said.extend(errors or tail[-2:])
+    why = ("; last words: " + " | ".join(said)[-1200:]) if said else ""
+    return f"{name} exited at start; see {paths.logs / (name + '.log')}{why}"
 
 
 def stop_broker(settings: Settings, node: int, *, log: Callable[[str], None] = print) -> None:

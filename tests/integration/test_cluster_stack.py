@@ -1,7 +1,9 @@
 """A real local Redis Cluster (3 masters) and a real 3-node KRaft Kafka, started by the stack.
 
 One stack for the module, on ports of its own derived from ``GRIDWATCH_TEST_SLOT``
-(Kafka 39192+10N.., Redis 16579+N, Redis Cluster 17101+10N..), with data under
+(Kafka 29192+10N.., Redis 16579+N, Redis Cluster 17101+10N..), all below Linux's ephemeral
+range (32768-60999, where a client connection's own port could take a node's before it
+binds), with data under
 ``.local/test-cluster[-N]`` wiped first: the other integration tests' stack is untouched.
 """
 
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 SLOT = int(os.environ.get("GRIDWATCH_TEST_SLOT", "0"))
 ENV = {
-    "GRIDWATCH_KAFKA": f"127.0.0.1:{39192 + 10 * SLOT}",
+    "GRIDWATCH_KAFKA": f"127.0.0.1:{29192 + 10 * SLOT}",
     "GRIDWATCH_REDIS": f"redis://127.0.0.1:{16579 + SLOT}/0",
     "GRIDWATCH_REDIS_CLUSTER": f"127.0.0.1:{17101 + 10 * SLOT}",
     "GRIDWATCH_HOME": str(ROOT / ".local" / (f"test-cluster-{SLOT}" if SLOT else "test-cluster")),

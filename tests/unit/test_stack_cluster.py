@@ -300,3 +300,19 @@ def test_up_without_sizes_follows_what_runs_then_what_was_exported(tmp_path: Pat
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_part_that_exits_at_start_is_reported_with_its_last_words(tmp_path: Path) -> None:
+    """The error names the reason from the part's own log, not only where the log is."""
+    paths = stack.Paths(tmp_path)
+    paths.logs.mkdir(parents=True)
+    (paths.logs / "kafka-3.log").write_text(
+        "[2026-12-05 07:00:00,000] INFO starting\n"
+        "[2026-12-05 07:00:01,000] ERROR Exiting Kafka due to fatal exception\n"
+        "org.apache.kafka.common.KafkaException: Socket server failed to bind to "
+        "127.0.0.1:39196: Address already in use.\n")
+    said = stack.exited_at_start(paths, "kafka-3")
+    assert said.startswith("kafka-3 exited at start; see ")
+    assert "Address already in use" in said and "fatal exception" in said
+    assert "INFO starting" not in said
+    assert stack.exited_at_start(paths, "kafka-9").endswith("kafka-9.log")
