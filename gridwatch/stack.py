@@ -177,7 +177,7 @@ def up(settings: Settings, *, log: Callable[[str], None] = print, timeout: float
         else settings.redis_cluster,
     )
     _wait(effective, paths, len(nodes), masters, started, log, timeout)
-    created = ensure_topics(effective)
+    created = ensure_topics(effective, brokers=len(nodes))
     if created:
         log(f"topics created: {', '.join(created)}")
     log(f"kafka: {effective.kafka}")

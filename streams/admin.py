@@ -36,9 +36,14 @@ def topic_replication(settings: Settings, brokers: int) -> tuple[int, int]:
     return rf, min_isr
 
 
-def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> list[str]:
+def ensure_topics(settings: Settings, *, retention_ms: int | None = None,
+                  brokers: int | None = None) -> list[str]:
     """Create the topics that do not exist yet, with ``settings.partitions`` each,
     replicated as :func:`topic_replication` says for the brokers of the cluster.
+
+    ``brokers``: the size of the cluster when the caller knows it (the local stack
+    does); otherwise the brokers registered now are counted, which a node that has only
+    just started may not be yet in the metadata of the node asked.
 
     Returns:
         The names of the topics created now.
@@ -58,7 +63,8 @@ def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> lis
         missing = [name for name in wanted if name not in existing]
         configs = {"retention.ms": str(retention_ms)} if retention_ms else {}
         if missing:
-            brokers = len(admin.describe_cluster().get("brokers") or [None])
+            if brokers is None:
+                brokers = len(admin.describe_cluster().get("brokers") or [None])
             rf, min_isr = topic_replication(settings, brokers)
             if rf > 1:
                 configs["min.insync.replicas"] = str(min_isr)
@@ -86,7 +92,8 @@ def ensure_topics(settings: Settings, *, retention_ms: int | None = None) -> lis
         admin.close()
 
 
-def recreate_topics(settings: Settings, *, timeout: float = 60.0) -> None:
+def recreate_topics(settings: Settings, *, timeout: float = 60.0,
+                    brokers: int | None = None) -> None:
     """Delete every gridwatch topic and create it again: empty topics, offsets from 0.
 
     For test and benchmark stacks, which start each run from an empty log.
@@ -112,7 +119,7 @@ def recreate_topics(settings: Settings, *, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            ensure_topics(settings)
+            ensure_topics(settings, brokers=brokers)
             return
         except Exception as exc:  # the deletion may still be settling
             if time.monotonic() > deadline:
