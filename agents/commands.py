@@ -28,7 +28,7 @@ from .escalation import Deadline, EscalationConfig
 from .fold import BatchUpdate, DeadLetter, RawRecord
 from .grid_index import GridIndex
 from .ingest import _transient, internal_reason
-from .records_io import load_records, write_alert, write_deadline, write_task
+from .records_io import bump_grid, load_records, write_alert, write_deadline, write_task
 
 log = logging.getLogger("gridwatch.commands")
 
@@ -153,7 +153,7 @@ class CommandApplier:
             write_task(update, new_task, versions.get(t_key, 0))
         write_deadline(update, alert_id, deadline)
         if new_alert.grid_id:
-            update.incr[(keys.GRID_VERSION, new_alert.grid_id)] += 1
+            bump_grid(update, new_alert.grid_id)
         return {"ok": True, "alert": new_alert.to_dict(),
                 "task": new_task.to_dict() if new_task else None}
 

@@ -56,7 +56,7 @@ def write_task(update: BatchUpdate, task: Task, version: int) -> None:
     else:
         update.zadd[open_key].pop(task.id, None)
         update.zrem[open_key].add(task.id)
-    update.incr[(keys.GRID_VERSION, task.grid_id)] += 1  # open/overdue tasks feed the risk
+    bump_grid(update, task.grid_id)  # open/overdue tasks feed the risk
     update.streams.append((keys.CHAN_TASKS, keys.CHAN_MAXLEN,
                            b'{"type":"task","task":' + data + b"}"))
 
@@ -144,8 +144,15 @@ def mark_grids(update: BatchUpdate) -> set[str]:
         k = (keys.GRID_HOUR, grid)
         update.hmax[k] = max(float(keys.hour_of(event.ts)), update.hmax.get(k, 0.0))
     for grid in touched:
-        update.incr[(keys.GRID_VERSION, grid)] += 1
+        bump_grid(update, grid)
     return touched
+
+
+def bump_grid(update: BatchUpdate, grid: str) -> None:
+    """The grid's risk inputs change with this update: bump its version and mark it
+    for scoring, both in the update's one atomic step (``keys.RISK_DIRTY``)."""
+    update.incr[(keys.GRID_VERSION, grid)] += 1
+    update.sadd[keys.RISK_DIRTY].add(grid)
 
 
 async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from .. import keys
 
 # The fields of one grid-hour hash that the indicators sum (as the INDICATORS script).
@@ -86,6 +88,23 @@ async def read_rows(redis: Any, grids: list[str]) -> list[list[Any]]:
     return rows
 
 
+# The one script of the cluster path: its two keys share a slot (``keys.RISK_DIRTY``
+# carries ``keys.GRID_VERSION`` as its hash tag). Unmarks the grids whose version is
+# still the one scored; returns those whose version moved.
+UNMARK = """
+local grids, vers = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])
+local moved = {}
+for i, g in ipairs(grids) do
+  if (redis.call('HGET', KEYS[1], g) or '0') == vers[i] then
+    redis.call('SREM', KEYS[2], g)
+  else
+    table.insert(moved, g)
+  end
+end
+return moved
+"""
+
+
 async def put_rows(redis: Any, items: list[list[Any]]) -> tuple[int, set[str]]:
     """Write the scores whose grid version is still the one read; returns how many were
     written and the grids whose version moved (to be scored again).
@@ -103,6 +122,10 @@ async def put_rows(redis: Any, items: list[list[Any]]) -> tuple[int, set[str]]:
             pipe.zadd(keys.RISK_RANK, {grid: score})
             pipe.xadd(keys.CHAN_GRIDS, {"d": delta}, maxlen=keys.CHAN_MAXLEN, approximate=True)
         await pipe.execute()
-        after = await redis.hmget(keys.GRID_VERSION, [it[0] for it in fresh])
-        moved |= {it[0] for it, ver in zip(fresh, after) if _text(ver) != str(it[1])}
+        # Checked again after the writes, atomically with the unmarking: a grid changed
+        # meanwhile stays marked (and is scored again at the next tick).
+        after = await redis.eval(UNMARK, 2, keys.GRID_VERSION, keys.RISK_DIRTY,
+                                 orjson.dumps([it[0] for it in fresh]),
+                                 orjson.dumps([str(it[1]) for it in fresh]))
+        moved |= {_text(g) for g in after or ()}
     return len(fresh), moved

@@ -73,16 +73,19 @@ end
 return cjson.encode(out)
 """
 
-# Every key it writes is declared: KEYS[3 + i] is the risk key of item i.
+# Every key it writes is declared: KEYS[4 + i] is the risk key of item i. A grid scored
+# from its current inputs leaves the dirty set in the same step; one whose version moved
+# stays in it, to be scored again.
 PUT_RISK = """
 local items = cjson.decode(ARGV[1])
 local written = 0
 for i, it in ipairs(items) do
   local ver = redis.call('HGET', KEYS[1], it[1]) or '0'
   if ver == it[2] then
-    redis.call('SET', KEYS[3 + i], it[4])
+    redis.call('SET', KEYS[4 + i], it[4])
     redis.call('ZADD', KEYS[2], it[5], it[1])
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'd', it[6])
+    redis.call('SREM', KEYS[4], it[1])
     written = written + 1
   end
 end
@@ -133,7 +136,8 @@ class RiskRefresher:
             self.dirty |= moved  # scored from older inputs: score again next tick
             return written
         return int(await self._write(
-            keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS, *(it[2] for it in items)],
+            keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS, keys.RISK_DIRTY,
+                  *(it[2] for it in items)],
             args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
 
     def mark(self, grids: Iterable[str]) -> None:
@@ -160,15 +164,35 @@ class RiskRefresher:
         self.written += written
         return written
 
-    async def run(self) -> None:
-        """Refresh dirty grids forever (a background task of the worker)."""
+    async def pending(self, limit: int = 4000) -> set[str]:
+        """Grids marked in Redis and not yet scored for their last change: this worker's
+        own in-flight ones, and those of a worker that died before scoring them."""
+        members = await self.redis.srandmember(keys.RISK_DIRTY, limit)
+        return {m.decode() if isinstance(m, bytes) else m for m in members or ()}
+
+    async def tick(self, *, durable: bool) -> int:
+        """One round: the grids this worker marked, and with ``durable`` those marked in
+        Redis by anyone; returns how many scores were written."""
+        grids, self.dirty = self.dirty, set()
+        try:
+            if durable:
+                grids |= await self.pending()
+            return await self.refresh(grids) if grids else 0
+        except Exception as exc:  # noqa: BLE001 - keep the loop alive; retry next tick
+            log.warning("risk refresh failed (%s); will retry", exc)
+            self.dirty |= grids
+            return 0
+
+    async def run(self, *, durable_every: float = 1.0) -> None:
+        """Refresh dirty grids forever (a background task of the worker): its own marks
+        every ``interval``, the marks left in Redis every ``durable_every`` seconds."""
+        loop = asyncio.get_running_loop()
+        next_durable = loop.time()
         while True:
             await asyncio.sleep(self.interval)
-            if not self.dirty:
+            durable = loop.time() >= next_durable
+            if durable:
+                next_durable = loop.time() + durable_every
+            elif not self.dirty:
                 continue
-            grids, self.dirty = self.dirty, set()
-            try:
-                await self.refresh(grids)
-            except Exception as exc:  # noqa: BLE001 - keep the loop alive; retry next tick
-                log.warning("risk refresh failed (%s); will retry", exc)
-                self.dirty |= grids
+            await self.tick(durable=durable)

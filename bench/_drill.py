@@ -600,7 +600,10 @@ def wait_applied_and_quiet(r: redis.Redis, total: int, *, timeout: float,
     while time.monotonic() < deadline:
         last = r.xinfo_stream(keys.CHAN_GRIDS)["last-generated-id"] if r.exists(keys.CHAN_GRIDS) else None
         looks.append((last, tuple(sorted(r.hgetall(keys.OFFSETS).items())), progress(r)))
-        if len(looks) >= 3 and looks[-1] == looks[-2] == looks[-3]:
+        # ... and no grid waits for its score (a dead worker's marks are picked up by
+        # the survivors within a second).
+        if (len(looks) >= 3 and looks[-1] == looks[-2] == looks[-3]
+                and not r.scard(keys.RISK_DIRTY)):
             return True
         time.sleep(0.75)
     return False

@@ -101,6 +101,13 @@ SILENT = "gw:silent"  # source id -> its open silent-source alert id (hash)
 DEADLINES = "gw:deadlines"  # alert id -> due time of its next escalation (zset)
 GRID_HOUR = "gw:gridhour"  # grid -> newest event-time hour seen in it (hash)
 GRID_VERSION = "gw:gridver"  # grid -> how often its risk inputs changed (hash)
+# Grids whose risk inputs changed and whose score is not yet written for that change
+# (set). Added in the same atomic step as the version bump, removed by the refresher's
+# write only if the version it scored is still the current one: so a worker that dies
+# between the two leaves its grids here for any other worker. The hash tag puts it in
+# the slot of GRID_VERSION ("gw:gridver"), so one script can check one and update the
+# other on a cluster too.
+RISK_DIRTY = "gw:riskdirty{" + GRID_VERSION + "}"
 RISK_RANK = "gw:risk:rank"  # grid -> risk score (zset): the worst grids first
 
 

@@ -169,10 +169,12 @@ def keys_hour_iso(hour: int | None) -> str | None:
 # Keys whose content depends on how the events were batched, on when a timer ran or on
 # who is logged in, not on the events: channel streams (one entry per write),
 # write-version counters, command outcomes, users and sessions, forecasts (made when the
-# refresher's clock ticks, by whichever worker holds the station's lease) and the revised
-# station hours (a queue that refresher empties).
+# refresher's clock ticks, by whichever worker holds the station's lease), the revised
+# station hours (a queue that refresher empties) and the grids waiting for their risk
+# score (a queue the risk refresher empties).
 NOT_STATE = ("gw:chan:", "gw:ver", "gw:gridver", "gw:cmdresult:", "gw:user", "gw:login:",
-             "gw:session:", "gw:forecast:", "gw:forecastowner:", "gw:stationrevised:")
+             "gw:session:", "gw:forecast:", "gw:forecastowner:", "gw:stationrevised:",
+             "gw:riskdirty")
 
 
 def dump(r: redis.Redis) -> dict[str, Any]:

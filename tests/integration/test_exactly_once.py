@@ -154,7 +154,8 @@ def _send(s: settings_mod.Settings, messages: list[Message]) -> None:
 
 def _wait_applied_and_quiet(r: redis.Redis, total: int) -> None:
     """Wait until every message is applied and the risk refresher has gone quiet
-    (its channel stream and the stored offsets unchanged over three looks)."""
+    (its channel stream and the stored offsets unchanged over three looks, and no grid
+    waiting for its score)."""
     wait_until(lambda: _progress(r) >= total, timeout=900, what=f"{total} messages applied")
     looks: list[tuple[Any, ...]] = []
 
@@ -162,7 +163,8 @@ def _wait_applied_and_quiet(r: redis.Redis, total: int) -> None:
         last = r.xinfo_stream(keys.CHAN_GRIDS)["last-generated-id"] if r.exists(keys.CHAN_GRIDS) else None
         looks.append((last, tuple(sorted(r.hgetall(keys.OFFSETS).items())), _progress(r)))
         time.sleep(0.75)
-        return len(looks) >= 3 and looks[-1] == looks[-2] == looks[-3]
+        return (len(looks) >= 3 and looks[-1] == looks[-2] == looks[-3]
+                and not r.scard(keys.RISK_DIRTY))
 
     wait_until(quiet, timeout=120, what="the risk refresher to finish")
     _note(f"all {total:,} messages applied, risk refresher quiet")
