@@ -1,6 +1,6 @@
 """Redis: the atomic, idempotent apply of a batch, and the reads the CLI and gateway use.
 
-Applying a batch is one Lua script (``APPLY``). It first compares, for every partition
+Applying a batch is one Lua script (``APPLY``, ``lua/apply.lua``). It first compares, for every partition
 the batch touches, the offset stored in Redis with the one the batch was folded
 against; if any differs (another worker applied part of it after a rebalance, or this
 worker restarted), it changes nothing and says so, and the worker reloads the offsets
@@ -11,6 +11,8 @@ delivers it. MULTI/EXEC could not do this: it cannot skip conditionally.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,72 +23,49 @@ from . import keys, redis_client
 from .agents.fold import BatchUpdate
 from .settings import Settings
 
-APPLY = """
-local p = cjson.decode(ARGV[1])
-for _, o in ipairs(p.o) do
-  local cur = redis.call('HGET', KEYS[1], o[1])
-  if not cur then cur = '-1' end
-  if cur ~= o[2] then return {0, o[1], cur} end
-end
-for _, c in ipairs(p.c) do
-  local cur = redis.call('HGET', KEYS[3], c[1])
-  if not cur then cur = '0' end
-  if cur ~= c[2] then return {0, c[1], cur} end
-end
-for _, o in ipairs(p.o) do redis.call('HSET', KEYS[1], o[1], o[3]) end
-for _, w in ipairs(p.w) do redis.call('HSET', KEYS[2], w[1], w[2]) end
-for _, i in ipairs(p.i) do redis.call('HINCRBY', i[1], i[2], i[3]) end
-for _, h in ipairs(p.h) do redis.call('HSET', h[1], h[2], h[3]) end
-for _, h in ipairs(p.hd) do redis.call('HDEL', h[1], h[2]) end
-for _, m in ipairs(p.mx) do
-  local cur = redis.call('HGET', m[1], m[2])
-  if (not cur) or tonumber(m[3]) > tonumber(cur) then redis.call('HSET', m[1], m[2], m[3]) end
-end
-for _, m in ipairs(p.mn) do
-  local cur = redis.call('HGET', m[1], m[2])
-  if (not cur) or tonumber(m[3]) < tonumber(cur) then redis.call('HSET', m[1], m[2], m[3]) end
-end
-for _, s in ipairs(p.s) do
-  for k = 1, #s[2], 500 do
-    redis.call('SADD', s[1], unpack(s[2], k, math.min(k + 499, #s[2])))
-  end
-end
-for _, z in ipairs(p.z) do
-  for _, m in ipairs(z[2]) do redis.call('ZADD', z[1], m[1], m[2]) end
-end
-for _, z in ipairs(p.zr) do redis.call('ZREM', z[1], z[2]) end
-for _, z in ipairs(p.zt) do redis.call('ZREMRANGEBYSCORE', z[1], '-inf', '(' .. z[2]) end
-for _, t in ipairs(p.t) do
-  if t[3] > 0 then redis.call('SET', t[1], t[2], 'EX', t[3]) else redis.call('SET', t[1], t[2]) end
-end
-for _, d in ipairs(p.d) do redis.call('DEL', d) end
-for _, e in ipairs(p.e) do redis.call('EXPIRE', e[1], e[2]) end
-for _, c in ipairs(p.c) do redis.call('HINCRBY', KEYS[3], c[1], 1) end
-for _, x in ipairs(p.x) do
-  redis.call('XADD', x[1], 'MAXLEN', '~', x[2], '*', 'd', x[3])
-end
-return {1}
-"""
+APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text()
+
+
+def _by_key(items: Iterable[tuple[tuple[str, str], Any]], value: Callable[[Any], Any]
+            ) -> list[list[Any]]:
+    """``{(key, field): v}`` items as ``[[key, [field, value(v), field, ...]], ...]``:
+    one entry per key, so the script makes one call per key."""
+    grouped: dict[str, list[Any]] = {}
+    for (k, f), v in items:
+        flat = grouped.get(k)
+        if flat is None:
+            flat = grouped[k] = []
+        flat.append(f)
+        flat.append(value(v))
+    return [[k, flat] for k, flat in grouped.items()]
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _real(v: float) -> str:
+    return repr(float(v))
 
 
 def encode_update(update: BatchUpdate) -> bytes:
-    """The script's argument: the update as compact JSON (numbers as strings where
-    Lua's doubles would round them)."""
+    """The script's argument: the update as compact JSON, grouped by key (numbers as
+    strings where Lua's doubles would round them)."""
     payload = {
         "o": [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()],
         "c": [[k, str(v)] for k, v in update.cas.items()],
-        "w": [[f, repr(float(w))] for f, w in update.watermarks.items()],
+        "w": [x for f, w in update.watermarks.items() for x in (f, repr(float(w)))],
         # Zero increments are kept: HINCRBY by 0 creates the field, so a +2 and a -2 in
         # one batch leave the same fields as in two batches.
-        "i": [[k, f, n] for (k, f), n in update.incr.items()],
-        "h": [[k, f, v] for (k, f), v in update.hset.items()],
-        "hd": [[k, f] for k, fields in update.hdel.items() for f in sorted(fields)],
-        "mx": [[k, f, repr(float(v))] for (k, f), v in update.hmax.items()],
-        "mn": [[k, f, repr(float(v))] for (k, f), v in update.hmin.items()],
+        "i": _by_key(update.incr.items(), _same),
+        "h": _by_key(update.hset.items(), _same),
+        "hd": [[k, sorted(fields)] for k, fields in update.hdel.items() if fields],
+        "mx": _by_key(update.hmax.items(), _real),
+        "mn": _by_key(update.hmin.items(), _real),
         "s": [[k, sorted(members)] for k, members in update.sadd.items() if members],
-        "z": [[k, [[score, m] for m, score in members.items()]]
+        "z": [[k, [x for m, score in members.items() for x in (score, m)]]
               for k, members in update.zadd.items() if members],
-        "zr": [[k, m] for k, members in update.zrem.items() for m in sorted(members)],
+        "zr": [[k, sorted(members)] for k, members in update.zrem.items() if members],
         "zt": [[k, repr(float(v))] for k, v in update.ztrim.items()],
         "t": [[k, v.decode(), ttl or 0] for k, (v, ttl) in update.sets.items()],
         "d": sorted(update.dels),
