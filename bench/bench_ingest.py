@@ -166,6 +166,9 @@ class WorkerRun:
     seconds: float
     applied: int
     worker_cpu: float  # CPU seconds of the worker process over the timed window / window
+    worker_us: float = 0.0  # worker CPU microseconds per applied event
+    redis_us: float = 0.0  # redis-server CPU microseconds per applied event
+    calls: dict[str, float] = field(default_factory=dict)  # Redis command -> calls per event
     applied_lag: list[tuple[float, int]] = field(default_factory=list)
     committed_lag: list[tuple[float, int]] = field(default_factory=list)
     per_worker: list[int] = field(default_factory=list)  # events each worker applied
@@ -177,6 +180,13 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _commandstats(r: object) -> dict[str, int]:
+    """Calls so far per Redis command (``INFO commandstats``; a script's own calls count
+    under the command they make)."""
+    stats = r.info("commandstats")  # type: ignore[attr-defined]
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
 def _applied(r: object) -> int:
@@ -245,6 +255,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
                                   "GRIDWATCH_TIMERS": "0"})
              for i in range(n_workers)]
     proc = procs[0]
+    redis_pid = int(r.info("server")["process_id"])
     try:
         deadline = time.monotonic() + 120  # start-up: joining the group, first fetch
         first_at = 0.0
@@ -259,6 +270,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
             n = _applied(r)
             if n and not first_at:
                 first_at, first_n, cpu0 = now, n, sum(_cpu_seconds(p.pid) for p in procs)
+                redis0, calls0 = _cpu_seconds(redis_pid), _commandstats(r)
                 next_sample = now
             if n > last_n:
                 # Slow is measured, not failed: give up only after 120 s without progress.
@@ -272,6 +284,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
             if n >= expected:
                 end_at = time.perf_counter()
                 cpu1 = sum(_cpu_seconds(p.pid) for p in procs)
+                redis1, calls1 = _cpu_seconds(redis_pid), _commandstats(r)
                 per_worker = [_worker_applied(METRICS_PORT + i) for i in range(n_workers)]
                 time.sleep(2.0)  # the risk refresher's last round, before the state is compared
                 break
@@ -292,8 +305,14 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
                     break
             time.sleep(0.5)
         seconds = end_at - first_at
+        events = max(1, n - first_n)
+        calls = {name: (count - calls0.get(name, 0)) / events for name, count in calls1.items()
+                 if count > calls0.get(name, 0)}
         return WorkerRun(rate=(n - first_n) / seconds, seconds=seconds, applied=n,
-                         worker_cpu=(cpu1 - cpu0) / seconds, applied_lag=applied_lag,
+                         worker_cpu=(cpu1 - cpu0) / seconds,
+                         worker_us=(cpu1 - cpu0) / events * 1e6,
+                         redis_us=(redis1 - redis0) / events * 1e6, calls=calls,
+                         applied_lag=applied_lag,
                          committed_lag=committed_lag, per_worker=per_worker)
     finally:
         for p in procs:
@@ -404,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             a_rise, c_rise = max_rise(worker.applied_lag), max_rise(worker.committed_lag)
             results.append((worker, bare))
             print(f"run {run}: worker {worker.rate:,.0f} events/s ({worker.applied:,} applied in "
-                  f"{worker.seconds:.2f} s, worker CPU {worker.worker_cpu:.0%}); "
+                  f"{worker.seconds:.2f} s, worker CPU {worker.worker_cpu:.0%}, "
+                  f"{worker.worker_us:.0f} us/event; redis-server {worker.redis_us:.1f} us/event); "
                   f"bare aiokafka read {bare.rate:,.0f} msg/s; ratio {worker.rate / bare.rate:.3f}; "
                   f"pre-load {produced:,.0f} msg/s", flush=True)
             lag_points = worker.applied_lag
@@ -437,6 +457,15 @@ def main(argv: list[str] | None = None) -> int:
           f"(largest rise between samples: {max(grew)})")
     print(f"  worker CPU over the timed window: "
           f"{statistics.median([w.worker_cpu for w, _ in results]):.0%} of one core (median)")
+    print(f"  CPU per applied event (median): worker "
+          f"{statistics.median([w.worker_us for w, _ in results]):.1f} us, redis-server "
+          f"{statistics.median([w.redis_us for w, _ in results]):.1f} us")
+    names = sorted({c for w, _ in results for c in w.calls},
+                   key=lambda c: -statistics.median([w.calls.get(c, 0.0) for w, _ in results]))
+    per_event = {c: statistics.median([w.calls.get(c, 0.0) for w, _ in results]) for c in names}
+    print(f"  Redis calls per applied event (median; the bench's own polling included): "
+          f"{sum(per_event.values()):.2f} in all; "
+          + ", ".join(f"{c} {v:.3f}" for c, v in per_event.items() if v >= 0.001))
     if scale_out:
         print(f"  (d) {args.workers} workers in one group: "
               f"{statistics.median([m.rate for _, m, _ in scale_out]):,.0f} events/s together "
