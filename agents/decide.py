@@ -18,8 +18,9 @@ incidents.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket, format_time
 from ..schemas.records import Alert

@@ -39,8 +39,8 @@ import json
 import math
 import os
 from bisect import bisect_right
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ..schemas.errors import ConfigError
@@ -118,7 +118,7 @@ class RuleTable:
         unevaluated.
         """
         index = bisect_right(self._starts, ts) - 1
-        return self.versions[index if index > 0 else 0]
+        return self.versions[max(0, index)]
 
     def visit_horizon_s(self, grace_s: float = 600.0) -> float:
         """How far back (seconds before the newest scan) red-code visits must be kept.

@@ -20,7 +20,6 @@ import logging
 import time
 from typing import Any
 
-
 from .. import keys
 from ..schemas.records import Alert, Task
 from ..store import ApplyConflict, AsyncStore

@@ -21,9 +21,10 @@ import hashlib
 import heapq
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 from ..schemas.errors import ConfigError
 from ..schemas.events import format_time
@@ -258,7 +259,7 @@ class Simulator:
         events: list[tuple[float, str, dict[str, Any]]] = []
         window = (day_start, day_start + 86400)
         # Tickets sold today are for trains of today and the next two weeks.
-        for ahead in range(0, 15):
+        for ahead in range(15):
             events.extend(self._tickets(random.Random(self.seed * 7919 + day + ahead), day_start + ahead * 86400, window))
         if not station_only:
             events.extend(self._scans(rng, day_start, factor))
