@@ -418,15 +418,15 @@ def explain(risk_score: RiskScore, lang: str = "zh") -> list[str]:
     zh = lang == "zh"
     s = risk_score.score
     if zh:
-        lines = [
+        lines = [(
             f"风险分 {s:.1f}，{_BAND_ZH.get(risk_score.band, risk_score.band)}色"
             f"（≥60 红，40–60 黄，<40 蓝）"
-        ]
+        )]
     else:
-        lines = [
+        lines = [(
             f"Risk score {s:.1f}, band {risk_score.band} "
             f"(red from 60, yellow from 40, blue below 40)"
-        ]
+        )]
     ranked = sorted(
         (c for c in risk_score.contributions if c.points > 0),
         key=lambda c: (
