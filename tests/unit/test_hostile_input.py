@@ -26,10 +26,17 @@ from gridwatch.agents.fold import RawRecord, fold_batch
 from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.records_io import add_decisions, mark_grids
 from gridwatch.agents.timers import clamp_now
-from gridwatch.schemas.events import (DEFAULT_BOUNDS, Bounds, CheckpointScan, CrowdLoiter,
-                                      StationTicket, decode, format_time, parse_time)
 from gridwatch.schemas.errors import DecodeError
-from gridwatch.store import encode_update
+from gridwatch.schemas.events import (
+    DEFAULT_BOUNDS,
+    Bounds,
+    CheckpointScan,
+    CrowdLoiter,
+    StationTicket,
+    decode,
+    format_time,
+    parse_time,
+)
 from gridwatch.streams.topics import INPUT_BY_NAME
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,6 +44,7 @@ from hypothesis import strategies as st
 from gridwatch import keys
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_grids
+from gridwatch.store import encode_update
 
 _S = settings_mod.Settings()
 INDEX = GridIndex(load_grids(_S.grids))
