@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -209,7 +210,7 @@ class CommandApplier:
             else:
                 try:
                     outcome = await self.decide(cmd, update)
-                except Exception as exc:  # noqa: BLE001 - a command we cannot handle
+                except Exception as exc:  # a command we cannot handle
                     if _transient(exc):
                         raise
                     update, outcome = self._poison(rec, cmd, before, exc)
@@ -221,7 +222,7 @@ class CommandApplier:
             except ApplyConflict:
                 self.applied = None
                 continue
-            except Exception as exc:  # noqa: BLE001 - the decided writes cannot be applied
+            except Exception as exc:  # the decided writes cannot be applied
                 if _transient(exc) or update.deadletters:
                     raise
                 update, outcome = self._poison(rec, cmd, before, exc)

@@ -26,16 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from .. import keys
 from ..settings import Settings
+from ..store import ApplyConflict
 from ..streams import topics
 from .fold import BatchUpdate, RawRecord
-from ..store import ApplyConflict
 from .ingest import BatchApplier, OffsetGap, Prefolded
 
 log = logging.getLogger("gridwatch.ingest")
@@ -62,7 +62,7 @@ def ingest_group(settings: Settings) -> str:
 
 
 class _Seek(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, loop: "IngestLoop") -> None:
+    def __init__(self, loop: IngestLoop) -> None:
         self.loop = loop
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:

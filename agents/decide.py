@@ -18,8 +18,9 @@ incidents.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket, format_time
 from ..schemas.records import Alert
@@ -59,8 +60,8 @@ class DecideConfig:
 
     rules: rules.RuleTable
     loiter: loiter.LoiterConfig
-    escalation: EscalationConfig = EscalationConfig(max_level=3)
-    liveness: LivenessConfig = LivenessConfig()
+    escalation: EscalationConfig = field(default_factory=lambda: EscalationConfig(max_level=3))
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     incident_min_alerts: int = 3
     incident_window_s: float = 600.0
     visit_horizon_s: float = 25 * 3600.0

@@ -13,13 +13,21 @@ entirely or not at all, and never twice.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from .. import keys
 from ..schemas.errors import DecodeError
-from ..schemas.events import (DEFAULT_BOUNDS, Bounds, CheckpointScan, CrowdLoiter, Event,
-                              StationTicket, decode)
+from ..schemas.events import (
+    DEFAULT_BOUNDS,
+    Bounds,
+    CheckpointScan,
+    CrowdLoiter,
+    Event,
+    StationTicket,
+    decode,
+)
 from ..streams.topics import INPUT_BY_NAME
 from .grid_index import GridIndex
 
@@ -129,7 +137,8 @@ def fold_batch(
     """
     update = BatchUpdate()
     top = bounds.ts_hi
-    wm = {p: (w if w <= top else top) for p, w in watermarks.items()}
+    # Not min(w, top): a stored watermark that is not a number (NaN) must become ``top``.
+    wm = {p: (w if w <= top else top) for p, w in watermarks.items()}  # noqa: FURB136
     fresh: list[tuple[RawRecord, Event, str, float]] = []  # (record, event, late prefix, watermark)
     offsets = update.offsets
     field_of: dict[tuple[str, int], str] = {}
@@ -221,7 +230,7 @@ def fold_batch(
 
 # Lead times (hours before arrival) kept apart, so the booking curve — how much of an
 # hour's final count was booked N hours ahead — can be learned from the counters alone.
-LEADS = (*range(0, 25), 36, 48, 72, 168)
+LEADS = (*range(25), 36, 48, 72, 168)
 
 
 def lead_bucket(arrival_at: float, ts: float) -> int:

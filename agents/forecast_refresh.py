@@ -333,7 +333,7 @@ class ForecastRefresher:
                         # Another worker makes this station's forecast now: its kept
                         # hours (megabytes) go, and a lease taken back reads afresh.
                         self.last.pop(station, None)
-            except Exception as exc:  # noqa: BLE001 - a refresher must outlive a Redis blip
+            except Exception as exc:  # a refresher must outlive a Redis blip
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     # A cancel that surfaced as another error inside a Redis call: stop.

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
 
 import redis.exceptions as redis_errors
 
@@ -304,7 +305,7 @@ class BatchApplier:
                 self.stats["conflicts"] += 1
                 log.info("state moved under us (%s); folding again", exc)
                 await self.reload()
-            except Exception as exc:  # noqa: BLE001 - only transient ones are retried
+            except Exception as exc:  # only transient ones are retried
                 if not _transient(exc):
                     raise
                 self.stats["retries"] += 1
@@ -357,7 +358,7 @@ class BatchApplier:
             except ApplyConflict:
                 self.applied = None
                 continue
-            except Exception as err:  # noqa: BLE001 - only transient ones are retried
+            except Exception as err:  # only transient ones are retried
                 if not _transient(err):
                     raise
                 self.stats["retries"] += 1

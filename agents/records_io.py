@@ -7,7 +7,8 @@ use only the key functions of :mod:`gridwatch.keys`.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 

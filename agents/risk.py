@@ -41,8 +41,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
 from ..schemas.errors import ConfigError
@@ -356,13 +356,12 @@ def score_grid(indicators: Mapping[str, float], config: RiskConfig) -> RiskScore
             raise ValueError(f"indicator {name!r}: value {raw!r} must be finite and >= 0")
         if code == 0:
             norm = raw / param
-            if norm > 1.0:
-                norm = 1.0
+            norm = min(norm, 1.0)
         elif code == 1:
             norm = 1.0 - _exp(-raw / param)
         else:
             norm = (raw - 1.0) / (param - 1.0)
-            norm = 0.0 if norm < 0.0 else 1.0 if norm > 1.0 else norm
+            norm = 0.0 if norm < 0.0 else min(norm, 1.0)
         exact = weight * norm * 10.0
         rows.append((name, raw, norm, weight))
         tenths.append(exact)
@@ -419,15 +418,15 @@ def explain(risk_score: RiskScore, lang: str = "zh") -> list[str]:
     zh = lang == "zh"
     s = risk_score.score
     if zh:
-        lines = [
+        lines = [(
             f"风险分 {s:.1f}，{_BAND_ZH.get(risk_score.band, risk_score.band)}色"
             f"（≥60 红，40–60 黄，<40 蓝）"
-        ]
+        )]
     else:
-        lines = [
+        lines = [(
             f"Risk score {s:.1f}, band {risk_score.band} "
             f"(red from 60, yellow from 40, blue below 40)"
-        ]
+        )]
     ranked = sorted(
         (c for c in risk_score.contributions if c.points > 0),
         key=lambda c: (

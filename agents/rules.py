@@ -39,8 +39,8 @@ import json
 import math
 import os
 from bisect import bisect_right
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ..schemas.errors import ConfigError
@@ -118,7 +118,7 @@ class RuleTable:
         unevaluated.
         """
         index = bisect_right(self._starts, ts) - 1
-        return self.versions[index if index > 0 else 0]
+        return self.versions[max(0, index)]
 
     def visit_horizon_s(self, grace_s: float = 600.0) -> float:
         """How far back (seconds before the newest scan) red-code visits must be kept.
@@ -214,7 +214,7 @@ def _parse_version(raw: Any, where: str) -> RuleVersion:
     if not isinstance(cross, Mapping):
         raise ConfigError(f"rules config: {where}.cross_grid: must be an object")
     if set(cross) != _CROSS_KEYS:
-        bad = sorted(set(cross) ^ _CROSS_KEYS)[0]
+        bad = min(set(cross) ^ _CROSS_KEYS)
         problem = "unknown" if bad in cross else "missing"
         raise ConfigError(f"rules config: {where}.cross_grid: {problem} key {bad!r}")
     min_grids = cross["min_grids"]
@@ -401,8 +401,8 @@ def _decide(scan: CheckpointScan, version: RuleVersion) -> _Decision | None:
     return (
         "stale_test",
         version.stale_test,
-        f"Stale test at checkpoint {cp}: last negative test {hours:g} h ago "
-        f"(limit {limit:g} h), pass not valid",
+        (f"Stale test at checkpoint {cp}: last negative test {hours:g} h ago "
+         f"(limit {limit:g} h), pass not valid"),
         f"卡口 {cp} 绿码核酸已 {hours:g} 小时（超过 {limit:g} 小时），通行无效",
         extra,
     )

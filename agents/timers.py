@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
-
 
 from .. import keys
 from ..schemas.records import Alert, Task
@@ -36,7 +36,7 @@ log = logging.getLogger("gridwatch.timers")
 def clamp_now(mark: float, wall: float, max_future_s: float | None) -> float:
     """An event time kept to at most ``max_future_s`` ahead of the wall clock (no limit
     when None); a stored value that is not a number counts as the wall clock."""
-    if mark != mark:  # NaN
+    if math.isnan(mark):
         return wall
     if max_future_s is None:
         return mark

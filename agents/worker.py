@@ -24,18 +24,18 @@ import faust
 
 from .. import command_keys
 from ..city import load_grids
+from ..schemas.events import Bounds
 from ..settings import Settings
 from ..store import AsyncStore
 from ..streams import topics
 from ..streams.app import make_app
 from . import loiter, rules
 from .commands import CommandApplier
+from .consume import IngestLoop
 from .decide import DecideConfig
 from .fold import RawRecord
 from .forecast_refresh import ForecastRefresher
 from .grid_index import GridIndex
-from .consume import IngestLoop
-from ..schemas.events import Bounds
 from .ingest import BatchApplier, _transient, publisher
 from .metrics import WorkerMetrics
 from .metrics import serve as serve_metrics
@@ -140,7 +140,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
         while True:
             try:
                 return await commands.handle(rec)
-            except Exception as exc:  # noqa: BLE001 - the agent must outlive any command
+            except Exception as exc:  # the agent must outlive any command
                 if not _transient(exc):
                     log.exception("command %s:%d@%d failed; going on", rec.topic,
                                   rec.partition, rec.offset)

@@ -40,18 +40,18 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _stack  # noqa: E402
-
-from gridwatch import keys, store  # noqa: E402
-from gridwatch.agents.loiter import loiter_alert_id  # noqa: E402
-from gridwatch.city import load_city  # noqa: E402
-from gridwatch.schemas.events import format_time  # noqa: E402
-from gridwatch.settings import Settings  # noqa: E402
-from gridwatch.streams.producer import make_producer  # noqa: E402
-from gridwatch.streams.simulate import CityDay, Simulator  # noqa: E402
-from gridwatch.streams.topics import CROWD_LOITER  # noqa: E402
+import _stack
 from _machine import cpu_model, kafka_version
 from _machine import versions as package_versions
+from gridwatch.agents.loiter import loiter_alert_id
+from gridwatch.schemas.events import format_time
+from gridwatch.streams.producer import make_producer
+from gridwatch.streams.simulate import CityDay, Simulator
+from gridwatch.streams.topics import CROWD_LOITER
+
+from gridwatch import keys, store
+from gridwatch.city import load_city
+from gridwatch.settings import Settings
 
 PROBE_TIMEOUT_S = 30.0
 POLL_S = 0.0005

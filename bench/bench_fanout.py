@@ -61,13 +61,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _stack  # noqa: E402
+import _stack
+from _machine import cpu_model
+from _machine import versions as package_versions
 
-from gridwatch import keys  # noqa: E402
-from gridwatch import settings as settings_mod  # noqa: E402
-from gridwatch.city import load_grids  # noqa: E402
-from _machine import cpu_model  # noqa: E402
-from _machine import versions as package_versions  # noqa: E402
+from gridwatch import keys
+from gridwatch import settings as settings_mod
+from gridwatch.city import load_grids
 
 HIST_MS = 20_000  # latency histogram: 1 ms buckets up to 20 s, then one overflow bucket
 STAMP = re.compile(rb'"t":([0-9.]+)')
@@ -169,7 +169,6 @@ def make_sessions(redis_url: str, n: int, *, grid_workers: int, grids: list[str]
     user being what a person pays once a shift.
     """
     import redis
-
     from gridwatch.ws.auth import SESSION_N, User, issue
 
     r = redis.Redis.from_url(redis_url)
@@ -356,7 +355,7 @@ def client_proc(port: int, origin: str, tokens: list[str], windows: Any, connect
                                                                 "127.0.0.1", port)
                         await asyncio.wait_for(proto.opened, 60)
                     break
-                except Exception as exc:  # noqa: BLE001 - retried, then counted
+                except Exception as exc:  # retried, then counted
                     reasons[f"{type(exc).__name__}: {exc}"[:120]] += 1
                     if attempt == 2:
                         raise
@@ -544,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     results: Any = ctx.Queue()
     counts: Counter[str] = Counter()
     feeder: threading.Thread | None = None
-    redis_pid = stack._read_pid(stack.Paths(s.home).pidfile("redis"))  # noqa: SLF001
+    redis_pid = stack._read_pid(stack.Paths(s.home).pidfile("redis"))
     rows: list[dict[str, Any]] = []
     try:
         _stack.hold(s)

@@ -41,15 +41,15 @@ from pathlib import Path
 
 import _stack  # bench/_stack.py: the script's own folder is first on sys.path
 import orjson
-from gridwatch.streams.simulate import CST, CityDay, Simulator
+from _machine import cpu_model, kafka_version
+from _machine import versions as package_versions
 from gridwatch.agents.consume import ingest_group
+from gridwatch.streams.simulate import CST, CityDay, Simulator
 from gridwatch.streams.topics import INPUTS
 
 from gridwatch import keys, store
 from gridwatch.city import load_city
 from gridwatch.settings import Settings
-from _machine import cpu_model, kafka_version
-from _machine import versions as package_versions
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
 START = datetime(2026, 11, 23, tzinfo=CST)  # a Monday; fixed so a seed gives the same events

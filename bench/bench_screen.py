@@ -45,16 +45,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _stack  # noqa: E402
-from bench_fanout import Gateway, load_text, machine, make_sessions, slot_settings  # noqa: E402
-from bench_state import Retimer, simulated  # noqa: E402
+import _stack
+from bench_fanout import Gateway, load_text, machine, make_sessions, slot_settings
+from bench_state import Retimer, simulated
+from gridwatch.agents.grid_index import GridIndex
+from gridwatch.schemas.events import format_time
+from gridwatch.streams.topics import CHECKPOINT_SCANS
 
-from gridwatch import store  # noqa: E402
-from gridwatch.agents.grid_index import GridIndex  # noqa: E402
-from gridwatch.city import load_city, load_grids  # noqa: E402
-from gridwatch.schemas.events import format_time  # noqa: E402
-from gridwatch.settings import Settings  # noqa: E402
-from gridwatch.streams.topics import CHECKPOINT_SCANS  # noqa: E402
+from gridwatch import store
+from gridwatch.city import load_city, load_grids
+from gridwatch.settings import Settings
 
 WARMUP_S = 5.0
 REUSE_AFTER_S = 60.0
@@ -286,11 +286,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError("the background traffic was not generated in time")
 
             class Total:  # the events sent by all the producer processes
+                def __init__(self, counters: list[Any]) -> None:
+                    self.counters = counters
+
                 @property
                 def value(self) -> int:
-                    return sum(v.value for v in sents)
+                    return sum(v.value for v in self.counters)
 
-            sent = Total()
+            sent = Total(sents)
             print(f"background {rate:,.0f} events/s ({count:,} events generated in "
                   f"{time.perf_counter() - started:.0f} s)", flush=True)
             base_applied = applied() - sent_probes  # events applied before this rate
@@ -395,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [w for w in windows if w["rate"] == rate]
         keys_ = [(rate, w["window"]) for w in rows]
 
-        def med(d: dict[tuple[float, int], list[float]], q: float) -> float:
+        def med(d: dict[tuple[float, int], list[float]], q: float,
+                keys_: list[tuple[float, int]] = keys_) -> float:
             vals = [pct(d.get(k, []), q) for k in keys_ if d.get(k)]
             return statistics.median(vals) if vals else float("nan")
 

@@ -48,6 +48,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _stack
+from _machine import cpu_model
 from gridwatch.agents.grid_index import GridIndex
 from gridwatch.schemas.events import format_time, parse_time
 from gridwatch.streams.simulate import CST, CityDay, Simulator
@@ -56,7 +57,6 @@ from gridwatch.streams.topics import CHECKPOINT_SCANS, INPUT_BY_NAME
 from gridwatch import keys, store
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_city, load_grids
-from _machine import cpu_model
 
 Message = tuple[str, dict[str, Any], float]  # topic, event, how late it is sent (s)
 

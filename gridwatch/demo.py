@@ -35,10 +35,11 @@ HISTORY_DAYS = 70
 def _spawn(name: str, args: list[str], logdir: Path,
            env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     logdir.mkdir(parents=True, exist_ok=True)
-    log = open(logdir / f"{name}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "gridwatch.cli", *args], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, **(env or {})})
+    # The child writes to its own copy of the descriptor; ours is closed once it has started.
+    with open(logdir / f"{name}.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "gridwatch.cli", *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **(env or {})})
 
 
 def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
@@ -70,7 +71,7 @@ def _progress(settings: Settings, stop: threading.Event, sent: list[int],
         try:
             s = store.summary(r)
             hour = store.now_hour(r)
-        except Exception:  # noqa: BLE001 - Redis restarting: show what we have
+        except Exception:  # noqa: BLE001, S112 - Redis restarting: show what we have
             continue
         applied = _applied(s)
         clock = store.keys_hour_iso(hour) or "-"

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, ClassVar
 
 import orjson
 
@@ -276,7 +277,7 @@ class StationTicket:
     KIND: ClassVar[str] = "station_ticket"
 
 
-Event = Union[CheckpointScan, CrowdLoiter, StationTicket]
+Event = CheckpointScan | CrowdLoiter | StationTicket
 
 FIELDS: dict[type, tuple[Field, ...]] = {
     CheckpointScan: (
@@ -340,7 +341,7 @@ def decode_fields(obj: Any, cls: type, bounds: Bounds = DEFAULT_BOUNDS) -> Event
         raise DecodeError(f"unsupported schema version {version!r} (expected 1)", "v")
     extra = obj.keys() - _NAMES[cls]
     if extra:
-        name = sorted(extra)[0]
+        name = min(extra)
         raise DecodeError(f"unknown field {name[:40]!r}", name[:40])
     values = []
     for field in FIELDS[cls]:
@@ -387,9 +388,8 @@ def _fast_scan(obj: Any, bounds: Bounds = DEFAULT_BOUNDS) -> CheckpointScan | No
     if type(obj) is not dict:
         return None
     n = len(obj)
-    if n != 9:
-        if n != 10 or type(obj.get("v")) is not int or obj["v"] != SCHEMA_VERSION:
-            return None
+    if n != 9 and (n != 10 or type(obj.get("v")) is not int or obj["v"] != SCHEMA_VERSION):
+        return None
     try:
         event_id = obj["event_id"]
         ts = obj["ts"]

@@ -21,9 +21,10 @@ import hashlib
 import heapq
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 from ..schemas.errors import ConfigError
 from ..schemas.events import format_time
@@ -209,22 +210,23 @@ class Simulator:
         """Ticket events whose time falls in ``window`` for trains arriving on this day."""
         station = self.station["id"]
         lo, hi = window
+
+        def ticket(train: dict[str, Any], ts: float, action: str,
+                   seats: int) -> tuple[float, str, dict[str, Any]]:
+            return ts, STATION_TICKETS, {
+                "event_id": self._id("ticket"),
+                "ts": format_time(ts),
+                "station_id": station,
+                "train_no": train["train_no"],
+                "action": action,
+                "arrival_at": format_time(train["arrival_at"]),
+                "origin": train["origin"],
+                "origin_risk": train["risk"],
+                "seats": seats,
+            }
+
         for train in self._trains(rng, day_start):
             arrival = train["arrival_at"]
-
-            def ticket(ts: float, action: str, seats: int) -> tuple[float, str, dict[str, Any]]:
-                return ts, STATION_TICKETS, {
-                    "event_id": self._id("ticket"),
-                    "ts": format_time(ts),
-                    "station_id": station,
-                    "train_no": train["train_no"],
-                    "action": action,
-                    "arrival_at": format_time(arrival),
-                    "origin": train["origin"],
-                    "origin_risk": train["risk"],
-                    "seats": seats,
-                }
-
             sold = 0
             while sold < train["seats"]:
                 seats = min(train["seats"] - sold, rng.choice([1, 1, 1, 2, 2, 3]))
@@ -233,11 +235,11 @@ class Simulator:
                 lead_h = min(rng.expovariate(1 / 30.0), 14 * 24) + 0.25
                 ts = arrival - lead_h * 3600
                 if lo <= ts < hi:
-                    yield ticket(ts, "sold", seats)
+                    yield ticket(train, ts, "sold", seats)
                 if rng.random() < 0.04:
                     ts_ref = ts + rng.random() * (arrival - ts)
                     if lo <= ts_ref < hi:
-                        yield ticket(ts_ref, "refunded", seats)
+                        yield ticket(train, ts_ref, "refunded", seats)
             arrived = int(train["seats"] * rng.uniform(0.9, 0.97))
             chunk, done = 25, 0
             while done < arrived:
@@ -245,7 +247,7 @@ class Simulator:
                 done += seats
                 ts = arrival + 60 + rng.random() * 600
                 if lo <= ts < hi:
-                    yield ticket(ts, "exited", seats)
+                    yield ticket(train, ts, "exited", seats)
 
     # ---- the whole day -------------------------------------------------------------
 
@@ -258,7 +260,7 @@ class Simulator:
         events: list[tuple[float, str, dict[str, Any]]] = []
         window = (day_start, day_start + 86400)
         # Tickets sold today are for trains of today and the next two weeks.
-        for ahead in range(0, 15):
+        for ahead in range(15):
             events.extend(self._tickets(random.Random(self.seed * 7919 + day + ahead), day_start + ahead * 86400, window))
         if not station_only:
             events.extend(self._scans(rng, day_start, factor))
@@ -281,7 +283,7 @@ class Simulator:
         # With no live part, the days before the start give only their tickets (their
         # ids come first in a day, so they are the same either way).
         only_tickets = end <= self.live_from
-        for d in range(int(math.ceil((end - self.start) / 86400))):
+        for d in range(math.ceil((end - self.start) / 86400)):
             for ts, name, event in self.day(d, station_only=only_tickets):
                 if ts >= end:
                     break

@@ -396,7 +396,7 @@ class Gateway:
                 raise ConnectionError("no Kafka producer")
             await self.producer.send_and_wait(COMMANDS, orjson.dumps(record),
                                               key=command_key(cmd["target"], cmd["id"]))
-        except Exception as exc:  # any broker failure: the client must hear of it
+        except Exception as exc:  # noqa: BLE001 - any broker failure: the client must hear of it
             log.warning("command %s not produced: %s", cmd["command_id"], exc)
             self.metrics.commands.labels("kafka_unavailable").inc()
             conn.send_raw(result(msg, ok=False, reason="kafka_unavailable"))
@@ -430,7 +430,7 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 raise
-            except Exception as exc:  # aiokafka raises several kinds while the broker is down
+            except Exception as exc:  # noqa: BLE001 - broker down: aiokafka raises several kinds
                 log.warning("Kafka not reachable (%s); retrying", exc)
                 with contextlib.suppress(Exception):
                     await producer.stop()

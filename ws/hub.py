@@ -271,7 +271,7 @@ class Hub:
         self._grids_flushed = asyncio.get_running_loop().time()
         try:
             self.flush_grids()
-        except Exception:  # noqa: BLE001 - one bad flush must not stop the deltas
+        except Exception:  # one bad flush must not stop the deltas
             log.exception("flushing grid deltas")
 
     async def _read(self, channel: str, key: str) -> None:

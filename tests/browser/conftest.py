@@ -49,7 +49,8 @@ def _stop(g: GatewayProcess) -> None:
 
 
 @pytest.fixture
-def cockpit(workers: Workers, tmp_path: Path) -> Iterator[tuple[GatewayProcess, Workers]]:
+def cockpit(workers: Workers,  # noqa: F811 - the integration fixture imported above
+            tmp_path: Path) -> Iterator[tuple[GatewayProcess, Workers]]:
     """The whole system: clean topics and Redis, worker processes (started by the test)
     and a fresh gateway."""
     g = GatewayProcess(workers.settings, tmp_path)
@@ -61,7 +62,7 @@ def cockpit(workers: Workers, tmp_path: Path) -> Iterator[tuple[GatewayProcess, 
 
 
 @pytest.fixture
-def gateway_only(stack_settings: settings_mod.Settings,
+def gateway_only(stack_settings: settings_mod.Settings,  # noqa: F811 - imported fixture
                  tmp_path: Path) -> Iterator[tuple[GatewayProcess, redis.Redis, settings_mod.Settings]]:
     """A fresh gateway on the test stack and its emptied Redis database, no worker."""
     r = redis.Redis.from_url(stack_settings.redis)

@@ -18,6 +18,7 @@ import secrets
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def login(page: Page, r: redis.Redis, origin: str, user: User) -> None:
 
 
 def point_in(grids_path: str, grid_id: str) -> tuple[float, float]:
-    doc = orjson.loads(open(grids_path, "rb").read())
+    doc = orjson.loads(Path(grids_path).read_bytes())
     feature = next(f for f in doc["features"] if f["properties"]["id"] == grid_id)
     p = shape(feature["geometry"]).representative_point()
     return round(p.x, 6), round(p.y, 6)
@@ -157,7 +158,7 @@ def test_closed_loop_from_kafka_to_every_screen(browser: Any, cockpit: Any,
     blues = sorted((score, float(colour.rsplit(",", 1)[1].rstrip(")")))
                    for score, colour in shades if colour.startswith("rgba(59,130,246,"))
     assert len({alpha for _, alpha in blues}) > 3, shades[:20]
-    assert all(a <= b for (_, a), (_, b) in zip(blues, blues[1:]))
+    assert all(a <= b for (_, a), (_, b) in pairwise(blues))
     mine = browser.new_context(**PHONE).new_page()
     other = browser.new_context(**PHONE).new_page()
     other_frames = record_frames(other)
@@ -272,7 +273,7 @@ def test_closed_loop_from_kafka_to_every_screen(browser: Any, cockpit: Any,
 def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
     """The station view draws a forecast record (a hand-made one: this test is about the
     drawing; the refresher's own records: tests/integration/test_forecast_live.py)."""
-    g, r, s = gateway_only
+    g, r, _ = gateway_only
     origin = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     hours = [origin + timedelta(hours=h) for h in range(24)]
     local = [h.astimezone(CST).hour for h in hours]
@@ -318,7 +319,7 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
 
 
 def test_no_valid_token_is_refused(browser: Any, gateway_only: Any) -> None:
-    g, r, s = gateway_only
+    g, r, _ = gateway_only
     page = browser.new_page()
     reply = page.goto(f"{g.origin}/login?token=forged.secret")
     assert reply is not None and reply.status == 401

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import redis
@@ -127,10 +127,10 @@ class Workers:
 
     def start(self) -> subprocess.Popen[bytes]:
         n = len(self.procs)
-        log = open(self.logdir / f"worker-{n}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "gridwatch.cli", "worker"],
-                                env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        with open(self.logdir / f"worker-{n}.log", "ab") as log:  # the child keeps its copy
+            proc = subprocess.Popen([sys.executable, "-m", "gridwatch.cli", "worker"],
+                                    env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         self.procs.append(proc)
         return proc
 

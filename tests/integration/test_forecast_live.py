@@ -8,15 +8,17 @@ import sys
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import orjson
 import redis
 import redis.asyncio as aredis
-from gridwatch import keys
 from gridwatch.agents.forecast import history_spans
 from gridwatch.agents.forecast_refresh import ForecastRefresher, build_inputs
+
+from gridwatch import keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from _drill import run_async  # bench/ is not a package: found through sys.path
@@ -82,13 +84,13 @@ def test_refresher_reads_past_years_holiday_in_local_time(stack_settings) -> Non
 def test_build_inputs_covers_the_spans_the_model_reads() -> None:
     origin = 500_000
     rows = {h: {"arrived": 1} for lo, hi in history_spans(origin) for h in range(lo, hi)}
-    ts, counts, view, booked, arrived = build_inputs(rows, origin)
+    ts, _counts, view, booked, arrived = build_inputs(rows, origin)
     hours = {int(t.timestamp() // 3600) for t in ts}
     assert hours == set(rows) and all(h < origin for h in hours)
     assert len(booked) == len(arrived) == 24 and not view.history
     spans = history_spans(origin)
     assert spans[-1][1] == origin
-    assert len(spans) == 4 and all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    assert len(spans) == 4 and all(a[1] < b[0] for a, b in pairwise(spans))
     assert timedelta(hours=origin - spans[0][0]) > timedelta(days=3 * 365)
     # With a holiday calendar the past years' stretches are a month wider either way,
     # and the refresher's inputs follow them.

@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 import pytest
+from gridwatch.streams.simulate import CityDay, Simulator
+from gridwatch.streams.topics import DEADLETTER, INPUT_BY_NAME
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from gridwatch import keys, store
 from gridwatch.city import load_city, load_grids
-from gridwatch.streams.simulate import CityDay, Simulator
-from gridwatch.streams.topics import DEADLETTER, INPUT_BY_NAME
 
 from .conftest import Workers, wait_until
 

@@ -28,15 +28,20 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from gridwatch.schemas.events import parse_time
+from gridwatch.streams.topics import (
+    CHECKPOINT_SCANS,
+    COMMANDS,
+    CROWD_LOITER,
+    DEADLETTER,
+    STATION_TICKETS,
+)
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from gridwatch import command_keys, keys, store
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_city
-from gridwatch.schemas.events import parse_time
 from gridwatch.signing import sign
-from gridwatch.streams.topics import (CHECKPOINT_SCANS, COMMANDS, CROWD_LOITER, DEADLETTER,
-                                      STATION_TICKETS)
 
 from .conftest import Workers, wait_until
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from gridwatch import crew as crew_mod
 from gridwatch.agents.commands import decode_command
+
+from gridwatch import crew as crew_mod
 
 T0 = 1_790_000_000.0
 CITY = {"workers": [{"id": "w-you", "grids": ["G0001", "G0002"]},

@@ -7,10 +7,10 @@ import logging.config
 
 import orjson
 import pytest
+from gridwatch.schemas.errors import ConfigError
 
 from gridwatch import logs
 from gridwatch import settings as settings_mod
-from gridwatch.schemas.errors import ConfigError
 
 
 def _record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:

@@ -65,8 +65,9 @@ def test_the_readme_points_to_every_docs_page() -> None:
 def test_the_quick_start_is_two_commands_and_ci_runs_the_same_ones() -> None:
     quick = _quick_start_commands()
     assert quick == ["bash scripts/setup.sh --demo", "python3 -m pytest"]
-    # CI runs the same script without the demo (no terminal there), then the same tests.
-    assert _ci_commands() == ["bash scripts/setup.sh", quick[1]]
+    # CI runs the same script without the demo (no terminal there), lints, then runs the
+    # same tests.
+    assert _ci_commands() == ["bash scripts/setup.sh", "python3 -m ruff check", quick[1]]
 
 
 def test_setup_runs_the_demo_only_when_asked() -> None:

@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from gridwatch.agents.risk import (
     INDICATORS,
     RiskScore,
@@ -25,6 +22,8 @@ from gridwatch.agents.risk import (
     volume_ratio,
 )
 from gridwatch.schemas.errors import ConfigError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 WEIGHTS = {
     "red_scans": 20,

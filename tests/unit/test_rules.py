@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from gridwatch.agents.rules import (
     RuleHit,
     RuleTable,
@@ -23,6 +20,8 @@ from gridwatch.agents.rules import (
 )
 from gridwatch.schemas.errors import ConfigError
 from gridwatch.schemas.events import CheckpointScan, parse_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 H = 3600.0
 T0 = parse_time("2026-11-22T10:00:00+08:00")
