@@ -1,10 +1,14 @@
-"""schemas/commands.py: the command contract is the life-cycle tables', and "open" means
-one thing wherever an alert's or task's state is sorted into open or not."""
+"""schemas/commands.py: the command contract is the life-cycle tables', "open" means one
+thing wherever an alert's or task's state is sorted into open or not, and the gateway
+serves the contract to the cockpit."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
+from pathlib import Path
 
+import orjson
 import pytest
 from gridwatch.agents import lifecycle as lc
 from gridwatch.agents.fold import BatchUpdate
@@ -15,8 +19,14 @@ from gridwatch.schemas import commands as contract
 from gridwatch.schemas.commands import ALERT_TABLE, TASK_TABLE, Rule
 from gridwatch.schemas.events import CrowdLoiter, parse_time
 from gridwatch.schemas.records import ALERT_STATUSES, TASK_STATUSES, Alert, Task
+from gridwatch.ws.auth import User
+from gridwatch.ws.gateway import Gateway
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
 from gridwatch import keys
+from gridwatch.settings import Settings
+from tests import aio
 
 T0 = parse_time("2026-11-22T08:00:00+08:00")
 LOITER = load_config()
@@ -164,3 +174,27 @@ def test_a_crowd_folds_into_its_alert_only_while_the_alert_is_unresolved(status:
         assert decision.alert is not None and decision.alert.id == first.id
     else:  # resolved, closed or dismissed: the same crowd is suppressed until re-arm
         assert decision.alert is None and decision.outcome == "suppressed"
+
+
+# ---- the cockpit reads it from the gateway --------------------------------------------
+
+
+def _get(gateway: Gateway, path: str, **headers: str) -> Response:
+    class Peer:  # the connection as process_request reads it: its address only
+        remote_address = ("203.0.113.9", 50000)
+
+    request = Request(path, Headers(list(headers.items())))
+    response = aio.run(gateway.process_request(Peer(), request))  # type: ignore[arg-type]
+    assert response is not None
+    return response
+
+
+def test_the_gateway_serves_the_contract_to_signed_in_users_only(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, command_keys="k1:" + "s" * 40)
+    gateway = Gateway(settings)
+    # A session the gateway trusted a moment ago is served from its cache (no Redis).
+    gateway.gate.good.put("tok-1", User("w1", "grid_worker", grids=("G1",)), time.monotonic())
+    ok = _get(gateway, "/api/contract", Authorization="Bearer tok-1")
+    assert ok.status_code == 200 and ok.headers["Content-Type"] == "application/json"
+    assert orjson.loads(ok.body) == contract.to_dict()
+    assert _get(gateway, "/api/contract").status_code == 401
