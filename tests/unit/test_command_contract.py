@@ -198,3 +198,17 @@ def test_the_gateway_serves_the_contract_to_signed_in_users_only(tmp_path: Path)
     assert ok.status_code == 200 and ok.headers["Content-Type"] == "application/json"
     assert orjson.loads(ok.body) == contract.to_dict()
     assert _get(gateway, "/api/contract").status_code == 401
+
+
+STATIC = Path(contract.__file__).resolve().parent.parent / "ws" / "static"
+
+
+def test_the_cockpit_labels_every_command_and_keeps_no_copy_of_the_rules() -> None:
+    labels = (STATIC / "i18n.js").read_text(encoding="utf-8")
+    for action in (*contract.ALERT_ACTIONS, *contract.TASK_ACTIONS):
+        assert labels.count(f"act_{action}:") == 2, action  # Chinese and English
+    for view in ("officer.js", "worker.js"):
+        code = (STATIC / view).read_text(encoding="utf-8")
+        assert "contract" in code
+        for state in (*contract.OPEN_ALERT, *contract.OPEN_TASK):
+            assert f"{state}: [" not in code, (view, state)  # a status -> actions table
