@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from .. import keys
+from ..schemas import commands as contract
 from ..schemas.errors import DecodeError, TransitionRefused
 from ..schemas.events import DEFAULT_BOUNDS, Bounds, parse_time
 from ..schemas.records import Alert, Task
@@ -33,9 +34,6 @@ from .records_io import bump_grid, load_records, write_alert, write_deadline, wr
 
 log = logging.getLogger("gridwatch.commands")
 
-ALERT_ACTIONS = {"ack", "dispatch", "resolve", "close", "dismiss", "handover"}
-TASK_ACTIONS = {"accept", "arrive", "done", "reject"}
-ROLES = {"duty_officer", "grid_worker", "station_manager", "admin"}
 CMDRESULT_TTL_S = 3600
 
 
@@ -73,12 +71,11 @@ def decode_command(raw: bytes | None) -> Command:
     for name in ("command_id", "target", "id", "action", "actor", "role"):
         if not isinstance(obj.get(name), str) or not obj[name] or len(obj[name]) > 200:
             raise DecodeError(f"{name}: missing or not a short string", name)
-    if obj["target"] not in ("alert", "task"):
+    if obj["target"] not in contract.TARGETS:
         raise DecodeError("target: must be alert or task", "target")
-    allowed = ALERT_ACTIONS if obj["target"] == "alert" else TASK_ACTIONS
-    if obj["action"] not in allowed:
+    if obj["action"] not in contract.actions_for(obj["target"]):
         raise DecodeError(f"action: {obj['action']!r} is not an {obj['target']} action", "action")
-    if obj["role"] not in ROLES:
+    if obj["role"] not in contract.PERSON_ROLES:
         raise DecodeError("role: unknown role", "role")
     grids = obj.get("grids", [])
     if not isinstance(grids, list) or not all(isinstance(g, str) for g in grids):

@@ -1,6 +1,7 @@
 """The alert and task state machines: who may do what, when, and the audit of it.
 
-Both machines are explicit tables (:data:`ALERT_TABLE`, :data:`TASK_TABLE`) from
+Both machines are explicit tables (:data:`ALERT_TABLE`, :data:`TASK_TABLE`, kept in
+:mod:`gridwatch.schemas.commands`, the command contract derived from them) from
 ``(state, action)`` to a :class:`Rule` (the new state, the roles allowed, whether a
 note is required). Every function here is pure: it takes the current records and
 returns new ones with one :class:`~gridwatch.schemas.records.AuditEntry` appended per
@@ -37,59 +38,30 @@ reject an offered task; once accepted, only its assignee may act on it. Roles: `
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..schemas.commands import (  # noqa: F401 - the tables are read from here too
+    ALERT_COMMANDS,
+    ALERT_TABLE,
+    HANDOVER,
+    HANDOVER_ROLES,
+    OPEN_TASK,
+    SYSTEM,
+    TASK_COMMANDS,
+    TASK_TABLE,
+    WORKERS,
+    Rule,
+)
 from ..schemas.errors import TransitionRefused
 from ..schemas.records import Alert, AuditEntry, Task
 
-OFFICERS = frozenset({"duty_officer", "admin"})
-WORKERS = frozenset({"grid_worker"})
-SYSTEM = frozenset({"system"})
 SYSTEM_ACTOR = "system"
 DEFAULT_SLA_S = 2 * 3600.0
 DISPLAY_TZ = timezone(timedelta(hours=8))
 """Times in refusal reasons are shown in China Standard Time, as the officers read them."""
 
-
-@dataclass(frozen=True)
-class Rule:
-    """Where an action leads, who may take it, and whether a note is required."""
-
-    to_state: str
-    roles: frozenset[str]
-    needs_note: bool = False
-
-
-ALERT_TABLE: dict[tuple[str, str], Rule] = {
-    ("new", "ack"): Rule("acknowledged", OFFICERS),
-    ("acknowledged", "dispatch"): Rule("dispatched", OFFICERS),
-    ("acknowledged", "resolve"): Rule("resolved", OFFICERS, needs_note=True),
-    ("dispatched", "resolve"): Rule("resolved", OFFICERS, needs_note=True),
-    ("dispatched", "task_done"): Rule("resolved", SYSTEM),
-    ("dispatched", "task_rejected"): Rule("acknowledged", SYSTEM),
-    ("resolved", "close"): Rule("closed", OFFICERS),
-    **{(s, "dismiss"): Rule("dismissed", OFFICERS, needs_note=True)
-       for s in ("new", "acknowledged", "dispatched")},
-    **{(s, "auto_close"): Rule("closed", SYSTEM, needs_note=True)
-       for s in ("new", "acknowledged", "dispatched", "resolved")},
-}
-
-TASK_TABLE: dict[tuple[str, str], Rule] = {
-    ("offered", "accept"): Rule("accepted", WORKERS),
-    ("offered", "reject"): Rule("rejected", WORKERS, needs_note=True),
-    ("accepted", "arrive"): Rule("on_site", WORKERS),
-    ("accepted", "reject"): Rule("rejected", WORKERS, needs_note=True),
-    ("on_site", "done"): Rule("done", WORKERS, needs_note=True),
-    **{(s, "cancel"): Rule("cancelled", OFFICERS | SYSTEM, needs_note=True)
-       for s in ("offered", "accepted", "on_site")},
-}
-
-OPEN_ALERT = frozenset({"new", "acknowledged", "dispatched"})
-OPEN_TASK = frozenset({"offered", "accepted", "on_site"})
-ALERT_COMMANDS = ("ack", "dispatch", "resolve", "close", "dismiss")
-TASK_COMMANDS = ("accept", "arrive", "done", "reject")
 
 # Progress order, to tell "already done" from "not yet possible" in refusals.
 _ALERT_RANK = {"new": 0, "acknowledged": 1, "dispatched": 2, "resolved": 3}
@@ -386,12 +358,12 @@ def handover_note(alert: Alert, actor: str, role: str, ts: float, note: str) -> 
     Raises:
         TransitionRefused: the note is empty, or the role is not an officer's.
     """
-    if role not in OFFICERS:
+    if role not in HANDOVER_ROLES:
         raise TransitionRefused(f"alert {alert.id}: only a duty officer or admin may leave "
                                 f"a handover note, not {_ROLE_WORD.get(role, role)} {actor}")
     if not note.strip():
         raise TransitionRefused(f"alert {alert.id}: a handover note cannot be empty")
-    entry = AuditEntry("handover", alert.status, alert.status, actor, role, ts, note)
+    entry = AuditEntry(HANDOVER, alert.status, alert.status, actor, role, ts, note)
     return replace(alert, ts_updated=ts, handover=(*alert.handover, entry))
 
 
@@ -427,7 +399,7 @@ def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: s
             return close(alert, note=note, **kw), task
         if action == "dismiss":
             return dismiss(alert, task, note=note, **kw)
-        if action == "handover":
+        if action == HANDOVER:
             return handover_note(alert, actor, role, ts, note), task
     elif target == "task" and task is not None:
         if action == "accept":

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..schemas.commands import OPEN_ALERT
 from ..schemas.errors import ConfigError
 from ..schemas.records import SEVERITIES, Alert, Task
-from .lifecycle import OPEN_ALERT, auto_close, raise_alert, when
+from .lifecycle import auto_close, raise_alert, when
 
 SOURCE_KINDS = ("checkpoint", "camera")
 GAP_WINDOW = 20
@@ -196,6 +197,6 @@ def recover(alert: Alert, task: Task | None, ts: float) -> tuple[Alert, Task | N
 
     An alert already closed or dismissed is returned unchanged; an open task is cancelled.
     """
-    if alert.status not in OPEN_ALERT and alert.status != "resolved":
+    if alert.status not in OPEN_ALERT:
         return alert, task
     return auto_close(alert, task, ts=ts, note=f"source sent data again at {when(ts)}")

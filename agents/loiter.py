@@ -28,11 +28,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..schemas.commands import UNRESOLVED_ALERT
 from ..schemas.errors import ConfigError
 from ..schemas.events import CrowdLoiter
 from ..schemas.records import SEVERITIES, Alert, max_severity
 from ..settings import DATA_DIR
-from .lifecycle import OPEN_ALERT, raise_alert
+from .lifecycle import raise_alert
 
 DEFAULT_CONFIG_PATH = DATA_DIR / "loiter.json"
 _ZONE_ZH = {"pharmacy": "药店", "clinic": "诊所", "market": "市场", "station": "车站"}
@@ -211,7 +212,7 @@ def fold_report(open_alert: Alert | None, report: CrowdLoiter, grid_id: str | No
         if report.event_id in (ids.get("event_id"), ids.get("last_event_id")):
             return LoiterDecision(None, False, "duplicate")
         details = open_alert.details
-        if open_alert.status in OPEN_ALERT:
+        if open_alert.status in UNRESOLVED_ALERT:
             if report.ts - details["last_seen"] <= rule.rearm_s:
                 if not over:
                     return LoiterDecision(None, False, "below_threshold")

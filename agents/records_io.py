@@ -13,14 +13,12 @@ from typing import Any
 import orjson
 
 from .. import keys
+from ..schemas.commands import OPEN_ALERT, OPEN_TASK
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket
 from ..schemas.records import Alert, Task
 from .decide import Decisions, View
 from .escalation import Deadline
 from .fold import BatchUpdate
-
-OPEN_STATUSES = frozenset({"new", "acknowledged", "dispatched", "resolved"})
-OPEN_TASK = frozenset({"offered", "accepted", "on_site"})
 
 
 def write_alert(update: BatchUpdate, alert: Alert, version: int) -> None:
@@ -32,7 +30,7 @@ def write_alert(update: BatchUpdate, alert: Alert, version: int) -> None:
     update.zadd[keys.ALERTS_ALL][alert.id] = alert.ts_raised
     if alert.grid_id:
         update.zadd[keys.alerts_by_grid(alert.grid_id)][alert.id] = alert.ts_raised
-    if alert.status in OPEN_STATUSES:
+    if alert.status in OPEN_ALERT:
         update.zadd[keys.ALERTS_OPEN][alert.id] = alert.ts_raised
         update.zrem[keys.ALERTS_OPEN].discard(alert.id)
     else:

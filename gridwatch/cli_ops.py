@@ -17,12 +17,10 @@ from typing import Any
 import orjson
 
 from . import queries, store
+from .schemas import commands as contract
 from .schemas.errors import GridwatchError
 from .schemas.events import format_time
 from .settings import Settings
-
-ALERT_ACTIONS = ["ack", "dispatch", "resolve", "close", "dismiss", "handover"]
-TASK_ACTIONS = ["accept", "arrive", "done", "reject"]
 
 
 def _emit(obj: Any, as_json: bool) -> None:
@@ -149,15 +147,16 @@ def cmd_trace(args: argparse.Namespace, s: Settings) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``alert``, ``task``, ``alerts``, ``tasks`` and ``trace``."""
-    for target, actions in (("alert", ALERT_ACTIONS), ("task", TASK_ACTIONS)):
+    for target in contract.TARGETS:
         p = sub.add_parser(target, help=f"move an {target} through its life cycle")
-        p.add_argument("action", choices=actions)
+        p.add_argument("action", choices=contract.actions_for(target))
         p.add_argument("id")
         p.add_argument("--actor", required=True, help="who does it (recorded in the audit)")
         p.add_argument("--role", default="duty_officer" if target == "alert" else "grid_worker",
-                       choices=["duty_officer", "grid_worker", "station_manager", "admin"])
+                       choices=contract.PERSON_ROLES)
         p.add_argument("--grids", help="the actor's grids (grid workers), comma separated")
-        p.add_argument("--note", help="a note (required to dismiss, reject or finish)")
+        noted = [a for a in contract.actions_for(target) if contract.needs_note(target, a)]
+        p.add_argument("--note", help=f"a note (required to {', '.join(noted)})")
         p.add_argument("--at", type=float, help=argparse.SUPPRESS)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_transition, target=target)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from . import settings as settings_mod
+from .schemas.commands import PERSON_ROLES
 from .schemas.errors import GridwatchError
 
 
@@ -74,7 +75,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="add: new user (or new rights) + link; link: a new link for a user; "
                    "remove: the user, its sessions and links")
     p.add_argument("name", nargs="?")
-    p.add_argument("--role", choices=["duty_officer", "grid_worker", "station_manager", "admin"])
+    p.add_argument("--role", choices=PERSON_ROLES)
     p.add_argument("--grids", help="comma-separated grid ids (grid workers)")
     p.add_argument("--stations", help="comma-separated station ids (station managers)")
     p.add_argument("--json", action="store_true")

@@ -18,6 +18,7 @@ import redis
 
 from . import keys
 from .redis_client import mget
+from .schemas.commands import OPEN_ALERT
 from .schemas.events import format_time
 
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -154,7 +155,7 @@ def alerts(r: redis.Redis, *, status: str | None = None, grid: str | None = None
             if not raw:
                 continue
             alert = orjson.loads(raw)
-            if status == "open" and alert["status"] in ("closed", "dismissed"):
+            if status == "open" and alert["status"] not in OPEN_ALERT:
                 continue
             if status and status != "open" and alert["status"] != status:
                 continue

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+from . import commands
+
 SCHEMA_VERSION = 1
 
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
@@ -27,7 +29,8 @@ TASK_STATUSES: tuple[str, ...] = (
     "offered", "accepted", "on_site", "done", "rejected", "cancelled",
 )
 INCIDENT_STATUSES: tuple[str, ...] = ("forming", "open", "closed")
-ROLES: tuple[str, ...] = ("duty_officer", "grid_worker", "station_manager", "admin", "system")
+ROLES: tuple[str, ...] = commands.ROLES
+"""The roles an audit entry may name: a person's, or the system's."""
 ALERT_KINDS: tuple[str, ...] = (
     "red_code", "yellow_code", "stale_test", "cross_grid", "loiter", "silent_source",
     "escalation", "station_high_risk",

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ROLES: tuple[str, ...] = ("duty_officer", "grid_worker", "station_manager", "admin")
+from gridwatch.schemas.commands import PERSON_ROLES
+
+ROLES: tuple[str, ...] = PERSON_ROLES
 SESSION_COOKIE = "gw_session"
 # Over https the cookie takes the __Host- prefix: the browser then insists on Secure,
 # Path=/ and no Domain, so no sibling host can plant or read it.

@@ -1,6 +1,7 @@
 """Cockpit commands: which role may do what to which record, and the Kafka record.
 
-No I/O: the gateway looks the target record up, calls :func:`check`, and produces the
+The actions, the roles that may send each and the notes required are the command
+contract's (:mod:`gridwatch.schemas.commands`), as the worker applies them. No I/O: the gateway looks the target record up, calls :func:`check`, and produces the
 result of :func:`command_record` to ``gridwatch.commands`` keyed by the target id.
 """
 
@@ -12,13 +13,12 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from gridwatch.schemas import commands as contract
+
 from gridwatch.signing import Keyring, sign
 
 from .auth import User
 
-ALERT_ACTIONS = frozenset({"ack", "dispatch", "resolve", "close", "dismiss", "handover"})
-TASK_ACTIONS = frozenset({"accept", "arrive", "done", "reject"})
-NOTE_REQUIRED = frozenset({"reject", "handover"})
 MAX_NOTE = 2000
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
 
@@ -39,21 +39,21 @@ def parse(raw: Mapping[str, Any]) -> dict[str, Any]:
     """
     target, action = raw.get("target"), raw.get("action")
     rid, note = raw.get("id"), raw.get("note", "")
-    if target not in ("alert", "task"):
+    if target not in contract.TARGETS:
         raise CommandError("bad_target")
     if not isinstance(rid, str) or not rid or len(rid) > 200:
         raise CommandError("bad_id")
-    if action not in (ALERT_ACTIONS if target == "alert" else TASK_ACTIONS):
+    if action not in contract.actions_for(target):
         raise CommandError("bad_action")
     if not isinstance(note, str) or len(note) > MAX_NOTE:
         raise CommandError("bad_note")
-    if action in NOTE_REQUIRED and not note.strip():
-        raise CommandError("note_required")
     command_id = raw.get("command_id")
     if command_id is None:
         command_id = str(uuid.uuid4())
     elif not isinstance(command_id, str) or not _UUID.match(command_id):
         raise CommandError("bad_command_id")
+    if contract.needs_note(target, action) and not note.strip():
+        raise CommandError("note_required")
     return {"target": target, "id": rid, "action": action, "note": note.strip(),
             "command_id": command_id}
 
@@ -61,24 +61,17 @@ def parse(raw: Mapping[str, Any]) -> dict[str, Any]:
 def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) -> None:
     """Whether ``user`` may run ``cmd`` on the target ``record`` (``None``: not found).
 
-    Duty officers and admins act on alerts; grid workers act only on tasks of their own
-    grids (or offered to them by name); station managers only watch. What a role may
-    never do is ``forbidden`` whatever the record; a record the user may not see is
-    ``not_found``, exactly as one that does not exist, so an id's existence is not
-    revealed to whoever may not see it.
+    The roles that may send each action are the contract's: duty officers and admins act
+    on alerts, grid workers on tasks, and only on tasks of their own grids (or offered
+    to them by name); station managers only watch. What a role may never do is
+    ``forbidden`` whatever the record; a record the user may not see is ``not_found``,
+    exactly as one that does not exist, so an id's existence is not revealed to whoever
+    may not see it.
 
     Raises:
         CommandError: ``forbidden`` or ``not_found``.
     """
-    if user.role == "station_manager":
-        raise CommandError("forbidden")
-    if cmd["target"] == "alert":
-        if user.role not in ("duty_officer", "admin"):
-            raise CommandError("forbidden")
-        if record is None:
-            raise CommandError("not_found")
-        return
-    if user.role == "duty_officer":
+    if user.role not in contract.roles_for(cmd["target"], cmd["action"]):
         raise CommandError("forbidden")
     if record is None:
         raise CommandError("not_found")

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from gridwatch.schemas import commands as contract
 from gridwatch.schemas.errors import GridwatchError
 from gridwatch.streams.topics import COMMANDS, command_key
 from prometheus_client import generate_latest
@@ -92,6 +93,7 @@ class Gateway:
         self.keyring = command_keys.keyring(settings)  # signs the commands it produces
         self.grid_set = frozenset(self.hub.grid_ids)
         self.files = http.load_static()
+        self.contract = orjson.dumps(contract.to_dict())  # the cockpit's command rules
         self.metrics = Metrics(self.hub)
         self.producer: Any = None
         self._ready: dict[Conn, ServerConnection] = {}
@@ -157,6 +159,8 @@ class Gateway:
             return await self.gate.logout(token)
         if path == "/api/me":
             return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
+        if path == "/api/contract":
+            return http.response(200, self.contract, "application/json")
         if path == "/api/grids.geojson":
             return http.response(200, self.geojson, "application/geo+json", cache="private")
         if path.startswith("/api/risk/"):

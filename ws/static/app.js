@@ -38,12 +38,36 @@ export function resultText(res) {
   return t({ sent: "result_sent", applied: "result_applied", pending: "result_pending" }[res.state] || "result_sent");
 }
 
+/**
+ * The command contract (GET /api/contract, the server's schemas/commands.py): what
+ * `role` may send on a `target` ("alert" or "task") whose status is `status`, in the
+ * contract's order, then what it may send in any status.
+ */
+export function allowedNow(contract, target, status, role) {
+  const rules = contract[target];
+  return [...Object.keys(rules.next[status] || {}), ...rules.any_state]
+    .filter((action) => rules.actions[action].roles.includes(role));
+}
+
+/** Whether the contract refuses `action` on a `target` without a note. */
+export function needsNote(contract, target, action) {
+  return Boolean(contract[target].actions[action]?.needs_note);
+}
+
+/** The status `action` leads a `target` to (from any status it may be taken in). */
+export function leadsTo(contract, target, action) {
+  for (const next of Object.values(contract[target].next)) if (next[action]) return next[action];
+  return undefined;
+}
+
 async function main() {
   setLang(lang());
   applyLabels();
-  const reply = await fetch("/api/me", { credentials: "same-origin" });
-  if (reply.status === 401) { location.href = "/signin.html"; return; }
+  const opts = { credentials: "same-origin" };
+  const [reply, rules] = await Promise.all([fetch("/api/me", opts), fetch("/api/contract", opts)]);
+  if (reply.status === 401 || rules.status === 401) { location.href = "/signin.html"; return; }
   const me = await reply.json();
+  const contract = await rules.json();
   document.body.dataset.role = me.user.role;
   const who = document.getElementById("who");
   const showWho = () => { who.textContent = `${t("role_" + me.user.role)} · ${me.user.name}`; };
@@ -56,7 +80,7 @@ async function main() {
     onStatus: (s) => { banner(s); view.status?.(s); },
     onResult: (r) => view.result?.(r),
   });
-  view = mod.mount(root, { me, link });
+  view = mod.mount(root, { me, link, contract });
   document.getElementById("lang").addEventListener("click", () => {
     setLang(lang() === "zh" ? "en" : "zh");
     applyLabels();

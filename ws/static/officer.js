@@ -1,7 +1,7 @@
 // The duty officer's wall screen (1920x1080): alert feed, risk map, grid detail, counters.
 import { applyLabels, clock, has, lang, t } from "./i18n.js";
 import { beep } from "./net.js";
-import { resultText, toast } from "./app.js";
+import { allowedNow, needsNote, resultText, toast } from "./app.js";
 
 const BAND_RGB = { red: [229, 72, 77], yellow: [245, 197, 24], blue: [59, 130, 246] };
 const BAND_COLOUR = Object.fromEntries(
@@ -18,15 +18,6 @@ function areaColour(r) {
   const [red, green, blue] = BAND_RGB[r.band];
   return `rgba(${red},${green},${blue},${(floor + (1 - floor) * f).toFixed(2)})`;
 }
-// What an officer can do to an alert in each status (agents/lifecycle.py ALERT_TABLE);
-// a handover note can be left in any status.
-const NEXT = {
-  new: ["ack", "dismiss"],
-  acknowledged: ["dispatch", "resolve", "dismiss"],
-  dispatched: ["resolve", "dismiss"],
-  resolved: ["close"],
-};
-const NEEDS_NOTE = new Set(["resolve", "dismiss", "handover"]);
 const FEED_ROWS = 200;
 const COUNTERS = ["open_alerts", "checkpoint_scans", "loiter_reports", "station_tickets", "unassigned", "late", "deadletter"];
 
@@ -60,7 +51,9 @@ function esc(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-export function mount(root, { link }) {
+// What an officer can do to an alert in each status, and which action needs a note, is
+// the server's command contract (`contract`, from GET /api/contract).
+export function mount(root, { me, link, contract }) {
   root.innerHTML = TEMPLATE;
   applyLabels(root);
   const alerts = new Map();     // id -> alert record
@@ -194,7 +187,7 @@ export function mount(root, { link }) {
       ${last ? `<p class="task-note">${t("task_note")}: ${esc(last.note)}</p>` : ""}
       <ol class="audit">${audit}</ol>`;
     box.querySelector("#note").placeholder = t("note_placeholder");
-    box.querySelector(".actions").innerHTML = [...(NEXT[a.status] || []), "handover"]
+    box.querySelector(".actions").innerHTML = allowedNow(contract, "alert", a.status, me.user.role)
       .map((x) => `<button data-action="${x}" class="act-${x}">${t("act_" + x)}</button>`).join("");
   }
 
@@ -258,7 +251,7 @@ export function mount(root, { link }) {
     if (!action || !selected) return;
     const box = root.querySelector("#note");
     const note = box.value.trim();
-    if (NEEDS_NOTE.has(action) && !note) { toast(t("note_required"), true); box.focus(); return; }
+    if (needsNote(contract, "alert", action) && !note) { toast(t("note_required"), true); box.focus(); return; }
     link.command({ target: "alert", id: selected, action, note });
     box.value = "";
   });

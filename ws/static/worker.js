@@ -2,21 +2,17 @@
 // Commands typed while offline wait in the link's queue and go out on reconnect.
 import { applyLabels, clock, lang, t } from "./i18n.js";
 import { beep } from "./net.js";
-import { resultText, toast } from "./app.js";
+import { allowedNow, leadsTo, needsNote, resultText, toast } from "./app.js";
 
-// What a worker can do to a task in each status, and which action needs text.
-const NEXT = {
-  offered: ["accept", "reject"],
-  accepted: ["arrive", "reject"],
-  on_site: ["done"],
-};
-const NEEDS_TEXT = { reject: "reason_placeholder", done: "done_placeholder" };
+// What a worker can do to a task in each status, and which action needs text, is the
+// server's command contract (`contract`, from GET /api/contract); the text box's hint:
+const PLACEHOLDER = { reject: "reason_placeholder", done: "done_placeholder" };
 
 function esc(text) {
   return String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-export function mount(root, { me, link }) {
+export function mount(root, { me, link, contract }) {
   root.innerHTML = `<section class="worker"><h2 data-i18n="my_tasks"></h2>
     <p id="offline" class="offline" hidden data-i18n="queued_offline"></p>
     <ol id="tasks" class="tasks"></ol></section>`;
@@ -45,7 +41,7 @@ export function mount(root, { me, link }) {
       const alert = alerts.get(task.alert_id);
       const title = alert ? (lang() === "en" ? alert.title : alert.title_zh || alert.title) : task.alert_id;
       const form = open && open.id === task.id
-        ? `<div class="form"><textarea id="text" rows="3" placeholder="${t(NEEDS_TEXT[open.action])}"></textarea>
+        ? `<div class="form"><textarea id="text" rows="3" placeholder="${t(PLACEHOLDER[open.action] || "reason_placeholder")}"></textarea>
            <button data-send="${open.action}" class="primary">${t("send")}</button>
            <button data-cancel="1">${t("cancel")}</button></div>` : "";
       const queued = link.pending().some((c) => c.id === task.id);
@@ -54,7 +50,7 @@ export function mount(root, { me, link }) {
         <div class="meta">${t("grid")} ${esc(task.grid_id)} · ${clock(task.ts_created)} · ${t("due")} ${clock(task.due_at)}</div>
         ${task.note ? `<div class="note">${esc(task.note)}</div>` : ""}
         ${queued ? `<div class="queued">${t("queued_offline")}</div>` : ""}
-        <div class="actions">${(NEXT[status] || []).map((a) => `<button data-action="${a}" class="act-${a}">${t("act_" + a)}</button>`).join("")}</div>
+        <div class="actions">${allowedNow(contract, "task", status, me.user.role).map((a) => `<button data-action="${a}" class="act-${a}">${t("act_" + a)}</button>`).join("")}</div>
         ${form}</li>`;
     }).join("");
     const text = list.querySelector("#text");
@@ -63,7 +59,7 @@ export function mount(root, { me, link }) {
   }
 
   function send(id, action, note) {
-    optimistic.set(id, { accept: "accepted", arrive: "on_site", done: "done", reject: "rejected" }[action]);
+    optimistic.set(id, leadsTo(contract, "task", action));
     link.command({ target: "task", id, action, note });
     open = null;
     draw();
@@ -81,7 +77,7 @@ export function mount(root, { me, link }) {
       return;
     }
     if (!action) return;
-    if (NEEDS_TEXT[action]) {
+    if (needsNote(contract, "task", action)) {
       const typing = root.querySelector("#text");
       if (typing) typing.value = "";  // a new form starts empty
       open = { id: li.dataset.id, action }; draw();

@@ -1,0 +1,181 @@
+"""The command contract: roles, the life-cycle tables, and what follows from them.
+
+The alert and task life cycles are two explicit tables (:data:`ALERT_TABLE`,
+:data:`TASK_TABLE`) from ``(state, action)`` to a :class:`Rule`: the new state, the roles
+allowed, whether a note is required. :mod:`gridwatch.agents.lifecycle` applies them;
+everything else here is derived from them, so the gateway, the worker, the CLI and the
+cockpit (``GET /api/contract``, :func:`to_dict`) check commands against the same rules:
+
+* the commands: the actions a person's role may take (:data:`ALERT_COMMANDS`,
+  :data:`TASK_COMMANDS`), plus ``handover`` (an officer's note on an alert in any state,
+  not a transition, so not in the table): :data:`ALERT_ACTIONS`, :data:`TASK_ACTIONS`;
+* who may send each (:func:`roles_for`) and which need a note (:data:`NOTE_REQUIRED`);
+* the open states: an alert is open until it is closed or dismissed, i.e. while the
+  table leads on from its state (:data:`OPEN_ALERT`, which includes ``resolved``: it
+  waits for an officer to close it); :data:`UNRESOLVED_ALERT` is open and not yet
+  resolved; a task is open while offered, accepted or on site (:data:`OPEN_TASK`).
+
+Roles: ``duty_officer``, ``grid_worker``, ``station_manager`` (watches only), ``admin``
+(may do whatever an officer may) and, in audits only, ``system``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PERSON_ROLES: tuple[str, ...] = ("duty_officer", "grid_worker", "station_manager", "admin")
+"""The roles a user has, and that a command may carry."""
+SYSTEM_ROLE = "system"
+ROLES: tuple[str, ...] = (*PERSON_ROLES, SYSTEM_ROLE)
+"""Every role an audit entry may name."""
+
+OFFICERS = frozenset({"duty_officer", "admin"})
+WORKERS = frozenset({"grid_worker"})
+SYSTEM = frozenset({SYSTEM_ROLE})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Where an action leads, who may take it, and whether a note is required.
+
+    ``effect``: the action is only ever taken as the effect of another (an officer's
+    resolve or dismiss cancels the alert's open task), never sent as a command.
+    """
+
+    to_state: str
+    roles: frozenset[str]
+    needs_note: bool = False
+    effect: bool = False
+
+
+ALERT_TABLE: dict[tuple[str, str], Rule] = {
+    ("new", "ack"): Rule("acknowledged", OFFICERS),
+    ("acknowledged", "dispatch"): Rule("dispatched", OFFICERS),
+    ("acknowledged", "resolve"): Rule("resolved", OFFICERS, needs_note=True),
+    ("dispatched", "resolve"): Rule("resolved", OFFICERS, needs_note=True),
+    ("dispatched", "task_done"): Rule("resolved", SYSTEM),
+    ("dispatched", "task_rejected"): Rule("acknowledged", SYSTEM),
+    ("resolved", "close"): Rule("closed", OFFICERS),
+    **{(s, "dismiss"): Rule("dismissed", OFFICERS, needs_note=True)
+       for s in ("new", "acknowledged", "dispatched")},
+    **{(s, "auto_close"): Rule("closed", SYSTEM, needs_note=True)
+       for s in ("new", "acknowledged", "dispatched", "resolved")},
+}
+
+TASK_TABLE: dict[tuple[str, str], Rule] = {
+    ("offered", "accept"): Rule("accepted", WORKERS),
+    ("accepted", "arrive"): Rule("on_site", WORKERS),
+    ("on_site", "done"): Rule("done", WORKERS, needs_note=True),
+    **{(s, "reject"): Rule("rejected", WORKERS, needs_note=True)
+       for s in ("offered", "accepted")},
+    **{(s, "cancel"): Rule("cancelled", OFFICERS | SYSTEM, needs_note=True, effect=True)
+       for s in ("offered", "accepted", "on_site")},
+}
+
+HANDOVER = "handover"
+HANDOVER_ROLES = OFFICERS
+"""Who may leave a handover note (always with text: the note is the point)."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """What holds for one command whatever the record's state: who may send it, and
+    whether it needs a note."""
+
+    roles: frozenset[str]
+    needs_note: bool
+
+
+def commands_of(table: dict[tuple[str, str], Rule]) -> dict[str, Action]:
+    """The commands of a life-cycle table, in table order: each action a person's role
+    may take (not an effect of another action), with its roles and note rule.
+
+    Raises:
+        ValueError: the table gives one command different roles or note rules in
+            different states (a command could not be checked before its record is read).
+    """
+    people = frozenset(PERSON_ROLES)
+    out: dict[str, Action] = {}
+    for (state, action), rule in table.items():
+        if rule.effect or not rule.roles & people:
+            continue
+        this = Action(rule.roles & people, rule.needs_note)
+        if out.setdefault(action, this) != this:
+            raise ValueError(f"{action!r} from {state!r}: other roles or note rule than "
+                             "in its other states")
+    return out
+
+
+def _commands_by_state(table: dict[tuple[str, str], Rule]) -> dict[str, dict[str, str]]:
+    people = frozenset(PERSON_ROLES)
+    out: dict[str, dict[str, str]] = {}
+    for (state, action), rule in table.items():
+        if not rule.effect and rule.roles & people:
+            out.setdefault(state, {})[action] = rule.to_state
+    return out
+
+
+_ALERT = {**commands_of(ALERT_TABLE), HANDOVER: Action(HANDOVER_ROLES, needs_note=True)}
+_TASK = commands_of(TASK_TABLE)
+_BY_TARGET = {"alert": _ALERT, "task": _TASK}
+
+ALERT_COMMANDS: tuple[str, ...] = tuple(commands_of(ALERT_TABLE))
+"""The alert commands that move an alert through :data:`ALERT_TABLE`."""
+TASK_COMMANDS: tuple[str, ...] = tuple(_TASK)
+ALERT_ACTIONS: tuple[str, ...] = tuple(_ALERT)
+"""Every alert command: :data:`ALERT_COMMANDS` and ``handover``."""
+TASK_ACTIONS: tuple[str, ...] = TASK_COMMANDS
+TARGETS: tuple[str, ...] = tuple(_BY_TARGET)
+NOTE_REQUIRED = frozenset(a for rules in _BY_TARGET.values() for a, r in rules.items()
+                          if r.needs_note)
+"""The commands refused without a note (their action names; no two targets share one)."""
+
+OPEN_ALERT = frozenset(s for s, _ in ALERT_TABLE)
+"""An alert is open while the table leads on from its state: not closed or dismissed."""
+UNRESOLVED_ALERT = OPEN_ALERT - {"resolved"}
+"""Open and not yet resolved: the alert still stands for what raised it."""
+OPEN_TASK = frozenset(s for s, _ in TASK_TABLE)
+"""A task is open while the table leads on from its state."""
+
+if set(_ALERT) & set(_TASK):  # NOTE_REQUIRED and the cockpit's labels go by action name
+    raise ValueError(f"actions of both targets: {sorted(set(_ALERT) & set(_TASK))}")
+
+
+def actions_for(target: str) -> tuple[str, ...]:
+    """The commands of ``target`` (``"alert"`` or ``"task"``); none for another target."""
+    return tuple(_BY_TARGET.get(target, ()))
+
+
+def roles_for(target: str, action: str) -> frozenset[str]:
+    """The roles that may send ``action`` on a ``target``; none for an unknown action."""
+    rule = _BY_TARGET.get(target, {}).get(action)
+    return rule.roles if rule else frozenset()
+
+
+def needs_note(target: str, action: str) -> bool:
+    """Whether ``action`` on a ``target`` is refused without a note."""
+    rule = _BY_TARGET.get(target, {}).get(action)
+    return bool(rule and rule.needs_note)
+
+
+def to_dict() -> dict[str, Any]:
+    """The contract as the cockpit reads it (``GET /api/contract``).
+
+    ``{"roles": [...], "alert": {...}, "task": {...}}``; per target: ``actions`` (each
+    command's ``roles`` and ``needs_note``), ``next`` (per state, the commands that lead
+    on from it and the state each leads to, in table order), ``any_state`` (commands
+    taken in any state without changing it) and ``open`` (its open states).
+    """
+    out: dict[str, Any] = {"roles": list(PERSON_ROLES)}
+    for target, table in (("alert", ALERT_TABLE), ("task", TASK_TABLE)):
+        nxt = _commands_by_state(table)
+        moving = {a for by in nxt.values() for a in by}
+        out[target] = {
+            "actions": {a: {"roles": sorted(r.roles), "needs_note": r.needs_note}
+                        for a, r in _BY_TARGET[target].items()},
+            "next": nxt,
+            "any_state": [a for a in _BY_TARGET[target] if a not in moving],
+            "open": list(dict.fromkeys(s for s, _ in table)),
+        }
+    return out
