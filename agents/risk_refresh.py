@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -111,13 +112,18 @@ def indicators_of(row: list[Any], config: RiskConfig) -> dict[str, float]:
 
 
 class RiskRefresher:
-    """Recomputes the risk of grids marked dirty, at most every ``interval`` seconds."""
+    """Recomputes the risk of grids marked dirty: it looks every ``interval`` seconds,
+    and scores one grid at most every ``every`` seconds (a grid that every batch
+    changes would otherwise cost its 24 hours of reads many times a second)."""
 
-    def __init__(self, redis: Any, config: RiskConfig, *, interval: float = 0.1) -> None:
+    def __init__(self, redis: Any, config: RiskConfig, *, interval: float = 0.1,
+                 every: float = 0.0) -> None:
         self.redis = redis
         self.config = config
         self.interval = interval
+        self.every = every
         self.dirty: set[str] = set()
+        self._scored_at: dict[str, float] = {}  # grid -> monotonic time of its last score
         self.cluster = is_cluster(redis)
         self._read = redis.register_script(INDICATORS)
         self._write = redis.register_script(PUT_RISK)
@@ -147,6 +153,9 @@ class RiskRefresher:
     async def refresh(self, grids: Iterable[str]) -> int:
         """Recompute and store the risk of ``grids``; returns how many were written."""
         grids = sorted(grids)
+        now = time.monotonic()
+        for grid in grids:
+            self._scored_at[grid] = now
         written = 0
         for start in range(0, len(grids), 400):
             chunk = grids[start:start + 400]
@@ -178,6 +187,12 @@ class RiskRefresher:
         try:
             if durable:
                 grids |= await self.pending()
+            if self.every > 0:
+                # Scored too recently: wait (still marked here and in Redis).
+                since = time.monotonic() - self.every
+                later = {g for g in grids if self._scored_at.get(g, float("-inf")) > since}
+                self.dirty |= later
+                grids -= later
             return await self.refresh(grids) if grids else 0
         except Exception as exc:  # noqa: BLE001 - keep the loop alive; retry next tick
             log.warning("risk refresh failed (%s); will retry", exc)

@@ -76,7 +76,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     index = GridIndex(load_grids(settings.grids))
     store = AsyncStore(settings.redis)
     config = decide_config(settings)
-    risk = RiskRefresher(store.redis, load_risk_config())
+    risk = RiskRefresher(store.redis, load_risk_config(), every=settings.risk_every_s)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     out_topics = {name: app.topic(name, **raw)
                   for name in (topics.DEADLETTER, topics.ALERTS, topics.FORECASTS)}

@@ -54,6 +54,9 @@ GRIDWATCH_TIME_MAX_YEAR    latest year (UTC) of any time in an input event     2
 GRIDWATCH_MAX_FUTURE_S     how far an event's ts may be ahead of the wall      300
                            clock, seconds; the feed clock (escalations,
                            liveness) never runs further ahead either
+GRIDWATCH_RISK_EVERY_S     shortest time between two risk scores of one grid,  1
+                           seconds: a grid changed by every batch is scored
+                           at most this often (0: after every batch)
 =========================  ==================================================  ======================
 """
 
@@ -121,6 +124,7 @@ class Settings:
     time_min_year: int = 2000
     time_max_year: int = 2100
     max_future_s: float = 300.0
+    risk_every_s: float = 1.0
 
     @property
     def kafka_port(self) -> int:
@@ -237,6 +241,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         time_min_year=_int(env, "GRIDWATCH_TIME_MIN_YEAR", base.time_min_year),
         time_max_year=_int(env, "GRIDWATCH_TIME_MAX_YEAR", base.time_max_year),
         max_future_s=_float(env, "GRIDWATCH_MAX_FUTURE_S", base.max_future_s),
+        risk_every_s=_float(env, "GRIDWATCH_RISK_EVERY_S", base.risk_every_s),
     )
     if settings.command_keys:
         from .signing import Keyring

@@ -9,6 +9,8 @@ scores them from Redis alone. Against the test stack's real Redis and the sessio
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 import redis
@@ -131,3 +133,46 @@ def test_a_grid_changed_while_scored_stays_marked_on_a_cluster(
     written, left, after = _changed_while_scoring(
         lambda: redis_client.async_client(redis_cluster))
     assert written == 1 and left == {"M-1"} and after == set()
+
+
+def test_a_busy_grid_is_scored_at_most_every_so_often(clean_stack: settings_mod.Settings) -> None:
+    """Changed again right after its score, a grid waits (marked) for ``every`` seconds,
+    then is scored from its newest inputs; a grid not scored lately goes at once."""
+
+    async def change(aclient: object, grid: str, red: int) -> None:
+        await aclient.hincrby(keys.GRID_VERSION, grid, 1)  # type: ignore[attr-defined]
+        await aclient.sadd(keys.RISK_DIRTY, grid)  # type: ignore[attr-defined]
+        await aclient.hset(keys.GRID_HOUR, grid, keys.hour_of(BASE))  # type: ignore[attr-defined]
+        await aclient.hincrby(keys.grid_hour(grid, keys.hour_of(BASE)),  # type: ignore[attr-defined]
+                              "scan:red:in", red)
+
+    def red_of(raw: bytes | None) -> float:
+        return orjson.loads(raw)["contributions"]["red_scans"]["raw"] if raw else -1.0
+
+    async def run() -> list[tuple[int, float, float, bool]]:
+        aclient = redis_client.async_client(clean_stack.with_(redis_cluster=()))
+        steps = []
+        try:
+            refresher = RiskRefresher(aclient, load_risk_config(), every=0.6)
+
+            async def step() -> None:
+                written = await refresher.tick(durable=True)
+                steps.append((written, red_of(await aclient.get(keys.risk("M-1"))),
+                              red_of(await aclient.get(keys.risk("M-2"))),
+                              bool(await aclient.sismember(keys.RISK_DIRTY, "M-1"))))
+
+            await change(aclient, "M-1", 2)
+            await step()  # scored at once
+            await change(aclient, "M-1", 3)
+            await change(aclient, "M-2", 4)
+            await step()  # M-1 waits, still marked; M-2 (never scored) goes
+            await asyncio.sleep(0.7)
+            await step()  # M-1 now, from its newest inputs
+        finally:
+            await aclient.aclose()
+        return steps
+
+    first, second, third = aio.run(run())
+    assert first == (1, 2.0, -1.0, False)
+    assert second == (1, 2.0, 4.0, True)
+    assert third == (1, 5.0, 4.0, False)
