@@ -64,7 +64,7 @@ class DecideConfig:
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     incident_min_alerts: int = 3
     incident_window_s: float = 600.0
-    visit_horizon_s: float = 25 * 3600.0
+    visit_horizon_s: float = 72 * 3600.0
     station_high_risk_seats: int = 50
 
 
@@ -72,7 +72,7 @@ class DecideConfig:
 class View:
     """The state a batch's decisions read, loaded by the shell before deciding."""
 
-    red_visits: dict[str, list[tuple[float, str | None]]] = field(default_factory=dict)
+    red_visits: dict[str, list[rules.Visit]] = field(default_factory=dict)
     loiter_latest: dict[str, Alert | None] = field(default_factory=dict)
     alerts: dict[str, Alert] = field(default_factory=dict)
     silent: dict[str, str] = field(default_factory=dict)  # source id -> open silent alert id
@@ -97,11 +97,39 @@ class Decisions:
     grid_counts: dict[tuple[str, int, str], int] = field(default_factory=dict)
     crowd_max: dict[tuple[str, int], int] = field(default_factory=dict)
     train_high_risk: dict[str, int] = field(default_factory=dict)  # train key -> increment
+    # An alert whose raise moved (a late visit completed its cross-grid window earlier):
+    # what its old place counted is taken back, (grid, hour, risk field) -> count,
+    # (grid, window) -> ids leaving that incident, (grid, id) leaving that grid's index.
+    uncount: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    incidents_left: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    grid_index_left: list[tuple[str, str]] = field(default_factory=list)
 
 
 def incident_id(grid_id: str, window: int) -> str:
     """The id of a grid's incident for one grouping window."""
     return "in-" + hashlib.sha1(f"{grid_id}|{window}".encode()).hexdigest()[:12]
+
+
+def red_visits(events: Sequence[tuple[Event, str | None]]) -> dict[str, list[rules.Visit]]:
+    """The batch's red-code scans as cross-grid visits, per person."""
+    out: dict[str, list[rules.Visit]] = {}
+    for event, grid in events:
+        if isinstance(event, CheckpointScan) and event.code_color == "red":
+            out.setdefault(event.person_ref, []).append(
+                rules.Visit(event.ts, grid, event.event_id, event.checkpoint_id))
+    return out
+
+
+def cross_grid(view: View, new: dict[str, list[rules.Visit]],
+               config: DecideConfig) -> dict[str, rules.CrossGrid]:
+    """The cross-grid alerts the batch's visits may change, from the stored visits and
+    the new ones alone (see :func:`.rules.cross_grid_periods`)."""
+    out: dict[str, rules.CrossGrid] = {}
+    for person in sorted(new):
+        visits = [*view.red_visits.get(person, ()), *new[person]]
+        out.update(rules.cross_grid_periods(person, visits, [v.ts for v in new[person]],
+                                            config.rules))
+    return out
 
 
 def candidate_alert_ids(events: Sequence[tuple[Event, str | None]], view: View,
@@ -110,15 +138,7 @@ def candidate_alert_ids(events: Sequence[tuple[Event, str | None]], view: View,
 
     Cross-grid ids depend on the visits, which ``view.red_visits`` holds already.
     """
-    ids: set[str] = set()
-    visits = {p: list(v) for p, v in view.red_visits.items()}
-    for event, grid in events:
-        if isinstance(event, CheckpointScan) and event.code_color == "red":
-            seen = visits.setdefault(event.person_ref, [])
-            hit = rules.cross_grid_hit(event.person_ref, seen, event, grid, config.rules)
-            seen.append((event.ts, grid))
-            if hit:
-                ids.add(hit.alert_id)
+    ids = set(cross_grid(view, red_visits(events), config))
     ids.update(view.silent.values())
     return ids
 
@@ -173,14 +193,68 @@ class _Batch:
         for h in rules.evaluate_scan(scan, grid, self.config.rules):
             self.hit(h)
         if scan.code_color == "red":
-            visits = self.view.red_visits.setdefault(scan.person_ref, [])
-            h = rules.cross_grid_hit(scan.person_ref, visits, scan, grid, self.config.rules)
-            visits.append((scan.ts, grid))
+            # Cross-grid alerts are decided once the batch's visits are all known
+            # (:meth:`cross_grid`), from the visits alone, in any arrival order.
             self.out.red_visits.setdefault(scan.person_ref, []).append(
-                (f"{grid or ''}|{scan.event_id}", scan.ts))
-            if h:
-                self.hit(h)
+                (f"{grid or ''}|{scan.event_id}|{scan.checkpoint_id}", scan.ts))
         self.source(scan.checkpoint_id, "checkpoint", grid, scan.ts)
+
+    def cross_grid(self, outcome: rules.CrossGrid) -> None:
+        """Raise, update or move one person's cross-grid alert of one period."""
+        raised, latest = outcome.raised, outcome.latest
+        existing = self.alert(raised.alert_id)
+        if existing is None:
+            alert = lifecycle.raise_alert(
+                id=raised.alert_id, kind=raised.rule, severity=raised.severity,
+                grid_id=raised.grid_id, ts=raised.ts, title=raised.title,
+                title_zh=raised.title_zh, source_ids=dict(raised.source_ids),
+                details=dict(raised.details))
+            self.store(replace(alert, title=latest.title, title_zh=latest.title_zh,
+                               details=dict(latest.details),
+                               ts_updated=max(alert.ts_updated, latest.ts)), new=True)
+            return
+        entry = existing.audit[0] if existing.audit else None
+        if (existing.grid_id, existing.ts_raised) != (raised.grid_id, raised.ts) or (
+                entry is not None and entry.action == "raise" and entry.note != raised.title):
+            existing = self._move(existing, raised)
+        self.out.alerts[existing.id] = replace(
+            existing, title=latest.title, title_zh=latest.title_zh, details=dict(latest.details),
+            source_ids=dict(raised.source_ids), ts_updated=max(existing.ts_updated, latest.ts))
+
+    def _move(self, alert: Alert, raised: rules.RuleHit) -> Alert:
+        """The alert raised at another visit than it was: its raise entry, grid, time,
+        incident, counters and first deadline follow (what the old place counted is
+        taken back)."""
+        old_grid, old_ts = alert.grid_id, alert.ts_raised
+        audit = alert.audit
+        if audit and audit[0].action == "raise":
+            audit = (replace(audit[0], ts=raised.ts, note=raised.title), *audit[1:])
+        moved = replace(alert, grid_id=raised.grid_id, ts_raised=raised.ts, audit=audit)
+        window_s = self.config.incident_window_s
+        name = RISK_FIELDS.get(alert.kind)
+        new_grid, ts = raised.grid_id, raised.ts
+        old_place = (old_grid, int(old_ts // window_s)) if old_grid else None
+        new_place = (new_grid, int(ts // window_s)) if new_grid else None
+        if old_place != new_place:
+            if old_place:
+                self.out.incidents_left.setdefault(old_place, []).append(alert.id)
+            if new_place:
+                self.out.incidents.setdefault(new_place, []).append(alert.id)
+            moved = replace(moved, incident_id=incident_id(*new_place) if new_place else None)
+        old_count = (old_grid, _hour(old_ts), name) if old_grid and name else None
+        new_count = (new_grid, _hour(ts), name) if new_grid and name else None
+        if old_count != new_count:
+            if old_count:
+                self.out.uncount[old_count] = self.out.uncount.get(old_count, 0) + 1
+            if new_count:
+                self.out.grid_counts[new_count] = self.out.grid_counts.get(new_count, 0) + 1
+        if old_grid and old_grid != new_grid:
+            self.out.grid_index_left.append((old_grid, alert.id))
+        if moved.status == "new" and moved.escalation_level == 0:
+            self.out.deadlines[moved.id] = escalation.next_deadline(
+                moved, None, self.config.escalation)
+        self.out.alerts[moved.id] = moved
+        return moved
 
     def report(self, report: CrowdLoiter, grid: str | None) -> None:
         key = loiter.loiter_key(report)
@@ -269,6 +343,8 @@ def decide(events: Sequence[tuple[Event, str | None]], view: View, config: Decid
             batch.report(event, grid)
         elif isinstance(event, StationTicket):
             _ticket(batch, event)
+    for outcome in cross_grid(view, red_visits(events), config).values():
+        batch.cross_grid(outcome)
     return batch.out
 
 

@@ -95,6 +95,13 @@ class BatchUpdate:
     hmin: dict[tuple[str, str], float] = field(default_factory=dict)
     zrem: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     ztrim: dict[str, float] = field(default_factory=dict)  # drop members scored below
+    # drop members scored more than this below the key's own newest member (so what is
+    # kept depends on the members alone, not on how they were batched)
+    zkeep: dict[str, float] = field(default_factory=dict)
+    srem: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # counters taken back: (key, field) -> (n, whole): the field is removed at zero, and
+    # with ``whole`` the key (a record whose count is its existence)
+    hdecr: dict[tuple[str, str], tuple[int, bool]] = field(default_factory=dict)
     streams: list[tuple[str, int, bytes]] = field(default_factory=list)
 
     @property

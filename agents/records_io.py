@@ -16,6 +16,7 @@ from .. import keys
 from ..schemas.commands import OPEN_ALERT, OPEN_TASK
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket
 from ..schemas.records import Alert, Task
+from . import rules
 from .decide import Decisions, View
 from .escalation import Deadline
 from .fold import BatchUpdate
@@ -90,10 +91,20 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
         update.hset[(keys.LOITER_LATEST, key)] = alert_id
     for person, members in decisions.red_visits.items():
         zkey = keys.red_visits(person)
-        newest = max(ts for _, ts in members)
         update.zadd[zkey].update(dict(members))
-        update.ztrim[zkey] = newest - visit_horizon_s
+        update.zkeep[zkey] = visit_horizon_s  # behind the person's newest visit, whenever it came
         update.expire[zkey] = int(visit_horizon_s)
+    for (grid, hour, name), n in decisions.uncount.items():
+        update.hdecr[(keys.grid_hour(grid, hour), name)] = (n, False)
+        bump_grid(update, grid)
+    for (grid, window), ids in decisions.incidents_left.items():
+        from .decide import incident_id
+
+        iid = incident_id(grid, window)
+        update.hdecr[(keys.incident(iid), "count")] = (len(ids), True)
+        update.srem[keys.incident_alerts(iid)].update(ids)
+    for grid, alert_id in decisions.grid_index_left:
+        update.zrem[keys.alerts_by_grid(grid)].add(alert_id)
     for person, members in decisions.traces.items():
         zkey = keys.trace(person)
         newest = max(ts for _, ts in members)
@@ -200,8 +211,10 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
     for person, visits in zip(people, replies[: len(people)]):
         out = []
         for member, score in visits:
-            grid = member.decode().split("|", 1)[0] if isinstance(member, bytes) else member.split("|", 1)[0]
-            out.append((float(score), grid or None))
+            # "grid|event_id|checkpoint_id" (before the checkpoint was kept: "grid|event_id")
+            text = member.decode() if isinstance(member, bytes) else member
+            grid, event_id, checkpoint = [*text.split("|", 2), "", ""][:3]
+            out.append(rules.Visit(float(score), grid or None, event_id, checkpoint))
         view.red_visits[person] = out
     rest = replies[len(people):]
     latest_ids: dict[str, str] = {}

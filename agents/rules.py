@@ -28,8 +28,8 @@ Rules over one scan (:func:`evaluate_scan`):
   (details ``reason: "no_test"``) unless ``missing_test_is_stale`` is false: without
   a negative test the pass cannot be valid.
 
-Cross-grid movement (:func:`cross_grid_hit`): see that function for the exact rule and
-for how its alert id stays stable across repeated scans.
+Cross-grid movement (:func:`cross_grid_periods`): see that function for the exact rule;
+it is a function of a person's visits alone, so any arrival order gives the same alerts.
 """
 
 from __future__ import annotations
@@ -121,15 +121,19 @@ class RuleTable:
         return self.versions[max(0, index)]
 
     def visit_horizon_s(self, grace_s: float = 600.0) -> float:
-        """How far back (seconds before the newest scan) red-code visits must be kept.
+        """How far behind a person's newest visit red-code visits are kept (and read).
+
+        A new visit can change the alert of a period whose windows start up to one
+        window before it, and those windows reach one window further back: two of the
+        longest windows. A day more (or the grace, if longer) lets a visit that arrives
+        late still see every visit of its periods; a visit later than that relative to
+        the same person's others is decided from what is kept.
 
         Args:
             grace_s: the event-time grace for late events.
-
-        Returns:
-            The longest cross-grid window of any version plus ``grace_s``.
         """
-        return max(v.cross_grid_window_hours for v in self.versions) * 3600.0 + grace_s
+        longest = max(v.cross_grid_window_hours for v in self.versions) * 3600.0
+        return 2 * longest + max(grace_s, 86400.0)
 
 
 @dataclass(frozen=True)
@@ -411,106 +415,129 @@ def _decide(scan: CheckpointScan, version: RuleVersion) -> _Decision | None:
 # ---- cross-grid movement -------------------------------------------------------------
 
 
-def cross_grid_hit(
-    person_ref: str,
-    recent_visits: Iterable[tuple[float, str | None]],
-    scan: CheckpointScan,
-    grid_id: str | None,
-    table: RuleTable,
-) -> RuleHit | None:
-    """Detect a red-code person seen in ``min_grids`` or more grids within the window.
+# ---- cross-grid movement, as a function of the visits alone ---------------------------
 
-    The exact rule, with ``W`` = ``cross_grid.window_hours`` and ``N`` =
-    ``cross_grid.min_grids`` of the version in force at ``scan.ts``:
 
-    * only a red-code scan in a grid (``grid_id`` not ``None``) can fire;
-    * the visits are ``recent_visits`` plus the scan itself (duplicates of the same
-      ``(ts, grid)`` count once; visits without a grid are ignored);
-    * it fires when some time window of length ``W`` that contains the scan holds
-      visits in at least ``N`` distinct grids. Both ends are inclusive: two grids
-      exactly ``W`` apart fire, ``W`` + 1 s apart do not. Because every visit was
-      itself a scan, checking windows that contain the current scan finds every
-      qualifying group when its last member is processed, in any arrival order;
-    * the chosen window is the earliest-starting qualifying one; its grids are named
-      in order of first visit;
-    * alert id: ``alert_id("cross_grid", f"{person_ref}|{k}")`` with
-      ``k = floor((a - valid_from) / W)``, where ``a`` is the time of the chosen
-      window's first visit and ``valid_from`` that of the version in force. Further
-      scans whose windows start in the same ``W``-long period (aligned to local
-      midnight for the default table) return a hit with the same id and updated
-      details, so consumers update one alert rather than raising a new one; a person
-      who keeps crossing grids gets one new alert per period at most.
+@dataclass(frozen=True)
+class Visit:
+    """One red-code scan of a person, as kept for the cross-grid rule."""
+
+    ts: float
+    grid: str | None
+    event_id: str
+    checkpoint_id: str = ""
+
+
+@dataclass(frozen=True)
+class CrossGrid:
+    """The cross-grid alert of one person and period, from every visit known.
+
+    ``raised``: the hit at the visit that first completed a qualifying window (its
+    time, grid and scan are the alert's raise); ``latest``: the same alert's title and
+    details over every qualifying window of the period, at its last visit.
+    """
+
+    raised: RuleHit
+    latest: RuleHit
+
+
+def cross_grid_periods(person_ref: str, visits: Iterable[Visit], new: Iterable[float],
+                       table: RuleTable) -> dict[str, CrossGrid]:
+    """The cross-grid alerts that the visits at times ``new`` may have changed,
+    computed from ``visits`` (which include them) alone: the same set of visits gives
+    the same alerts whatever order they arrived in and however they were batched.
+
+    The rule, with ``W`` = ``cross_grid.window_hours`` and ``N`` =
+    ``cross_grid.min_grids`` of the version in force at a window's start:
+
+    * a window starts at a visit ``s`` and holds the visits from ``s`` to ``s + W``
+      (both ends inclusive; visits without a grid do not count);
+    * it qualifies when it holds visits in at least ``N`` distinct grids; it is
+      *completed* at the first of its visits (in time order) that brings the count to
+      ``N``;
+    * the person's alert of period ``k = floor((s - valid_from) / W)`` exists when a
+      qualifying window starts in that period: one alert per person and period at most,
+      id ``alert_id("cross_grid", f"{person_ref}|{k}")``;
+    * it is raised at the earliest completion among those windows (its time, grid and
+      scan; ties by grid, then event id), and describes the union of their visits (the
+      grids in order of first visit, how many visits, the first and last seen).
+
+    More visits can only add qualifying windows, so an alert once raised stays; a late
+    visit can move its raise earlier (to another grid or hour).
 
     Args:
-        person_ref: the person's reference (as in the scan).
-        recent_visits: that person's earlier red-code scans as ``(ts, grid_id)``; it may
-            or may not already include this scan. Visits further than ``W`` from the
-            scan are ignored, so keeping :meth:`RuleTable.visit_horizon_s` is enough.
-        scan: the scan being processed.
-        grid_id: the scan's grid, or ``None`` when unassigned.
-        table: the rule table.
-
-    Returns:
-        The hit, or ``None`` when the rule does not fire or is switched off.
+        visits: the person's red-code visits from at least ``2 W`` before the earliest
+            of ``new`` onwards (the windows of every period a new visit touches).
+        new: the times of the visits this batch added.
     """
-    if scan.code_color != "red" or grid_id is None:
-        return None
-    version = table.at(scan.ts)
-    severity = version.cross_grid
-    if severity is None:
-        return None
-    window = _us(version.cross_grid_window_hours * 3600.0)
-    now = _us(scan.ts)
-    visits = {(now, grid_id)}
-    for ts, grid in recent_visits:
-        t = _us(ts)
-        if grid is not None and abs(t - now) <= window:
-            visits.add((t, grid))
-    ordered = sorted(visits)
-    if len({grid for _, grid in ordered}) < version.cross_grid_min_grids:
-        return None  # fast path: most red-code people stay in one grid
-    for i, (start, _) in enumerate(ordered):
-        if start > now:
-            break
-        inside = [v for v in ordered[i:] if v[0] <= start + window]
-        grids = list(dict.fromkeys(grid for _, grid in inside))
-        if len(grids) >= version.cross_grid_min_grids:
-            return _cross_hit(person_ref, scan, grid_id, severity, version, inside, grids)
-    return None
+    ordered = sorted({(_us(v.ts), v.grid, v.event_id, v.checkpoint_id)
+                      for v in visits if v.grid is not None})
+    new_us = sorted(_us(t) for t in new)
+    if not ordered or not new_us:
+        return {}
+    longest = max(_us(v.cross_grid_window_hours * 3600.0) for v in table.versions)
+    lo, hi = new_us[0] - longest, new_us[-1]
+    # periods touched: those of windows that can contain a new visit
+    touched: set[str] = set()
+    windows: dict[str, list[tuple[int, int, int, RuleVersion, int]]] = {}
+    for i, (start, _, _, _) in enumerate(ordered):
+        version = table.at(start / _US)
+        if version.cross_grid is None:
+            continue
+        window = _us(version.cross_grid_window_hours * 3600.0)
+        seen: dict[str, None] = {}
+        done = -1
+        end = i
+        for j in range(i, len(ordered)):
+            if ordered[j][0] > start + window:
+                break
+            end = j
+            seen.setdefault(ordered[j][1], None)  # type: ignore[arg-type]
+            if done < 0 and len(seen) >= version.cross_grid_min_grids:
+                done = j
+        window_s = window / _US
+        period = math.floor((start / _US - version.valid_from) / window_s)
+        aid = alert_id("cross_grid", f"{person_ref}|{period}")
+        if lo <= start <= hi and any(start <= t <= start + window for t in new_us):
+            touched.add(aid)
+        if done >= 0:
+            windows.setdefault(aid, []).append((i, done, end, version, period))
+    out: dict[str, CrossGrid] = {}
+    for aid in sorted(touched & windows.keys()):
+        group = windows[aid]
+        i, done, _, version, period = min(
+            group, key=lambda w: (ordered[w[1]][0], ordered[w[1]][1], ordered[w[1]][2], w[0]))
+        union = sorted({k for s, _, e, _, _ in group for k in range(s, e + 1)})
+        out[aid] = CrossGrid(
+            raised=_period_hit(person_ref, aid, version, period, ordered[i:done + 1], ordered[done]),
+            latest=_period_hit(person_ref, aid, version, period, [ordered[k] for k in union],
+                               ordered[done], ts=ordered[union[-1]][0] / _US),
+        )
+    return out
 
 
-def _cross_hit(
-    person_ref: str,
-    scan: CheckpointScan,
-    grid_id: str,
-    severity: str,
-    version: RuleVersion,
-    inside: list[tuple[int, str]],
-    grids: list[str],
-) -> RuleHit:
-    window_s = version.cross_grid_window_hours * 3600.0
-    first = inside[0][0] / _US
-    period = math.floor((first - version.valid_from) / window_s)
+def _period_hit(person_ref: str, aid: str, version: RuleVersion, period: int,
+                inside: list[tuple[int, str | None, str, str]],
+                at: tuple[int, str | None, str, str], *, ts: float | None = None) -> RuleHit:
     hours = version.cross_grid_window_hours
+    grids = list(dict.fromkeys(g for _, g, _, _ in inside if g is not None))
     return RuleHit(
-        alert_id=alert_id("cross_grid", f"{person_ref}|{period}"),
+        alert_id=aid,
         rule="cross_grid",
-        severity=severity,
-        grid_id=grid_id,
-        ts=scan.ts,
-        title=(
-            f"Cross-grid movement: red-code person seen in {len(grids)} grids "
-            f"within {hours:g} h: {', '.join(grids)}"
-        ),
+        severity=version.cross_grid or "high",
+        grid_id=at[1],
+        ts=at[0] / _US if ts is None else ts,
+        title=(f"Cross-grid movement: red-code person seen in {len(grids)} grids "
+               f"within {hours:g} h: {', '.join(grids)}"),
         title_zh=f"红码人员 {hours:g} 小时内跨 {len(grids)} 个网格流动：{'、'.join(grids)}",
-        source_ids=_scan_ids(scan),
+        source_ids={"checkpoint_id": at[3], "event_id": at[2], "person_ref": person_ref},
         details={
             "grids": grids,
             "window_hours": hours,
             "visits": len(inside),
-            "first_seen": format_time(first),
+            "first_seen": format_time(inside[0][0] / _US),
             "last_seen": format_time(inside[-1][0] / _US),
-            "period_start": format_time(version.valid_from + period * window_s),
+            "period_start": format_time(version.valid_from + period * hours * 3600.0),
             "rule_version": version.label,
         },
     )

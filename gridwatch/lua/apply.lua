@@ -37,6 +37,12 @@ for _, i in ipairs(p.i) do
   local f = i[2]
   for k = 1, #f, 2 do redis.call('HINCRBY', i[1], f[k], f[k + 1]) end
 end
+-- counters taken back: {key, field, n, whole}; at zero the field goes (whole: the key)
+for _, z in ipairs(p.hz) do
+  if redis.call('HINCRBY', z[1], z[2], -z[3]) <= 0 then
+    if z[4] == 1 then redis.call('DEL', z[1]) else redis.call('HDEL', z[1], z[2]) end
+  end
+end
 for _, h in ipairs(p.h) do variadic('HSET', h[1], h[2], 2) end
 for _, h in ipairs(p.hd) do variadic('HDEL', h[1], h[2], 1) end
 -- keep-the-larger / keep-the-smaller fields: one HMGET and at most one HSET per key
@@ -63,10 +69,19 @@ end
 keep(p.mx, true)
 keep(p.mn, false)
 for _, s in ipairs(p.s) do variadic('SADD', s[1], s[2], 1) end
+for _, s in ipairs(p.sr) do variadic('SREM', s[1], s[2], 1) end
 -- sorted sets: {key, {score, member, score, member, ...}}
 for _, z in ipairs(p.z) do variadic('ZADD', z[1], z[2], 2) end
 for _, z in ipairs(p.zr) do variadic('ZREM', z[1], z[2], 1) end
 for _, z in ipairs(p.zt) do redis.call('ZREMRANGEBYSCORE', z[1], '-inf', '(' .. z[2]) end
+-- keep only members within {key, span} of the key's own newest member
+for _, z in ipairs(p.zk) do
+  local top = redis.call('ZRANGE', z[1], -1, -1, 'WITHSCORES')
+  if top[2] then
+    redis.call('ZREMRANGEBYSCORE', z[1], '-inf',
+                '(' .. string.format('%.17g', tonumber(top[2]) - tonumber(z[2])))
+  end
+end
 for _, t in ipairs(p.t) do
   if t[3] > 0 then redis.call('SET', t[1], t[2], 'EX', t[3]) else redis.call('SET', t[1], t[2]) end
 end

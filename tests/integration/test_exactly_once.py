@@ -32,6 +32,7 @@ import pytest
 import redis
 from gridwatch.schemas.events import parse_time
 from gridwatch.streams.simulate import CST, CityDay, Simulator
+from gridwatch.streams.topics import CHECKPOINT_SCANS
 from kafka import KafkaProducer
 
 from gridwatch import keys, store
@@ -41,6 +42,7 @@ from gridwatch.city import load_city
 from .conftest import Workers, _reset_topics, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import _drill
 from _drill import dump_diff
 from _drill import progress as _progress
 
@@ -219,13 +221,17 @@ def reference(s: settings_mod.Settings, logdir: Path) -> dict[str, Any]:
     return dump
 
 
-def _run_with_kills(s: settings_mod.Settings, logdir: Path, *, n_workers: int, seed: int) -> redis.Redis:
+def _run_with_kills(s: settings_mod.Settings, logdir: Path, *, n_workers: int, seed: int,
+                    send: bool = True, broker_restart: bool = False) -> redis.Redis:
     """Apply the workload with ``n_workers`` in one group, SIGKILL one of them (chosen
     at random) at each of ``KILLS`` random points of progress and start a new one in
-    its place, then wait for the end. Returns a client of the stack's Redis."""
+    its place (with ``broker_restart``, the Kafka broker is also stopped and started
+    again after the second kill), then wait for the end. ``send=False``: the topics
+    already hold the messages. Returns a client of the stack's Redis."""
     w = workload()
     total = len(w.messages)
-    _send(s, w.messages)
+    if send:
+        _send(s, w.messages)
     rng = random.Random(seed)
     points = sorted(rng.uniform(0.05, 0.9) for _ in range(KILLS))
     logdir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +250,12 @@ def _run_with_kills(s: settings_mod.Settings, logdir: Path, *, n_workers: int, s
             _note(f"SIGKILL worker pid {victim.pid} at {at_kill:,} of {total:,} applied")
             assert at_kill < total, "the workers finished before they could be killed"
             live.append(workers.start())
+            if broker_restart and point == points[1]:
+                pid = _drill.stop_kafka(s)
+                time.sleep(2.0)
+                _drill.start_stack_part(s)
+                _drill.wait_for_leaders(s)
+                _note(f"Kafka broker (pid {pid}) stopped and started again")
         _wait_applied_and_quiet(r, total)
         assert _progress(r) == total
     finally:
@@ -273,5 +285,39 @@ def test_two_workers_sharing_partitions_killed_at_random_end_in_the_same_state(
     r = _run_with_kills(s, tmp_path / "shared", n_workers=2, seed=202)
     try:
         _assert_same_state(_REFERENCE[0], r)
+    finally:
+        r.close()
+
+
+@pytest.mark.timeout(1800)
+def test_unkeyed_scans_killed_and_a_broker_restart_end_in_the_state_of_a_clean_pass(
+        clean_stack: settings_mod.Settings, tmp_path: Path) -> None:
+    """A producer that does not key scans by person (kafka-python's default partitioner
+    then picks partitions itself): one person's scans land on several partitions, which
+    the workers interleave as their fetches go. Sent once; a clean pass of one worker and
+    a pass of two workers with SIGKILLs and a broker restart read the same partitions
+    and must end in the same state (cross-grid alerts included)."""
+    s = clean_stack
+    w = workload()
+    messages = [(topic, value, None if topic == CHECKPOINT_SCANS else key)
+                for topic, value, key in w.messages]
+    _send(s, messages)  # type: ignore[arg-type]
+    workers = TimerlessWorkers(s, tmp_path / "clean")
+    (tmp_path / "clean").mkdir()
+    r = store.connect(s.redis)
+    try:
+        workers.start()
+        _wait_applied_and_quiet(r, len(messages))
+        clean = store.dump(r)
+    finally:
+        workers.stop_all()
+    assert any(k.startswith("gw:alert:") and '"cross_grid"' in str(v) for k, v in clean.items())
+    r.flushdb()
+    r.close()
+    s = s.with_(group=f"gridwatch-test-{uuid.uuid4().hex[:8]}")
+    r = _run_with_kills(s, tmp_path / "killed", n_workers=2, seed=303, send=False,
+                        broker_restart=True)
+    try:
+        _assert_same_state(clean, r)
     finally:
         r.close()
