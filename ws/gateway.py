@@ -46,21 +46,14 @@ from gridwatch.settings import Settings
 
 from . import http
 from .auth import AuthError, User, origin_allowed
-from .channels import (
-    Outbox,
-    channels_for,
-    coalesce_key,
-    frame,
-    may_see,
-    needs_snapshot,
-    subscriptions,
-)
+from .channels import Outbox, coalesce_key, frame, needs_snapshot
 from .commands import CommandError, check, command_record, parse
 from .form import FormConnection
 from .frames import FrameError, error_frame, parse_frame
 from .hub import REDIS_ERRORS, Conn, Hub, snapshot_frame
 from .limits import KeyedBuckets
 from .metrics import Metrics
+from .policy import channels_for, may_see, may_see_grid, subscriptions
 from .sessions import SessionGate
 from .wire import send_frames, writable, write_frames
 
@@ -167,8 +160,7 @@ class Gateway:
             # One grid's full risk record: grid deltas carry only score and band, the
             # "why this colour" (indicator contributions) is read here on demand.
             grid = path[len("/api/risk/"):]
-            if grid not in self.grid_set or user.role == "station_manager" or (
-                    user.role == "grid_worker" and grid not in user.grids):
+            if grid not in self.grid_set or not may_see_grid(user, grid):
                 return http.response(404, b"not found\n", "text/plain")
             raw = await self.hub.r.get(keys.risk(grid))
             if raw is None:

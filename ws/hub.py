@@ -41,10 +41,9 @@ from .channels import (
     coalesce_key,
     frame,
     grid_batch_frame,
-    may_see,
     parse_id,
-    tags_of,
 )
+from .policy import may_see, scope, tags_of
 
 log = logging.getLogger("gridwatch.gateway")
 
@@ -346,17 +345,18 @@ class Hub:
     async def snapshot(self, channel: str, user: User) -> list[bytes]:
         """The current records of ``channel`` that ``user`` may see, as stored JSON."""
         wrap: Callable[[Any], dict[str, Any]]
+        mine = scope(user)
         if channel == "alerts":
-            if user.role == "grid_worker":
-                ids = [i for g in user.grids
+            if mine.grids is not None:
+                ids = [i for g in mine.grids
                        for i in await self.r.zrevrange(keys.alerts_by_grid(g), 0, 199)]
             else:
                 ids = await self.r.zrevrange(keys.ALERTS_OPEN, 0, 999)
             raws = await self._mget([keys.alert(i.decode()) for i in ids])
             wrap = lambda rec: {"alert": rec}
         elif channel == "tasks":
-            if user.role == "grid_worker":
-                ids = await self.r.zrevrange(keys.tasks_by_worker(user.name), 0, 199)
+            if mine.worker is not None:
+                ids = await self.r.zrevrange(keys.tasks_by_worker(mine.worker), 0, 199)
                 names = [keys.task(i.decode()) for i in ids]
             else:
                 alerts = await self._mget([keys.alert(i.decode()) for i in
@@ -366,12 +366,12 @@ class Hub:
             raws = await self._mget(names)
             wrap = lambda rec: {"task": rec}
         elif channel == "grids":
-            grids = user.grids if user.role == "grid_worker" else self.grid_ids
+            grids = mine.grids if mine.grids is not None else self.grid_ids
             raws = await self._mget([keys.risk(g) for g in grids])
             wrap = lambda rec: rec
         else:
             known = {m.decode() for m in await self.r.smembers(keys.STATIONS)}
-            stations = user.stations if user.role == "station_manager" else \
+            stations = mine.stations if mine.stations is not None else \
                 sorted(known | set(self.station_ids))
             raws = await self._mget([keys.forecast(s) for s in stations])
             wrap = lambda rec: {"forecast": rec}
