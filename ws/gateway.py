@@ -35,7 +35,6 @@ from urllib.parse import urlsplit
 import orjson
 from gridwatch.schemas import commands as contract
 from gridwatch.schemas.errors import GridwatchError
-from gridwatch.streams.topics import COMMANDS, command_key
 from prometheus_client import generate_latest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -47,13 +46,12 @@ from gridwatch.settings import Settings
 from . import http
 from .auth import AuthError, User, origin_allowed
 from .channels import Outbox, coalesce_key, frame, needs_snapshot
-from .commands import CommandError, check, command_record, parse
 from .form import FormConnection
 from .frames import FrameError, error_frame, parse_frame
 from .hub import REDIS_ERRORS, Conn, Hub, snapshot_frame
-from .limits import KeyedBuckets
 from .metrics import Metrics
 from .policy import channels_for, may_see, may_see_grid, subscriptions
+from .relay import Relay
 from .sessions import SessionGate
 from .wire import send_frames, writable, write_frames
 
@@ -65,7 +63,6 @@ CLOSE_SLOW = 1013
 CLOSE_SESSION = 4401
 CLOSE_RIGHTS = 4403
 MAX_MESSAGE = 1024 * 1024  # websockets closes (1009) past this; frames.MAX_FRAME answers
-RESULT_WAIT_S = 5.0  # how long a command's outcome is awaited from the worker
 
 
 class Gateway:
@@ -83,12 +80,10 @@ class Gateway:
                          for s in stations]
         self.hub = Hub(settings, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
-        self.keyring = command_keys.keyring(settings)  # signs the commands it produces
         self.grid_set = frozenset(self.hub.grid_ids)
         self.files = http.load_static()
         self.contract = orjson.dumps(contract.to_dict())  # the cockpit's command rules
         self.metrics = Metrics(self.hub)
-        self.producer: Any = None
         self._ready: dict[Conn, ServerConnection] = {}
         public = users.public_base(settings)
         self.origins = (*settings.web_origins, public)
@@ -97,8 +92,9 @@ class Gateway:
                                 fail_rate=settings.auth_fail_rate,
                                 fail_burst=settings.auth_fail_burst,
                                 on_check=lambda outcome: self.metrics.checks.labels(outcome).inc())
-        # Shared by all of a user's sockets: more sockets buy no more commands.
-        self.budgets = KeyedBuckets(rate=settings.cmd_rate, burst=settings.cmd_burst)
+        self.relay = Relay(settings, self.hub.r, self.metrics,
+                           keyring=command_keys.keyring(settings), recheck=self._recheck,
+                           session_code=CLOSE_SESSION)
         self.sockets: dict[str, int] = {}  # open sockets per user name
 
     @staticmethod
@@ -198,13 +194,10 @@ class Gateway:
                 if msg is None:
                     continue
                 if msg["op"] == "cmd":
-                    if not self.budgets.take(user.name, time.monotonic()):
-                        self.metrics.commands.labels("rate_limited").inc()
-                        conn.send_raw(result(msg, ok=False, reason="rate_limited"))
-                        continue
-                    job = asyncio.create_task(self._command(ws, conn, token, msg))
-                    jobs.add(job)
-                    job.add_done_callback(jobs.discard)
+                    job = self.relay.submit(ws, conn, token, msg)
+                    if job is not None:
+                        jobs.add(job)
+                        job.add_done_callback(jobs.discard)
                 elif msg["op"] == "ping":
                     conn.send_raw(b'{"op":"pong"}')
                 else:
@@ -360,83 +353,13 @@ class Gateway:
             return CLOSE_RIGHTS, "your rights changed: reconnect"
         return None
 
-    async def _command(self, ws: ServerConnection, conn: Conn, token: str | None,
-                       msg: dict[str, Any]) -> None:
-        """Check a command against the user's rights as stored now, produce it to Kafka,
-        then relay the worker's outcome."""
-        user = conn.user
-        verdict: tuple[int, str] | None = None
-        try:
-            cmd = parse(msg)
-            verdict = await self._recheck(conn, token)
-            if verdict is not None:
-                raise CommandError("session_ended" if verdict[0] == CLOSE_SESSION
-                                   else "rights_changed")
-            rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
-            raw = await self.hub.r.get(rkey)
-            check(user, cmd, orjson.loads(raw) if raw else None)
-        except CommandError as exc:
-            self.metrics.commands.labels(exc.reason).inc()
-            conn.send_raw(result(msg, ok=False, reason=exc.reason))
-            if verdict is not None:  # the refusal first, then the close that says why
-                await asyncio.sleep(0.2)
-                await ws.close(*verdict)
-            return
-        # The command happens "now" on the control room's clock: the feed's event time
-        # when it runs ahead of the wall clock (a simulated day at speed). Stamped here,
-        # once, so a replay of the command log applies it exactly as the first time.
-        marks = [float(v) for v in await self.hub.r.hvals(keys.WATERMARKS)]
-        record = command_record(user, cmd, now=max([time.time(), *marks]), keyring=self.keyring)
-        try:
-            if self.producer is None:
-                raise ConnectionError("no Kafka producer")
-            await self.producer.send_and_wait(COMMANDS, orjson.dumps(record),
-                                              key=command_key(cmd["target"], cmd["id"]))
-        except Exception as exc:  # noqa: BLE001 - any broker failure: the client must hear of it
-            log.warning("command %s not produced: %s", cmd["command_id"], exc)
-            self.metrics.commands.labels("kafka_unavailable").inc()
-            conn.send_raw(result(msg, ok=False, reason="kafka_unavailable"))
-            return
-        self.metrics.commands.labels("sent").inc()
-        conn.send_raw(result(msg, state="sent", command_id=cmd["command_id"]))
-        deadline = time.monotonic() + RESULT_WAIT_S
-        while time.monotonic() < deadline:
-            outcome = await self.hub.r.get(keys.cmdresult(cmd["command_id"]))
-            if outcome:
-                body = orjson.loads(outcome)
-                conn.send_raw(result(msg, state="applied", command_id=cmd["command_id"],
-                                     ok=bool(body.get("ok")), reason=body.get("reason")))
-                return
-            await asyncio.sleep(0.1)
-        conn.send_raw(result(msg, state="pending", command_id=cmd["command_id"]))
-
     # ---- lifecycle ---------------------------------------------------------------
-
-    async def start_producer(self) -> None:
-        """Connect the command producer, retrying while Kafka is away."""
-        from aiokafka import AIOKafkaProducer
-
-        while self.producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka,
-                                        acks="all", client_id="gridwatch-gateway")
-            try:
-                await producer.start()
-                self.producer = producer
-            except asyncio.CancelledError:  # the gateway stops while it connects
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise
-            except Exception as exc:  # noqa: BLE001 - broker down: aiokafka raises several kinds
-                log.warning("Kafka not reachable (%s); retrying", exc)
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                await asyncio.sleep(2.0)
 
     async def serve(self, stop: asyncio.Future[None], ready: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` completes; closing sends every client 1001."""
         await self.hub.start()
         await self.gate.start()
-        kafka = asyncio.create_task(self.start_producer())
+        self.relay.start()
         try:
             async with _listening(self.settings), serve(
                     self.handler, self.settings.gateway_host, self.settings.gateway_port,
@@ -455,11 +378,7 @@ class Gateway:
                 server.close()
                 await server.wait_closed()
         finally:
-            kafka.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await kafka
-            if self.producer is not None:
-                await self.producer.stop()
+            await self.relay.stop()
             await self.hub.stop()
 
 
@@ -475,12 +394,6 @@ async def _listening(settings: Settings) -> AsyncIterator[None]:
             f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: "
             f"{os.strerror(exc.errno)} (another gateway running? GRIDWATCH_GATEWAY=host:port or "
             "--port picks another port)") from None
-
-
-def result(msg: dict[str, Any], **fields: Any) -> bytes:
-    """A command reply, tied to the client's request id ``req``."""
-    return orjson.dumps({"op": "result", "req": msg.get("req"), "action": msg.get("action"),
-                         "id": msg.get("id"), **fields})
 
 
 async def main(settings: Settings) -> None:
