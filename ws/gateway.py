@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import os
 import random
@@ -30,28 +29,24 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
-from gridwatch.schemas import commands as contract
 from gridwatch.schemas.errors import GridwatchError
-from prometheus_client import generate_latest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
-from gridwatch import city, command_keys, keys, users
+from gridwatch import city, command_keys, users
 from gridwatch.settings import Settings
 
-from . import http
-from .auth import AuthError, User, origin_allowed
+from .auth import AuthError, User
 from .channels import Outbox, coalesce_key, frame, needs_snapshot
 from .form import FormConnection
 from .frames import FrameError, error_frame, parse_frame
 from .hub import REDIS_ERRORS, Conn, Hub, snapshot_frame
 from .metrics import Metrics
-from .policy import channels_for, may_see, may_see_grid, subscriptions
+from .policy import channels_for, may_see, subscriptions
 from .relay import Relay
+from .routes import Routes
 from .sessions import SessionGate
 from .wire import send_frames, writable, write_frames
 
@@ -74,15 +69,11 @@ class Gateway:
         # The shared loader: a file it cannot use stops the gateway with one ConfigError;
         # the cockpit gets the GeoJSON with every grid's id as properties.id.
         district = city.read_grids(settings.grids)
-        self.geojson = orjson.dumps(district.geojson)
         stations = city.load_city(settings.city)["stations"]
         self.stations = [{k: s.get(k) for k in ("id", "name", "name_zh", "daily_arrivals")}
                          for s in stations]
         self.hub = Hub(settings, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
-        self.grid_set = frozenset(self.hub.grid_ids)
-        self.files = http.load_static()
-        self.contract = orjson.dumps(contract.to_dict())  # the cockpit's command rules
         self.metrics = Metrics(self.hub)
         self._ready: dict[Conn, ServerConnection] = {}
         public = users.public_base(settings)
@@ -96,80 +87,11 @@ class Gateway:
                            keyring=command_keys.keyring(settings), recheck=self._recheck,
                            session_code=CLOSE_SESSION)
         self.sockets: dict[str, int] = {}  # open sockets per user name
-
-    @staticmethod
-    def _address(connection: ServerConnection) -> str:
-        try:
-            return str(connection.remote_address[0])
-        except (TypeError, IndexError):
-            return "?"
-
-    # ---- HTTP --------------------------------------------------------------------
-
-    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer plain HTTP, or vet a WebSocket upgrade (``None`` lets it proceed)."""
-        path = urlsplit(request.path).path
-        if path == "/healthz":
-            return http.json_response(200, {"ok": True, "clients": len(self.hub.conns)})
-        address = self._address(connection)
-        if path == "/login":
-            if request.method == "POST":
-                return await self.gate.login(request, address)
-            return await self.gate.login_page(request, address)
-        if request.method != "GET":
-            return http.response(405, b"method not allowed\n", "text/plain",
-                                 extra=[("Allow", "GET")])
-        if path in http.PUBLIC:
-            return http.static_response(self.files, path)
-        user, token, limited = await self.gate.user_at(request, address)
-        if limited:
-            return http.response(429, b"too many failed attempts\n", "text/plain")
-        if path == "/metrics":
-            if not (self._loopback(connection) or (user and user.role == "admin")):
-                return http.response(401, b"unauthorized\n", "text/plain")
-            return http.response(200, generate_latest(self.metrics.registry),
-                                 "text/plain; version=0.0.4", cache="no-store")
-        if path == "/ws":
-            if not origin_allowed(request.headers.get("Origin"), self.origins):
-                return http.response(403, b"origin not allowed\n", "text/plain")
-            if user is None:
-                return http.response(401, b"login required\n", "text/plain")
-            if self.sockets.get(user.name, 0) >= self.settings.user_sockets:
-                return http.response(429, b"too many open sockets for this user\n",
-                                     "text/plain")
-            connection.gw_user = user  # type: ignore[attr-defined]
-            connection.gw_token = token  # type: ignore[attr-defined]
-            return None
-        if user is None:
-            if path in ("/", "/index.html"):
-                return http.redirect("/signin.html")
-            return http.response(401, b"login required\n", "text/plain")
-        if path == "/logout":
-            return await self.gate.logout(token)
-        if path == "/api/me":
-            return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
-        if path == "/api/contract":
-            return http.response(200, self.contract, "application/json")
-        if path == "/api/grids.geojson":
-            return http.response(200, self.geojson, "application/geo+json", cache="private")
-        if path.startswith("/api/risk/"):
-            # One grid's full risk record: grid deltas carry only score and band, the
-            # "why this colour" (indicator contributions) is read here on demand.
-            grid = path[len("/api/risk/"):]
-            if grid not in self.grid_set or not may_see_grid(user, grid):
-                return http.response(404, b"not found\n", "text/plain")
-            raw = await self.hub.r.get(keys.risk(grid))
-            if raw is None:
-                return http.response(404, b"no risk yet\n", "text/plain")
-            return http.response(200, raw, "application/json", cache="no-store")
-        return http.static_response(self.files, "/index.html" if path == "/" else path)
-
-    @staticmethod
-    def _loopback(connection: ServerConnection) -> bool:
-        try:
-            return ipaddress.ip_address(connection.remote_address[0]).is_loopback
-        except (TypeError, ValueError, IndexError):
-            return False
+        self.routes = Routes(hub=self.hub, gate=self.gate, metrics=self.metrics,
+                             origins=self.origins, user_sockets=settings.user_sockets,
+                             sockets=self.sockets, stations=self.stations,
+                             geojson=orjson.dumps(district.geojson))
+        self.process_request = self.routes.process_request
 
     # ---- WebSocket ---------------------------------------------------------------
 
