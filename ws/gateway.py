@@ -39,13 +39,15 @@ from gridwatch import city, command_keys, users
 from gridwatch.settings import Settings
 
 from .auth import AuthError, User
-from .channels import Outbox, coalesce_key, frame, needs_snapshot
+from .channels import Outbox
+from .conn import Conn
 from .form import FormConnection
 from .frames import FrameError, error_frame, parse_frame
-from .hub import REDIS_ERRORS, Conn, Hub, snapshot_frame
+from .hub import REDIS_ERRORS, Hub
 from .metrics import Metrics
-from .policy import channels_for, may_see, subscriptions
+from .policy import channels_for, subscriptions
 from .relay import Relay
+from .resume import sync
 from .routes import Routes
 from .sessions import SessionGate
 from .wire import send_frames, writable, write_frames
@@ -110,7 +112,7 @@ class Gateway:
         watch = asyncio.create_task(self._watch_session(ws, conn, token))
         try:
             conn.send_raw(orjson.dumps({"op": "welcome", "user": user.to_dict()}))
-            await self._sync(conn, await self._hello(ws, conn))
+            await sync(self.hub, conn, await self._hello(ws, conn), limit=self.queue_limit // 2)
             async for raw in ws:
                 msg = self._frame(conn, raw)
                 if msg is None:
@@ -165,30 +167,6 @@ class Gateway:
             return {}
         last: dict[str, str] = msg["last"]
         return last
-
-    async def _sync(self, conn: Conn, last: dict[str, str]) -> None:
-        """Per channel, replay what the client missed or send a snapshot; then go live."""
-        for ch in conn.chans:
-            seen = last.get(ch)
-            entries = None
-            if not needs_snapshot(seen, await self.hub.first_id(ch)) and seen is not None:
-                entries = await self.hub.replay(ch, seen, limit=self.queue_limit // 2)
-            if entries is None:
-                head = await self.hub.last_id(ch) or "0-0"
-                items = await self.hub.snapshot(ch, conn.user)
-                conn.send_raw(snapshot_frame(ch, head, items))
-                conn.outbox.seek(ch, head)
-            else:
-                assert seen is not None
-                conn.outbox.seek(ch, seen)
-                for sid, data in entries:
-                    with contextlib.suppress(orjson.JSONDecodeError):
-                        msg = orjson.loads(data)
-                        if may_see(conn.user, ch, msg):
-                            conn.deliver(ch, sid, frame(ch, sid, data), coalesce_key(ch, msg))
-        if "all" in conn.subs:
-            conn.send_raw(await self.hub.summary_frame())
-        conn.go_live()
 
     def _notify(self, conn: Conn, ws: ServerConnection) -> None:
         # Frames were queued for ``conn``: write every ready connection from one callback

@@ -27,7 +27,8 @@ from gridwatch.settings import Settings
 from gridwatch.signing import Keyring
 
 from .commands import CommandError, check, command_record, parse
-from .hub import REDIS_ERRORS, Conn
+from .conn import Conn
+from .hub import REDIS_ERRORS
 from .limits import KeyedBuckets
 from .metrics import Metrics
 
