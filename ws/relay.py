@@ -28,6 +28,7 @@ from gridwatch.signing import Keyring
 
 from .commands import CommandError, check, command_record, parse
 from .conn import Conn
+from .handler import CLOSE_SESSION
 from .hub import REDIS_ERRORS
 from .limits import KeyedBuckets
 from .metrics import Metrics
@@ -120,13 +121,12 @@ class Relay:
     """The commands of every socket of one gateway process, and its Kafka producer."""
 
     def __init__(self, settings: Settings, r: Any, metrics: Metrics, *,
-                 keyring: Keyring | None, recheck: Recheck, session_code: int) -> None:
+                 keyring: Keyring | None, recheck: Recheck) -> None:
         self.settings = settings
         self.r = r
         self.metrics = metrics
         self.keyring = keyring  # signs the commands it produces
-        self.recheck = recheck
-        self.session_code = session_code  # the recheck's close code for an ended session
+        self.recheck = recheck  # why the socket must close now, if it must
         # Shared by all of a user's sockets: more sockets buy no more commands.
         self.budgets = KeyedBuckets(rate=settings.cmd_rate, burst=settings.cmd_burst)
         self.outcomes = Outcomes(r)
@@ -153,7 +153,7 @@ class Relay:
             cmd = parse(msg)
             verdict = await self.recheck(conn, token)
             if verdict is not None:
-                raise CommandError("session_ended" if verdict[0] == self.session_code
+                raise CommandError("session_ended" if verdict[0] == CLOSE_SESSION
                                    else "rights_changed")
             rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
             raw = await self.r.get(rkey)
