@@ -253,7 +253,8 @@ class CommandApplier:
 
 
 async def wait_result(redis: Any, command_id: str, *, timeout: float = 15.0) -> dict[str, Any] | None:
-    """Poll for a command's outcome (the CLI and the gateway use this)."""
+    """Poll for one command's outcome (the CLI; the gateway waits for all of its commands
+    in flight at once, in ``ws/relay.py``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:

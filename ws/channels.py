@@ -1,8 +1,7 @@
-"""Who sees which message, how a connection's outgoing messages are queued, and resume.
+"""The channels, their frames, how a connection's outgoing messages are queued, and resume.
 
 No I/O here. The gateway's shared readers turn every channel entry into one encoded
-frame plus a set of *tags*; a connection receives the frame when its user's
-subscription tags meet the message's tags. Each connection owns an :class:`Outbox`:
+frame; who receives it is :mod:`.policy`'s. Each connection owns an :class:`Outbox`:
 alerts, tasks and forecasts go out in order at once, replayed grid deltas are coalesced
 (latest per grid wins, flushed at most every ``grid_interval_s``; live ones arrive
 already coalesced, in one batch frame per interval, from the hub), a per-channel cursor
@@ -18,8 +17,6 @@ from functools import lru_cache
 from typing import Any
 
 from gridwatch import keys
-
-from .auth import User
 
 CHANNELS: dict[str, str] = {
     "alerts": keys.CHAN_ALERTS,
@@ -43,60 +40,6 @@ def parse_id(stream_id: str | bytes) -> StreamId:
     text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
-
-
-def tags_of(channel: str, msg: Mapping[str, Any]) -> frozenset[str]:
-    """The tags of one channel message: ``all``, ``grid:G``, ``station:S``, ``user:U``."""
-    tags = {EVERYTHING}
-    body: Mapping[str, Any] = msg
-    if channel == "alerts":
-        body = msg.get("alert") or msg.get("incident") or msg
-    elif channel == "tasks":
-        body = msg.get("task") or msg
-        tags.update(f"user:{w}" for w in body.get("workers") or ())
-        if body.get("assignee"):
-            tags.add(f"user:{body['assignee']}")
-    elif channel == "forecasts":
-        body = msg.get("forecast") or msg
-    if channel != "forecasts" and body.get("grid_id"):
-        tags.add(f"grid:{body['grid_id']}")
-    if channel in ("alerts", "forecasts") and body.get("station_id"):
-        tags.add(f"station:{body['station_id']}")
-    return frozenset(tags)
-
-
-def subscriptions(user: User) -> frozenset[str]:
-    """The tags a user receives.
-
-    Duty officers and admins see everything; a grid worker the alerts, tasks and grid
-    states of their grids and the tasks offered to them; a station manager the
-    forecasts and alerts of their stations.
-    """
-    if user.role in ("duty_officer", "admin"):
-        return frozenset({EVERYTHING})
-    if user.role == "grid_worker":
-        return frozenset({*(f"grid:{g}" for g in user.grids), f"user:{user.name}"})
-    if user.role == "station_manager":
-        return frozenset(f"station:{s}" for s in user.stations)
-    return frozenset()
-
-
-def channels_for(user: User) -> tuple[str, ...]:
-    """The channels a user's view uses (the others are never sent to them)."""
-    if user.role == "grid_worker":
-        return ("alerts", "tasks", "grids")
-    if user.role == "station_manager":
-        return ("alerts", "forecasts")
-    return tuple(CHANNELS)
-
-
-def may_see(user: User, channel: str, msg: Mapping[str, Any]) -> bool:
-    """Whether ``user`` may receive one message of ``channel``."""
-    if channel not in channels_for(user):
-        return False
-    if channel == "tasks" and user.role == "station_manager":
-        return False
-    return not subscriptions(user).isdisjoint(tags_of(channel, msg))
 
 
 def frame(channel: str, stream_id: str, data: bytes) -> bytes:

@@ -18,6 +18,7 @@ from gridwatch.schemas import commands as contract
 from gridwatch.signing import Keyring, sign
 
 from .auth import User
+from .policy import owns
 
 MAX_NOTE = 2000
 _UUID = re.compile(r"^[0-9a-fA-F-]{32,36}$")
@@ -75,10 +76,8 @@ def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) 
         raise CommandError("forbidden")
     if record is None:
         raise CommandError("not_found")
-    if user.role == "grid_worker":
-        mine = record.get("grid_id") in user.grids or user.name in (record.get("workers") or ())
-        if not mine:
-            raise CommandError("not_found")
+    if not owns(user, record):
+        raise CommandError("not_found")
 
 
 def command_record(user: User, cmd: Mapping[str, Any], *, now: float,

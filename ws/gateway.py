@@ -1,7 +1,19 @@
 """The gateway: one port serving the cockpit's files, its login, and the ``/ws`` socket.
 
-A thin asyncio shell: who sees what, queueing, resume and command rules live in
-``channels``, ``commands`` and ``auth``; Redis fan-out in ``hub``. Close codes:
+A thin asyncio shell that builds the parts and serves them:
+
+* ``routes``    plain HTTP: login, ``/api/*``, ``/metrics``, static files, and the checks
+                a ``/ws`` upgrade must pass (401, 403, 429 before any socket);
+* ``handler``   one socket from the upgrade to the close (hello, resume, client frames,
+                session re-checks);
+* ``resume``    a connecting client's replay or snapshot;
+* ``hub``       one Redis reader per channel, fanning each entry out to connections;
+* ``sending``   when queued frames are written; ``wire`` the bytes of a text frame;
+* ``relay``     commands: checked, produced to Kafka, the worker's outcome relayed
+                (one waiter for all commands in flight), and the Kafka producer;
+* ``policy``    who sees what, for all of the above; ``commands`` who may do what.
+
+Close codes:
 
 * 1001  the gateway is shutting down (resume on reconnect);
 * 1009  a client frame over 1 MiB (websockets' own limit; up to that, a frame over
@@ -10,11 +22,8 @@ A thin asyncio shell: who sees what, queueing, resume and command rules live in
 * 4401  the session expired or ended, or the user was removed (log in again);
 * 4403  the user's role, grids or stations changed (reconnect with the new rights).
 
-Refusals before the upgrade are HTTP: 401 without a valid session, 403 for a foreign
-Origin, 429 for a user at its socket cap or an address past its failed-check budget.
-Every client frame is checked (``frames``); a bad one is answered ``{"op":"error"}``
-and the socket stays open. Command budgets and socket caps are per user, shared by all
-of that user's sockets on this gateway process.
+Command budgets and socket caps are per user, shared by all of that user's sockets on
+this gateway process.
 """
 
 from __future__ import annotations
@@ -22,57 +31,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
+import functools
 import logging
 import os
-import random
 import signal
-import time
 from collections.abc import AsyncIterator
-from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
-from gridwatch.schemas import commands as contract
 from gridwatch.schemas.errors import GridwatchError
-from gridwatch.streams.topics import COMMANDS, command_key
-from prometheus_client import generate_latest
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.asyncio.server import serve
 
-from gridwatch import city, command_keys, keys, users
+from gridwatch import city, command_keys, users
 from gridwatch.settings import Settings
 
-from . import http
-from .auth import AuthError, User, origin_allowed
-from .channels import (
-    Outbox,
-    channels_for,
-    coalesce_key,
-    frame,
-    may_see,
-    needs_snapshot,
-    subscriptions,
-)
-from .commands import CommandError, check, command_record, parse
 from .form import FormConnection
-from .frames import FrameError, error_frame, parse_frame
-from .hub import REDIS_ERRORS, Conn, Hub, snapshot_frame
-from .limits import KeyedBuckets
+from .handler import Handler, recheck
+from .hub import Hub
 from .metrics import Metrics
+from .relay import Relay
+from .routes import Routes
+from .sending import Sender
 from .sessions import SessionGate
-from .wire import send_frames, writable, write_frames
 
 log = logging.getLogger("gridwatch.gateway")
 
-HELLO_S = 15.0  # how long a new connection's "hello" (its resume point) is waited for
-
-CLOSE_SLOW = 1013
-CLOSE_SESSION = 4401
-CLOSE_RIGHTS = 4403
 MAX_MESSAGE = 1024 * 1024  # websockets closes (1009) past this; frames.MAX_FRAME answers
-RESULT_WAIT_S = 5.0  # how long a command's outcome is awaited from the worker
 
 
 class Gateway:
@@ -80,374 +63,43 @@ class Gateway:
 
     def __init__(self, settings: Settings, *, queue_limit: int = 2000) -> None:
         self.settings = settings
-        self.queue_limit = queue_limit
         # The shared loader: a file it cannot use stops the gateway with one ConfigError;
         # the cockpit gets the GeoJSON with every grid's id as properties.id.
         district = city.read_grids(settings.grids)
-        self.geojson = orjson.dumps(district.geojson)
         stations = city.load_city(settings.city)["stations"]
         self.stations = [{k: s.get(k) for k in ("id", "name", "name_zh", "daily_arrivals")}
                          for s in stations]
         self.hub = Hub(settings, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
-        self.keyring = command_keys.keyring(settings)  # signs the commands it produces
-        self.grid_set = frozenset(self.hub.grid_ids)
-        self.files = http.load_static()
-        self.contract = orjson.dumps(contract.to_dict())  # the cockpit's command rules
         self.metrics = Metrics(self.hub)
-        self.producer: Any = None
-        self._ready: dict[Conn, ServerConnection] = {}
         public = users.public_base(settings)
-        self.origins = (*settings.web_origins, public)
-        self.gate = SessionGate(self.hub.r, origins=self.origins,
+        origins = (*settings.web_origins, public)
+        self.gate = SessionGate(self.hub.r, origins=origins,
                                 secure=public.startswith("https://"),
                                 fail_rate=settings.auth_fail_rate,
                                 fail_burst=settings.auth_fail_burst,
                                 on_check=lambda outcome: self.metrics.checks.labels(outcome).inc())
-        # Shared by all of a user's sockets: more sockets buy no more commands.
-        self.budgets = KeyedBuckets(rate=settings.cmd_rate, burst=settings.cmd_burst)
-        self.sockets: dict[str, int] = {}  # open sockets per user name
-
-    @staticmethod
-    def _address(connection: ServerConnection) -> str:
-        try:
-            return str(connection.remote_address[0])
-        except (TypeError, IndexError):
-            return "?"
-
-    # ---- HTTP --------------------------------------------------------------------
-
-    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer plain HTTP, or vet a WebSocket upgrade (``None`` lets it proceed)."""
-        path = urlsplit(request.path).path
-        if path == "/healthz":
-            return http.json_response(200, {"ok": True, "clients": len(self.hub.conns)})
-        address = self._address(connection)
-        if path == "/login":
-            if request.method == "POST":
-                return await self.gate.login(request, address)
-            return await self.gate.login_page(request, address)
-        if request.method != "GET":
-            return http.response(405, b"method not allowed\n", "text/plain",
-                                 extra=[("Allow", "GET")])
-        if path in http.PUBLIC:
-            return http.static_response(self.files, path)
-        user, token, limited = await self.gate.user_at(request, address)
-        if limited:
-            return http.response(429, b"too many failed attempts\n", "text/plain")
-        if path == "/metrics":
-            if not (self._loopback(connection) or (user and user.role == "admin")):
-                return http.response(401, b"unauthorized\n", "text/plain")
-            return http.response(200, generate_latest(self.metrics.registry),
-                                 "text/plain; version=0.0.4", cache="no-store")
-        if path == "/ws":
-            if not origin_allowed(request.headers.get("Origin"), self.origins):
-                return http.response(403, b"origin not allowed\n", "text/plain")
-            if user is None:
-                return http.response(401, b"login required\n", "text/plain")
-            if self.sockets.get(user.name, 0) >= self.settings.user_sockets:
-                return http.response(429, b"too many open sockets for this user\n",
-                                     "text/plain")
-            connection.gw_user = user  # type: ignore[attr-defined]
-            connection.gw_token = token  # type: ignore[attr-defined]
-            return None
-        if user is None:
-            if path in ("/", "/index.html"):
-                return http.redirect("/signin.html")
-            return http.response(401, b"login required\n", "text/plain")
-        if path == "/logout":
-            return await self.gate.logout(token)
-        if path == "/api/me":
-            return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
-        if path == "/api/contract":
-            return http.response(200, self.contract, "application/json")
-        if path == "/api/grids.geojson":
-            return http.response(200, self.geojson, "application/geo+json", cache="private")
-        if path.startswith("/api/risk/"):
-            # One grid's full risk record: grid deltas carry only score and band, the
-            # "why this colour" (indicator contributions) is read here on demand.
-            grid = path[len("/api/risk/"):]
-            if grid not in self.grid_set or user.role == "station_manager" or (
-                    user.role == "grid_worker" and grid not in user.grids):
-                return http.response(404, b"not found\n", "text/plain")
-            raw = await self.hub.r.get(keys.risk(grid))
-            if raw is None:
-                return http.response(404, b"no risk yet\n", "text/plain")
-            return http.response(200, raw, "application/json", cache="no-store")
-        return http.static_response(self.files, "/index.html" if path == "/" else path)
-
-    @staticmethod
-    def _loopback(connection: ServerConnection) -> bool:
-        try:
-            return ipaddress.ip_address(connection.remote_address[0]).is_loopback
-        except (TypeError, ValueError, IndexError):
-            return False
-
-    # ---- WebSocket ---------------------------------------------------------------
-
-    async def handler(self, ws: ServerConnection) -> None:
-        """One client: snapshot or replay, then live frames; commands in the meantime."""
-        user: User = ws.gw_user  # type: ignore[attr-defined]
-        conn = Conn(user=user, subs=subscriptions(user), chans=channels_for(user),
-                    outbox=Outbox(limit=self.queue_limit),
-                    on_overflow=lambda c, why: self._close_slow(ws, why),
-                    notify=lambda c: self._notify(c, ws))
-        self.hub.register(conn)
-        self.sockets[user.name] = self.sockets.get(user.name, 0) + 1
-        token: str | None = ws.gw_token  # type: ignore[attr-defined]
-        jobs: set[asyncio.Task[None]] = set()
-        sender = asyncio.create_task(self._send_loop(ws, conn))
-        watch = asyncio.create_task(self._watch_session(ws, conn, token))
-        try:
-            conn.send_raw(orjson.dumps({"op": "welcome", "user": user.to_dict()}))
-            await self._sync(conn, await self._hello(ws, conn))
-            async for raw in ws:
-                msg = self._frame(conn, raw)
-                if msg is None:
-                    continue
-                if msg["op"] == "cmd":
-                    if not self.budgets.take(user.name, time.monotonic()):
-                        self.metrics.commands.labels("rate_limited").inc()
-                        conn.send_raw(result(msg, ok=False, reason="rate_limited"))
-                        continue
-                    job = asyncio.create_task(self._command(ws, conn, token, msg))
-                    jobs.add(job)
-                    job.add_done_callback(jobs.discard)
-                elif msg["op"] == "ping":
-                    conn.send_raw(b'{"op":"pong"}')
-                else:
-                    self._refuse(conn, FrameError("hello_only_first", msg.get("req")))
-        except ConnectionClosed:
-            pass
-        finally:
-            conn.dead = True
-            self.hub.unregister(conn)
-            left = self.sockets.get(user.name, 1) - 1
-            if left > 0:
-                self.sockets[user.name] = left
-            else:
-                self.sockets.pop(user.name, None)
-            for task in (sender, watch, *jobs):
-                task.cancel()
-
-    def _frame(self, conn: Conn, raw: str | bytes) -> dict[str, Any] | None:
-        """A client frame checked, or ``None`` when it was refused (and answered)."""
-        try:
-            return parse_frame(raw)
-        except FrameError as exc:
-            self._refuse(conn, exc)
-            return None
-
-    def _refuse(self, conn: Conn, exc: FrameError) -> None:
-        self.metrics.bad_frames.labels(exc.reason).inc()
-        conn.send_raw(error_frame(exc.reason, exc.req))
-
-    async def _hello(self, ws: ServerConnection, conn: Conn) -> dict[str, str]:
-        # The client's first message says where it stopped; none within HELLO_S, or a bad
-        # one: no resume (a snapshot). Generous: after a gateway restart every client
-        # reconnects at once, so a hello sent at once can wait to be read.
-        try:
-            raw = await asyncio.wait_for(ws.recv(), timeout=HELLO_S)
-        except asyncio.TimeoutError:
-            return {}
-        msg = self._frame(conn, raw)
-        if msg is None:
-            return {}
-        if msg["op"] != "hello":
-            self._refuse(conn, FrameError("hello_expected", msg.get("req")))
-            return {}
-        last: dict[str, str] = msg["last"]
-        return last
-
-    async def _sync(self, conn: Conn, last: dict[str, str]) -> None:
-        """Per channel, replay what the client missed or send a snapshot; then go live."""
-        for ch in conn.chans:
-            seen = last.get(ch)
-            entries = None
-            if not needs_snapshot(seen, await self.hub.first_id(ch)) and seen is not None:
-                entries = await self.hub.replay(ch, seen, limit=self.queue_limit // 2)
-            if entries is None:
-                head = await self.hub.last_id(ch) or "0-0"
-                items = await self.hub.snapshot(ch, conn.user)
-                conn.send_raw(snapshot_frame(ch, head, items))
-                conn.outbox.seek(ch, head)
-            else:
-                assert seen is not None
-                conn.outbox.seek(ch, seen)
-                for sid, data in entries:
-                    with contextlib.suppress(orjson.JSONDecodeError):
-                        msg = orjson.loads(data)
-                        if may_see(conn.user, ch, msg):
-                            conn.deliver(ch, sid, frame(ch, sid, data), coalesce_key(ch, msg))
-        if "all" in conn.subs:
-            conn.send_raw(await self.hub.summary_frame())
-        conn.go_live()
-
-    def _notify(self, conn: Conn, ws: ServerConnection) -> None:
-        # Frames were queued for ``conn``: write every ready connection from one callback
-        # once the current dispatch is done (a message for 1,000 clients is one pass).
-        if not self._ready:
-            asyncio.get_running_loop().call_soon(self._write_ready)
-        self._ready[conn] = ws
-
-    def _write_ready(self) -> None:
-        """Write the queued frames of every ready connection whose socket takes them now;
-        wake the send loop of the others (flow control, timed grid flushes, closing)."""
-        ready, self._ready = self._ready, {}
-        now = asyncio.get_running_loop().time()
-        sent = 0
-        for conn, ws in ready.items():
-            due = conn.outbox.due(now)
-            if conn.dead or due is None:
-                continue
-            if due > 0 or conn.sending or not writable(ws):
-                conn.wake.set()
-                continue
-            batch = conn.outbox.take(now)
-            write_frames(ws, batch)
-            sent += len(batch)
-            if conn.outbox.due(now) is not None:  # coalesced grid deltas wait for their time
-                conn.wake.set()
-        if sent:
-            self.metrics.sent.inc(sent)
-        oldest, self.hub.oldest_pending = self.hub.oldest_pending, None
-        if oldest is not None and sent:
-            self.metrics.delivery.observe(max(0.0, time.time() - oldest))
-
-    async def _send_loop(self, ws: ServerConnection, conn: Conn) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                conn.wake.clear()  # before looking, so a frame queued meanwhile wakes us
-                due = conn.outbox.due(loop.time())
-                if due is None or due > 0:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(conn.wake.wait(), timeout=due)
-                    continue
-                batch = conn.outbox.take(loop.time())
-                if batch:
-                    conn.sending = True
-                    try:
-                        await send_frames(ws, batch)
-                    finally:
-                        conn.sending = False
-                    self.metrics.sent.inc(len(batch))
-
-    def _close_slow(self, ws: ServerConnection, why: str) -> None:
-        self.metrics.slow.inc()
-        log.info("closing slow client %s: %s", ws.remote_address, why)
-        asyncio.get_running_loop().create_task(
-            ws.close(CLOSE_SLOW, "too slow: queue full, resume on reconnect"))
-
-    async def _watch_session(self, ws: ServerConnection, conn: Conn, token: str | None) -> None:
-        # A random phase per socket: clients that connected together (a gateway restart)
-        # must not all re-check in the same instant.
-        every = self.settings.session_recheck_s
-        first = random.uniform(0.5, 1.0) * every
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await asyncio.sleep(first or every)
-                first = 0.0
-                try:
-                    verdict = await self._recheck(conn, token)
-                except REDIS_ERRORS as exc:  # Redis away: keep the socket, retry
-                    log.warning("re-checking a session: %s", exc)
-                    continue
-                if verdict is not None:
-                    await ws.close(*verdict)
-                    return
-
-    async def _recheck(self, conn: Conn, token: str | None) -> tuple[int, str] | None:
-        """Why the socket must close now (code, reason): its session ended, the user was
-        removed, or their role, grids or stations changed; ``None``: all as at connect."""
-        try:
-            user = await self.gate.user_of(token, fresh=True)
-        except AuthError:
-            return CLOSE_SESSION, "session ended: log in again"
-        if user != conn.user:
-            return CLOSE_RIGHTS, "your rights changed: reconnect"
-        return None
-
-    async def _command(self, ws: ServerConnection, conn: Conn, token: str | None,
-                       msg: dict[str, Any]) -> None:
-        """Check a command against the user's rights as stored now, produce it to Kafka,
-        then relay the worker's outcome."""
-        user = conn.user
-        verdict: tuple[int, str] | None = None
-        try:
-            cmd = parse(msg)
-            verdict = await self._recheck(conn, token)
-            if verdict is not None:
-                raise CommandError("session_ended" if verdict[0] == CLOSE_SESSION
-                                   else "rights_changed")
-            rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
-            raw = await self.hub.r.get(rkey)
-            check(user, cmd, orjson.loads(raw) if raw else None)
-        except CommandError as exc:
-            self.metrics.commands.labels(exc.reason).inc()
-            conn.send_raw(result(msg, ok=False, reason=exc.reason))
-            if verdict is not None:  # the refusal first, then the close that says why
-                await asyncio.sleep(0.2)
-                await ws.close(*verdict)
-            return
-        # The command happens "now" on the control room's clock: the feed's event time
-        # when it runs ahead of the wall clock (a simulated day at speed). Stamped here,
-        # once, so a replay of the command log applies it exactly as the first time.
-        marks = [float(v) for v in await self.hub.r.hvals(keys.WATERMARKS)]
-        record = command_record(user, cmd, now=max([time.time(), *marks]), keyring=self.keyring)
-        try:
-            if self.producer is None:
-                raise ConnectionError("no Kafka producer")
-            await self.producer.send_and_wait(COMMANDS, orjson.dumps(record),
-                                              key=command_key(cmd["target"], cmd["id"]))
-        except Exception as exc:  # noqa: BLE001 - any broker failure: the client must hear of it
-            log.warning("command %s not produced: %s", cmd["command_id"], exc)
-            self.metrics.commands.labels("kafka_unavailable").inc()
-            conn.send_raw(result(msg, ok=False, reason="kafka_unavailable"))
-            return
-        self.metrics.commands.labels("sent").inc()
-        conn.send_raw(result(msg, state="sent", command_id=cmd["command_id"]))
-        deadline = time.monotonic() + RESULT_WAIT_S
-        while time.monotonic() < deadline:
-            outcome = await self.hub.r.get(keys.cmdresult(cmd["command_id"]))
-            if outcome:
-                body = orjson.loads(outcome)
-                conn.send_raw(result(msg, state="applied", command_id=cmd["command_id"],
-                                     ok=bool(body.get("ok")), reason=body.get("reason")))
-                return
-            await asyncio.sleep(0.1)
-        conn.send_raw(result(msg, state="pending", command_id=cmd["command_id"]))
-
-    # ---- lifecycle ---------------------------------------------------------------
-
-    async def start_producer(self) -> None:
-        """Connect the command producer, retrying while Kafka is away."""
-        from aiokafka import AIOKafkaProducer
-
-        while self.producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka,
-                                        acks="all", client_id="gridwatch-gateway")
-            try:
-                await producer.start()
-                self.producer = producer
-            except asyncio.CancelledError:  # the gateway stops while it connects
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise
-            except Exception as exc:  # noqa: BLE001 - broker down: aiokafka raises several kinds
-                log.warning("Kafka not reachable (%s); retrying", exc)
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                await asyncio.sleep(2.0)
+        self.relay = Relay(settings, self.hub.r, self.metrics,
+                           keyring=command_keys.keyring(settings),
+                           recheck=functools.partial(recheck, self.gate))
+        sockets: dict[str, int] = {}  # open sockets per user name
+        self.handler = Handler(settings, hub=self.hub, gate=self.gate, relay=self.relay,
+                               sender=Sender(self.hub, self.metrics), metrics=self.metrics,
+                               sockets=sockets, queue_limit=queue_limit)
+        self.routes = Routes(hub=self.hub, gate=self.gate, metrics=self.metrics,
+                             origins=origins, user_sockets=settings.user_sockets,
+                             sockets=sockets, stations=self.stations,
+                             geojson=orjson.dumps(district.geojson))
+        self.process_request = self.routes.process_request
 
     async def serve(self, stop: asyncio.Future[None], ready: asyncio.Event | None = None) -> None:
         """Serve until ``stop`` completes; closing sends every client 1001."""
         await self.hub.start()
         await self.gate.start()
-        kafka = asyncio.create_task(self.start_producer())
+        self.relay.start()
         try:
             async with _listening(self.settings), serve(
-                    self.handler, self.settings.gateway_host, self.settings.gateway_port,
+                    self.handler.handle, self.settings.gateway_host, self.settings.gateway_port,
                     process_request=self.process_request, max_size=MAX_MESSAGE,
                     create_connection=FormConnection,
                     # No per-message deflate: compressing means one zlib pass per
@@ -463,11 +115,7 @@ class Gateway:
                 server.close()
                 await server.wait_closed()
         finally:
-            kafka.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await kafka
-            if self.producer is not None:
-                await self.producer.stop()
+            await self.relay.stop()
             await self.hub.stop()
 
 
@@ -483,12 +131,6 @@ async def _listening(settings: Settings) -> AsyncIterator[None]:
             f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: "
             f"{os.strerror(exc.errno)} (another gateway running? GRIDWATCH_GATEWAY=host:port or "
             "--port picks another port)") from None
-
-
-def result(msg: dict[str, Any], **fields: Any) -> bytes:
-    """A command reply, tied to the client's request id ``req``."""
-    return orjson.dumps({"op": "result", "req": msg.get("req"), "action": msg.get("action"),
-                         "id": msg.get("id"), **fields})
 
 
 async def main(settings: Settings) -> None:

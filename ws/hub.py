@@ -3,8 +3,8 @@
 Each channel stream has exactly one ``XREAD BLOCK`` loop, whatever the number of
 clients. An entry is decoded once (to find its tags), framed once, and the same bytes
 are offered to every connection whose subscriptions meet the tags, through a tag
-index, so fan-out costs O(recipients). Snapshots and replays for one connecting client
-are read here too.
+index, so fan-out costs O(recipients). The stream reads of a connecting client's replay
+are here too (its snapshot is :mod:`.resume`'s).
 
 Grid deltas are many (the worker rewrites every grid an event touched, every 100 ms)
 and every officer wants all of them, so they are coalesced here, once for everyone:
@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -31,102 +30,23 @@ from redis.exceptions import RedisClusterException
 from gridwatch import keys, redis_client
 from gridwatch.settings import Settings
 
-from .auth import User
 from .channels import (
     CHANNELS,
     COALESCED,
     EVERYTHING,
-    Outbox,
-    Overflow,
     coalesce_key,
     frame,
     grid_batch_frame,
-    may_see,
     parse_id,
-    tags_of,
 )
+from .conn import Conn
+from .policy import tags_of
 
 log = logging.getLogger("gridwatch.gateway")
 
 Entry = tuple[str, bytes]  # stream id, the entry's JSON
 # What a Redis blip raises (a cluster's slot map moving raises the last one).
 REDIS_ERRORS = (OSError, aioredis.RedisError, RedisClusterException)
-
-
-@dataclass(eq=False)
-class Conn:
-    """One WebSocket client as the hub sees it.
-
-    While ``syncing`` (its snapshot or replay is being read), live frames wait in
-    ``pending``; afterwards they go straight into the outbox, whose cursors drop what the
-    replay already delivered.
-    """
-
-    user: User
-    subs: frozenset[str]
-    chans: tuple[str, ...]
-    outbox: Outbox
-    on_overflow: Callable[[Conn, str], None]
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    # Called (instead of setting ``wake``) when frames are queued: the gateway writes
-    # the ready connections together, from one callback, rather than waking a task each.
-    notify: Callable[[Conn], None] | None = None
-    syncing: bool = True
-    pending: list[tuple[str, str, bytes, str | None]] = field(default_factory=list)
-    dead: bool = False
-    sending: bool = False  # the send loop is writing (or waiting on flow control)
-
-    def offer(self, channel: str, stream_id: str, data: bytes, key: str | None) -> None:
-        """Queue one live frame (or park it while syncing); too slow means closed."""
-        if self.dead:
-            return
-        if self.syncing:
-            if len(self.pending) >= self.outbox.limit:
-                self.fail(f"{len(self.pending)} frames waiting")
-            else:
-                self.pending.append((channel, stream_id, data, key))
-            return
-        self.deliver(channel, stream_id, data, key)
-
-    def deliver(self, channel: str, stream_id: str, data: bytes, key: str | None) -> None:
-        """Queue a frame now, even while syncing (a replayed frame precedes parked ones)."""
-        if self.dead:
-            return
-        try:
-            if self.outbox.push(channel, stream_id, data, key):
-                self.ready()
-        except Overflow as exc:
-            self.fail(str(exc))
-
-    def send_raw(self, data: bytes) -> None:
-        """Queue a frame outside any channel (snapshot, result, summary)."""
-        if self.dead:
-            return
-        try:
-            self.outbox.push_raw(data)
-            self.ready()
-        except Overflow as exc:
-            self.fail(str(exc))
-
-    def go_live(self) -> None:
-        """End syncing: move the parked frames through the cursors into the outbox."""
-        parked, self.pending = self.pending, []
-        self.syncing = False
-        for channel, stream_id, data, key in parked:
-            self.offer(channel, stream_id, data, key)
-        self.ready()
-
-    def ready(self) -> None:
-        """Something is queued: tell the gateway (or wake the send loop)."""
-        if self.notify is not None:
-            self.notify(self)
-        else:
-            self.wake.set()
-
-    def fail(self, why: str) -> None:
-        if not self.dead:
-            self.dead = True
-            self.on_overflow(self, why)
 
 
 class Hub:
@@ -313,7 +233,7 @@ class Hub:
                 log.warning("summary: %s", exc)
             await asyncio.sleep(2.0)
 
-    # ---- reads for one connecting client ------------------------------------------
+    # ---- stream reads for one connecting client -----------------------------------
 
     async def first_id(self, channel: str) -> str | None:
         got = await self.r.xrange(CHANNELS[channel], count=1)
@@ -335,58 +255,3 @@ class Hub:
         counters = {k.decode(): int(v) for k, v in raw.items()}
         counters["open_alerts"] = int(await self.r.zcard(keys.ALERTS_OPEN))
         return orjson.dumps({"ch": "summary", "m": counters})
-
-    async def _mget(self, names: list[str]) -> list[bytes]:
-        out: list[bytes] = []
-        for i in range(0, len(names), 500):
-            # On a cluster the keys are in many slots: MGET split by slot (not atomic).
-            out.extend(v for v in await redis_client.amget(self.r, names[i:i + 500]) if v)
-        return out
-
-    async def snapshot(self, channel: str, user: User) -> list[bytes]:
-        """The current records of ``channel`` that ``user`` may see, as stored JSON."""
-        wrap: Callable[[Any], dict[str, Any]]
-        if channel == "alerts":
-            if user.role == "grid_worker":
-                ids = [i for g in user.grids
-                       for i in await self.r.zrevrange(keys.alerts_by_grid(g), 0, 199)]
-            else:
-                ids = await self.r.zrevrange(keys.ALERTS_OPEN, 0, 999)
-            raws = await self._mget([keys.alert(i.decode()) for i in ids])
-            wrap = lambda rec: {"alert": rec}
-        elif channel == "tasks":
-            if user.role == "grid_worker":
-                ids = await self.r.zrevrange(keys.tasks_by_worker(user.name), 0, 199)
-                names = [keys.task(i.decode()) for i in ids]
-            else:
-                alerts = await self._mget([keys.alert(i.decode()) for i in
-                                           await self.r.zrevrange(keys.ALERTS_OPEN, 0, 999)])
-                names = [keys.task(t) for t in
-                         (orjson.loads(a).get("task_id") for a in alerts) if t]
-            raws = await self._mget(names)
-            wrap = lambda rec: {"task": rec}
-        elif channel == "grids":
-            grids = user.grids if user.role == "grid_worker" else self.grid_ids
-            raws = await self._mget([keys.risk(g) for g in grids])
-            wrap = lambda rec: rec
-        else:
-            known = {m.decode() for m in await self.r.smembers(keys.STATIONS)}
-            stations = user.stations if user.role == "station_manager" else \
-                sorted(known | set(self.station_ids))
-            raws = await self._mget([keys.forecast(s) for s in stations])
-            wrap = lambda rec: {"forecast": rec}
-        keep = []
-        for raw in raws:
-            try:
-                if may_see(user, channel, wrap(orjson.loads(raw))):
-                    keep.append(raw)
-            except orjson.JSONDecodeError:
-                continue
-        return keep
-
-
-def snapshot_frame(channel: str, stream_id: str, items: list[bytes]) -> bytes:
-    """One frame replacing a channel's state on the client; ``id`` is its resume point."""
-    return (b'{"ch":"' + channel.encode() + b'","snapshot":true,"id":"' + stream_id.encode()
-            + b'","items":[' + b",".join(items) + b"]}")
-

@@ -1,5 +1,15 @@
 """Writing server text frames straight to a client's socket: the same shared bytes for
-every recipient, one write per batch (see :func:`send_frames`)."""
+every recipient, one write per batch (see :func:`send_frames`).
+
+websockets' public API has no equivalent at the same cost: ``ws.send`` and
+``broadcast`` serialise the frame per connection (a copy of the payload for every
+client) and write each frame on its own, and ``broadcast`` ignores flow control. So
+the header is written here; ``tests/unit/test_ws_wire.py`` holds it to websockets' own
+``Frame.serialize`` byte for byte, and checks on a real connection object the
+attributes read below (``protocol.state``, ``protocol.extensions``,
+``protocol.expect_continuation_frame``, ``send_in_progress``, ``paused``,
+``transport``, ``drain``), which websockets does not document.
+"""
 
 from __future__ import annotations
 

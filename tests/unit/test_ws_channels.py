@@ -1,4 +1,4 @@
-"""ws/channels.py and ws/commands.py: visibility, coalescing, resume bookkeeping, command rules."""
+"""ws/channels.py, ws/policy.py and ws/commands.py: visibility, coalescing, resume bookkeeping, command rules."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from gridwatch.ws.channels import (
     Outbox,
     Overflow,
     frame,
-    may_see,
     needs_snapshot,
     newest,
     parse_id,
-    subscriptions,
-    tags_of,
 )
 from gridwatch.ws.commands import CommandError, check, command_record, parse
+from gridwatch.ws.policy import may_see, subscriptions, tags_of
 
 OFFICER = User("o1", "duty_officer")
 ADMIN = User("a1", "admin")

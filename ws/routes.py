@@ -1,0 +1,125 @@
+"""The gateway's plain HTTP, on the socket's port: login, ``/api/*``, static files, and
+the checks that let a WebSocket upgrade on ``/ws`` proceed.
+
+Refusals before the upgrade are HTTP: 401 without a valid session, 403 for a foreign
+Origin, 429 for a user at its socket cap or an address past its failed-check budget.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from gridwatch.schemas import commands as contract
+from prometheus_client import generate_latest
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from gridwatch import keys
+
+from . import http
+from .auth import origin_allowed
+from .hub import Hub
+from .metrics import Metrics
+from .policy import may_see_grid
+from .sessions import SessionGate
+
+
+class Routes:
+    """What each path answers.
+
+    Args:
+        sockets: open sockets per user name (the handler keeps it), for the per-user cap.
+        stations: the stations as ``/api/me`` lists them.
+        geojson: the grids file served as ``/api/grids.geojson``.
+    """
+
+    def __init__(self, *, hub: Hub, gate: SessionGate, metrics: Metrics, origins: tuple[str, ...],
+                 user_sockets: int, sockets: Mapping[str, int],
+                 stations: list[dict[str, Any]], geojson: bytes) -> None:
+        self.hub = hub
+        self.gate = gate
+        self.metrics = metrics
+        self.origins = origins
+        self.user_sockets = user_sockets
+        self.sockets = sockets
+        self.stations = stations
+        self.geojson = geojson
+        self.grid_set = frozenset(hub.grid_ids)
+        self.files = http.load_static()
+        self.contract = orjson.dumps(contract.to_dict())  # the cockpit's command rules
+
+    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer plain HTTP, or vet a WebSocket upgrade (``None`` lets it proceed)."""
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return http.json_response(200, {"ok": True, "clients": len(self.hub.conns)})
+        address = _address(connection)
+        if path == "/login":
+            if request.method == "POST":
+                return await self.gate.login(request, address)
+            return await self.gate.login_page(request, address)
+        if request.method != "GET":
+            return http.response(405, b"method not allowed\n", "text/plain",
+                                 extra=[("Allow", "GET")])
+        if path in http.PUBLIC:
+            return http.static_response(self.files, path)
+        user, token, limited = await self.gate.user_at(request, address)
+        if limited:
+            return http.response(429, b"too many failed attempts\n", "text/plain")
+        if path == "/metrics":
+            if not (_loopback(connection) or (user and user.role == "admin")):
+                return http.response(401, b"unauthorized\n", "text/plain")
+            return http.response(200, generate_latest(self.metrics.registry),
+                                 "text/plain; version=0.0.4", cache="no-store")
+        if path == "/ws":
+            if not origin_allowed(request.headers.get("Origin"), self.origins):
+                return http.response(403, b"origin not allowed\n", "text/plain")
+            if user is None:
+                return http.response(401, b"login required\n", "text/plain")
+            if self.sockets.get(user.name, 0) >= self.user_sockets:
+                return http.response(429, b"too many open sockets for this user\n",
+                                     "text/plain")
+            connection.gw_user = user  # type: ignore[attr-defined]
+            connection.gw_token = token  # type: ignore[attr-defined]
+            return None
+        if user is None:
+            if path in ("/", "/index.html"):
+                return http.redirect("/signin.html")
+            return http.response(401, b"login required\n", "text/plain")
+        if path == "/logout":
+            return await self.gate.logout(token)
+        if path == "/api/me":
+            return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
+        if path == "/api/contract":
+            return http.response(200, self.contract, "application/json")
+        if path == "/api/grids.geojson":
+            return http.response(200, self.geojson, "application/geo+json", cache="private")
+        if path.startswith("/api/risk/"):
+            # One grid's full risk record: grid deltas carry only score and band, the
+            # "why this colour" (indicator contributions) is read here on demand.
+            grid = path[len("/api/risk/"):]
+            if grid not in self.grid_set or not may_see_grid(user, grid):
+                return http.response(404, b"not found\n", "text/plain")
+            raw = await self.hub.r.get(keys.risk(grid))
+            if raw is None:
+                return http.response(404, b"no risk yet\n", "text/plain")
+            return http.response(200, raw, "application/json", cache="no-store")
+        return http.static_response(self.files, "/index.html" if path == "/" else path)
+
+
+def _address(connection: ServerConnection) -> str:
+    try:
+        return str(connection.remote_address[0])
+    except (TypeError, IndexError):
+        return "?"
+
+
+def _loopback(connection: ServerConnection) -> bool:
+    try:
+        return ipaddress.ip_address(connection.remote_address[0]).is_loopback
+    except (TypeError, ValueError, IndexError):
+        return False
