@@ -36,6 +36,9 @@ GRIDWATCH_REDIS_CLUSTER    Redis Cluster seed nodes host:port[,host:port...];  (
 GRIDWATCH_REPLICATION      replication factor of the topics gridwatch creates  0: min(3, brokers)
 GRIDWATCH_MIN_INSYNC       min.insync.replicas of those topics                 0: 2 when RF >= 3,
                                                                                else 1
+GRIDWATCH_KAFKA_HEAP       JVM heap flags of each Kafka node the local stack   -Xms256m -Xmx1g; in a
+                           starts                                              cluster -Xms128m
+                                                                               -Xmx384m each
 GRIDWATCH_COMMAND_KEYS     command signing keys, key_id:secret[,...]; the      a key made once under
                            first signs, all verify (never printed)             GRIDWATCH_HOME
 GRIDWATCH_COMMAND_KEY_FILE a file of such keys, one a line (instead of the     the same
@@ -111,6 +114,7 @@ class Settings:
     redis_cluster: tuple[str, ...] = ()
     replication: int = 0
     min_insync: int = 0
+    kafka_heap: str = ""  # "" means the stack's defaults (gridwatch.stack_kafka.heap)
     # Command signing (gridwatch.command_keys): secrets, so kept out of repr and public().
     command_keys: str = field(default="", repr=False)
     command_key_file: Path | None = None
@@ -270,6 +274,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         redis_cluster=_nodes(env, "GRIDWATCH_REDIS_CLUSTER"),
         replication=_int(env, "GRIDWATCH_REPLICATION", base.replication, lo=0),
         min_insync=_int(env, "GRIDWATCH_MIN_INSYNC", base.min_insync, lo=0),
+        kafka_heap=(env.get("GRIDWATCH_KAFKA_HEAP") or "").strip(),
     )
     return settings
 

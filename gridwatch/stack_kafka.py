@@ -14,7 +14,6 @@ rest formats storage once per node and starts the JVMs.
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -115,10 +114,10 @@ def properties(settings: Settings, node: KafkaNode, nodes: list[KafkaNode]) -> s
     return "\n".join(lines) + "\n"
 
 
-def heap(count: int) -> str:
-    """JVM heap flags: ``GRIDWATCH_KAFKA_HEAP`` if set; smaller per node in a cluster."""
-    return os.environ.get("GRIDWATCH_KAFKA_HEAP") or (
-        "-Xms256m -Xmx1g" if count == 1 else "-Xms128m -Xmx384m")
+def heap(count: int, configured: str) -> str:
+    """JVM heap flags of each of ``count`` nodes: ``configured`` (``GRIDWATCH_KAFKA_HEAP``,
+    ``settings.kafka_heap``) if set; smaller per node in a cluster."""
+    return configured or ("-Xms256m -Xmx1g" if count == 1 else "-Xms128m -Xmx384m")
 
 
 _LOG4J = """log4j.rootLogger=WARN, file
@@ -202,7 +201,7 @@ def start(settings: Settings, paths: Paths, nodes: list[KafkaNode],
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.run.mkdir(parents=True, exist_ok=True)
     cluster = _shared_cluster_id(nodes)
-    flags = heap(len(nodes))
+    flags = heap(len(nodes), settings.kafka_heap)
     for node in todo:
         node.data.mkdir(parents=True, exist_ok=True)
         node.config.write_text(properties(settings, node, nodes))

@@ -27,6 +27,7 @@ def test_an_empty_environment_gives_the_local_stack_defaults() -> None:
     assert s.group == "gridwatch-worker"
     assert (s.kafka_port, s.redis_port) == (19092, 16379)
     assert (s.tz, s.calendar) == ("Asia/Shanghai", "CN")
+    assert s.kafka_heap == ""  # the stack's own per-node defaults
 
 
 def test_every_variable_is_read() -> None:
@@ -45,6 +46,7 @@ def test_every_variable_is_read() -> None:
         "GRIDWATCH_GROUP": "district-7",
         "GRIDWATCH_TZ": "Asia/Urumqi",
         "GRIDWATCH_CALENDAR": "none",
+        "GRIDWATCH_KAFKA_HEAP": "-Xms512m -Xmx2g",
     }
     s = load(env)
     assert s.kafka == "kafka-1:9092,kafka-2:9092"
@@ -62,6 +64,7 @@ def test_every_variable_is_read() -> None:
     assert s.group == "district-7"
     assert s.tz == "Asia/Urumqi"
     assert s.calendar is None
+    assert s.kafka_heap == "-Xms512m -Xmx2g"
     assert load({"GRIDWATCH_CALENDAR": " cn "}).calendar == "CN"
     assert load({"GRIDWATCH_CALENDAR": "nz-auk"}).calendar == "NZ-AUK"
 

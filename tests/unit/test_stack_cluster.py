@@ -108,12 +108,13 @@ def test_a_restarted_node_keeps_the_cluster_id_of_the_others(s: settings_mod.Set
     assert stack_kafka._shared_cluster_id(nodes) != "abcDEF123"
 
 
-def test_cluster_heap_is_smaller_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GRIDWATCH_KAFKA_HEAP", raising=False)
-    assert "-Xmx384m" in stack_kafka.heap(3).split()
-    assert "-Xmx1g" in stack_kafka.heap(1).split()
-    monkeypatch.setenv("GRIDWATCH_KAFKA_HEAP", "-Xmx200m")
-    assert stack_kafka.heap(3) == "-Xmx200m"
+def test_cluster_heap_is_smaller_unless_set() -> None:
+    unset = settings_mod.load({}).kafka_heap
+    assert "-Xmx384m" in stack_kafka.heap(3, unset).split()
+    assert "-Xmx1g" in stack_kafka.heap(1, unset).split()
+    configured = settings_mod.load({"GRIDWATCH_KAFKA_HEAP": " -Xmx200m "}).kafka_heap
+    assert stack_kafka.heap(3, configured) == "-Xmx200m"
+    assert stack_kafka.heap(1, configured) == "-Xmx200m"
 
 
 # ---- Redis Cluster ----------------------------------------------------------------------------
