@@ -1,1 +1,2 @@
-"""Kafka: the topic catalogue, the faust app factory and the producers."""
+"""Kafka: the topic catalogue, the clients (one module builds them all), the faust app
+factory and the producers."""

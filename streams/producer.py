@@ -1,4 +1,5 @@
-"""Sending events to Kafka: the one producer the CLI, simulator and benchmarks share."""
+"""Sending events to Kafka with the one producer the CLI, simulator and benchmarks share
+(built by :mod:`gridwatch.streams.clients`)."""
 
 from __future__ import annotations
 
@@ -15,32 +16,12 @@ from kafka import KafkaProducer
 from ..schemas.errors import DecodeError
 from ..schemas.events import decode
 from ..settings import Settings
+from . import clients
 from .topics import InputTopic, resolve
 
-
-def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """A kafka-python producer tuned for throughput with every write acknowledged.
-
-    ``acks=all`` is not negotiable: with topics on three brokers and
-    min.insync.replicas 2, it is what makes an acknowledged event survive a broker.
-
-    Raises:
-        ValueError: ``overrides`` ask for weaker acknowledgements.
-    """
-    if overrides.get("acks", "all") not in ("all", -1):
-        raise ValueError(f"acks={overrides['acks']!r}: gridwatch producers use acks=all")
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka.split(","),
-        "acks": "all",
-        "linger_ms": 5,
-        "batch_size": 256 * 1024,
-        "max_request_size": 4 * 1024 * 1024,
-        "compression_type": None,
-        "retries": 10,
-        "client_id": "gridwatch-producer",
-    }
-    options.update(overrides)
-    return KafkaProducer(**options)
+#: The kafka-python producer every gridwatch command and benchmark sends with
+#: (:func:`gridwatch.streams.clients.producer`: ``acks=all``, tuned for throughput).
+make_producer = clients.producer
 
 
 @dataclass
@@ -75,7 +56,7 @@ def publish_file(
     """
     topic = resolve(topic_name)
     report = PublishReport()
-    producer = make_producer(settings)
+    producer = clients.producer(settings)
     try:
         with open(path, "rb") as fh:
             for n, line in enumerate(fh, 1):
