@@ -34,7 +34,7 @@ from aiokafka.structs import OffsetAndMetadata
 from .. import keys
 from ..settings import Settings
 from ..store import ApplyConflict
-from ..streams import topics
+from ..streams import clients, topics
 from .fold import BatchUpdate, RawRecord
 from .ingest import BatchApplier, OffsetGap, Prefolded
 
@@ -94,8 +94,8 @@ class IngestLoop:
         self._stopping = asyncio.Event()
 
     def make_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.split(","),
+        return clients.async_consumer(
+            self.settings,
             group_id=ingest_group(self.settings),
             client_id=f"{self.settings.group}-ingest",
             enable_auto_commit=False,

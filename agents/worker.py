@@ -27,7 +27,7 @@ from ..city import load_grids
 from ..schemas.events import Bounds
 from ..settings import Settings
 from ..store import AsyncStore
-from ..streams import topics
+from ..streams import clients, topics
 from ..streams.app import make_app
 from . import loiter, rules
 from .commands import CommandApplier
@@ -60,9 +60,9 @@ def _records(events: list[faust.EventT]) -> list[RawRecord]:
 
 def _end_offsets(settings: Settings) -> dict[str, int]:
     """The end offset of every input partition ("topic:partition" -> next offset)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.split(","), client_id="gridwatch-ends")
+    consumer = clients.offsets_consumer(settings)
     try:
         parts = [TopicPartition(t.name, p) for t in topics.INPUTS for p in range(settings.partitions)]
         return {f"{tp.topic}:{tp.partition}": int(end) for tp, end in consumer.end_offsets(parts).items()}

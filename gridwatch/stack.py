@@ -63,7 +63,7 @@ def _redis_ready(settings: Settings) -> bool:
 
 
 def _kafka_ready(settings: Settings) -> bool:
-    return stack_kafka.ready(settings.kafka, 1)
+    return stack_kafka.ready(settings, 1)
 
 
 def _brokers_wanted(settings: Settings, paths: Paths, brokers: int | None) -> int:
@@ -98,7 +98,7 @@ def status(settings: Settings) -> dict[str, object]:
         "kafka": bootstrap,
         "redis": settings.redis,
         "kafka_up": port_open(first.host, first.port)
-        and stack_kafka.ready(bootstrap, len(nodes)),
+        and stack_kafka.ready(settings.with_(kafka=bootstrap), len(nodes)),
         "redis_up": _redis_ready(settings),
         "kafka_pid": read_pid(paths.pidfile(first.name)),
         "redis_pid": read_pid(paths.pidfile("redis")),
@@ -203,7 +203,7 @@ def _wait(settings: Settings, paths: Paths, brokers: int, masters: list[int],
             stack_redis.create_if_new(masters, log)
             created = True
         if (created and _redis_ready(settings)
-                and stack_kafka.ready(settings.kafka, brokers)
+                and stack_kafka.ready(settings, brokers)
                 and (not masters or stack_redis.ready(masters))):
             return
         for name in started:

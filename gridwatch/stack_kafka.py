@@ -260,13 +260,13 @@ def _shared_cluster_id(nodes: list[KafkaNode]) -> str:
     return cluster_id()
 
 
-def ready(bootstrap_servers: str, brokers: int) -> bool:
-    """True when the cluster answers and ``brokers`` brokers are registered in it."""
-    from kafka import KafkaAdminClient  # local import: only the stack needs it here
+def ready(settings: Settings, brokers: int) -> bool:
+    """True when the cluster of ``settings.kafka`` answers and ``brokers`` brokers are
+    registered in it."""
+    from .streams import clients  # local import: only the stack needs Kafka clients here
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","),
-                                 request_timeout_ms=3000, client_id="gridwatch-stack")
+        admin = clients.probe(settings)
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
         return False
     try:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 
-from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from ..schemas.errors import StackError
 from ..settings import Settings
 from ..stack_kafka import replication_for
+from . import clients
 from .topics import all_topics
 
 
@@ -54,8 +54,7 @@ def ensure_topics(settings: Settings, *, retention_ms: int | None = None,
     """
     wanted = all_topics(settings.partitions)
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka, client_id="gridwatch-admin",
-                                 request_timeout_ms=15000)
+        admin = clients.admin(settings)
     except Exception as exc:  # report any connection failure plainly
         raise StackError(f"cannot reach Kafka at {settings.kafka}: {exc}") from exc
     try:
@@ -103,7 +102,8 @@ def recreate_topics(settings: Settings, *, timeout: float = 60.0,
     """
     from kafka.errors import UnknownTopicOrPartitionError
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka, client_id="gridwatch-admin")
+    # kafka-python's default request timeout, which the deletions have always had.
+    admin = clients.admin(settings, request_timeout_ms=30_000)
     try:
         names = [n for n in admin.list_topics() if n in all_topics(settings.partitions)]
         if names:

@@ -207,11 +207,10 @@ class Relay:
 
     async def _start_producer(self) -> None:
         """Connect the command producer, retrying while Kafka is away."""
-        from aiokafka import AIOKafkaProducer
+        from gridwatch.streams import clients
 
         while self.producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka,
-                                        acks="all", client_id="gridwatch-gateway")
+            producer = clients.async_producer(self.settings, client_id="gridwatch-gateway")
             try:
                 await producer.start()
                 self.producer = producer
