@@ -98,7 +98,8 @@ def cmd_publish(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     from .city import load_city
-    from .streams.producer import make_producer, paced, send_events, stderr_progress
+    from .streams import clients
+    from .streams.producer import paced, send_events, stderr_progress
     from .streams.simulate import CST, CityDay, Simulator
 
     start = None
@@ -123,7 +124,7 @@ def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                 n += 1
         print(f"wrote {n} events to {args.out}")
         return 0
-    producer = make_producer(s)
+    producer = clients.producer(s)
     try:
         sent = send_events(producer, paced(items, speed=args.speed), rate=args.rate,
                            progress=stderr_progress("simulated events sent"))

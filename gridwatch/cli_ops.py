@@ -39,11 +39,11 @@ def send_command(settings: Settings, command: dict[str, Any], *, timeout: float 
     """
     from .command_keys import keyring
     from .signing import sign
-    from .streams.producer import make_producer
+    from .streams import clients
     from .streams.topics import COMMANDS, command_key
 
     command = sign(command, keyring(settings))
-    producer = make_producer(settings)
+    producer = clients.producer(settings)
     try:
         key = command_key(command["target"], command["id"])
         producer.send(COMMANDS, key=key, value=orjson.dumps(command)).get(timeout=15)

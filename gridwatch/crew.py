@@ -177,12 +177,12 @@ def run(settings: Settings, crew: Crew, stop: threading.Event, acted: list[int],
     from .command_keys import keyring
     from .redis_client import mget
     from .signing import sign
-    from .streams.producer import make_producer
+    from .streams import clients
     from .streams.topics import COMMANDS, command_key
 
     ring = keyring(settings)  # the crew acts through the command log, signed like the CLI
     r = store.connect(settings)
-    producer = make_producer(settings)
+    producer = clients.producer(settings)
     try:
         while not stop.wait(interval):
             try:

@@ -107,7 +107,8 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     ``fresh``: wipe the local stack's data first (topics, messages, Redis state), so
     an earlier run's events do not add to this one's.
     """
-    from .streams.producer import make_producer, paced
+    from .streams import clients
+    from .streams.producer import paced
     from .streams.simulate import CST, CityDay, Simulator
 
     # A SIGTERM (e.g. from a supervisor) stops the demo like Ctrl-C: children included.
@@ -164,7 +165,7 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
         desk = crew_mod.from_city(city, leave_worker=yours["id"], seed=seed)
         threading.Thread(target=crew_mod.run, args=(settings, desk, stop, acted),
                          daemon=True).start()
-    producer = make_producer(settings)
+    producer = clients.producer(settings)
     try:
         for _, topic, event in sim.stream(days=0, history_days=HISTORY_DAYS):
             producer.send(topic.name, key=str(event[topic.key_field]).encode(),

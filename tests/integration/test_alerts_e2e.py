@@ -30,9 +30,10 @@ from gridwatch.agents.decide import incident_id
 from gridwatch.agents.loiter import loiter_alert_id
 from gridwatch.agents.rules import alert_id as rule_alert_id
 from gridwatch.schemas.events import format_time, parse_time
+from gridwatch.streams import clients
 from gridwatch.streams.simulate import CST, CityDay, Simulator
 from gridwatch.streams.topics import CHECKPOINT_SCANS, COMMANDS, CROWD_LOITER, INPUT_BY_NAME
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from gridwatch import keys, store
 from gridwatch import settings as settings_mod
@@ -619,7 +620,7 @@ def test_alerts_and_tasks_queries_as_json(timerless: Workers) -> None:
 
 def end_offsets(s: settings_mod.Settings, topic_names: list[str]) -> dict[str, int]:
     """``topic:partition`` -> the offset of the last record, for non-empty partitions."""
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka)
+    consumer = clients.offsets_consumer(s)
     try:
         parts = [TopicPartition(t, p) for t in topic_names for p in range(s.partitions)]
         ends = consumer.end_offsets(parts)

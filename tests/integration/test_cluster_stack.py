@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from gridwatch.schemas.errors import StackError
-from gridwatch.streams.producer import make_producer
+from gridwatch.streams import clients
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from redis.cluster import RedisCluster
@@ -145,7 +145,7 @@ def _admin(s: settings_mod.Settings) -> KafkaAdminClient:
 
 
 def _produce(s: settings_mod.Settings, start: int, count: int) -> None:
-    producer = make_producer(s, retries=20, request_timeout_ms=15000)
+    producer = clients.producer(s, retries=20, request_timeout_ms=15000)
     assert producer.config["acks"] in (-1, "all")
     try:
         futures = [producer.send(TOPIC, key=str(i % 7).encode(), value=f"event-{i}".encode())

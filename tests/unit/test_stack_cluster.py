@@ -248,13 +248,15 @@ def test_down_stops_every_node_it_started_and_nothing_else(tmp_path: Path) -> No
 
 
 def test_producers_built_by_the_project_wait_for_all_in_sync_replicas(tmp_path: Path) -> None:
+    from gridwatch.streams import clients
     from gridwatch.streams.app import make_app
-    from gridwatch.streams.producer import make_producer
 
     app = make_app(settings_mod.load({"GRIDWATCH_HOME": str(tmp_path)}), app_id="gw-acks")
     assert int(app.conf.producer_acks) == -1
     with pytest.raises(ValueError, match="acks=all"):
-        make_producer(settings_mod.Settings(), acks=1)
+        clients.producer(settings_mod.Settings(), acks=1)
+    with pytest.raises(ValueError, match="acks=all"):
+        clients.async_producer(settings_mod.Settings(), acks=0)
 
 
 def test_up_refuses_one_broker_while_this_stacks_cluster_runs(tmp_path: Path) -> None:
