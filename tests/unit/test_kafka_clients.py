@@ -7,7 +7,6 @@ and looked at.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from gridwatch.streams import clients
 from gridwatch.streams.app import make_app
 
 from gridwatch import settings as settings_mod
+from tests import aio
 
 # Nothing listens on port 1: a client that tried to connect here would fail or hang.
 NOWHERE = "127.0.0.1:1, 127.0.0.1:3"
@@ -87,7 +87,7 @@ def test_the_async_producer_is_built_without_connecting(s: settings_mod.Settings
         finally:
             await producer.stop()
 
-    asyncio.run(build())
+    aio.run(build())
 
 
 def test_the_async_consumer_is_built_without_connecting(s: settings_mod.Settings) -> None:
@@ -104,7 +104,7 @@ def test_the_async_consumer_is_built_without_connecting(s: settings_mod.Settings
         finally:
             await consumer.stop()
 
-    asyncio.run(build())
+    aio.run(build())
 
 
 def test_the_ingest_loop_consumer_keeps_its_own_options(s: settings_mod.Settings) -> None:
@@ -123,7 +123,7 @@ def test_the_ingest_loop_consumer_keeps_its_own_options(s: settings_mod.Settings
         finally:
             await consumer.stop()
 
-    asyncio.run(build())
+    aio.run(build())
 
 
 def test_the_faust_app_takes_its_brokers_and_acks_from_the_clients_module(

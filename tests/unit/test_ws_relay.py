@@ -9,6 +9,7 @@ import orjson
 from gridwatch.ws.relay import Outcomes, result
 
 from gridwatch import keys
+from tests import aio
 
 
 class Redis:
@@ -45,7 +46,7 @@ def test_one_read_per_interval_answers_every_command_in_flight() -> None:
         assert len(r.mgets) == reads  # nothing awaited: no reads
         await outcomes.stop()
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_no_outcome_in_time_or_redis_away_is_none_and_the_waiter_keeps_going() -> None:
@@ -61,7 +62,7 @@ def test_no_outcome_in_time_or_redis_away_is_none_and_the_waiter_keeps_going() -
         assert await outcomes.wait("y", timeout=1.0) == {"ok": True}
         await outcomes.stop()
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_a_cancelled_wait_leaves_nothing_behind() -> None:
@@ -74,7 +75,7 @@ def test_a_cancelled_wait_leaves_nothing_behind() -> None:
         assert not outcomes._waiting
         await outcomes.stop()
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_a_result_frame_names_the_request() -> None:

@@ -21,6 +21,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
+from tests import aio
+
 SIZES = (0, 1, 125, 126, 65535, 65536, 70000)
 CLOSES = ((1001, "gateway shutting down"), (1013, "too slow: queue full, resume on reconnect"),
           (4401, "session ended: log in again"), (4403, "your rights changed: reconnect"),
@@ -128,7 +130,7 @@ def test_a_batch_is_websockets_frames_in_order_and_a_close_follows_cleanly(
         assert events[-1].opcode is Opcode.CLOSE
         assert Close.parse(events[-1].data) == Close(code, reason)
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_the_direct_writer_steps_aside_whenever_websockets_is_mid_message_or_full() -> None:
@@ -146,4 +148,4 @@ def test_the_direct_writer_steps_aside_whenever_websockets_is_mid_message_or_ful
         conn.protocol.expect_continuation_frame = False
         assert writable(conn)
 
-    asyncio.run(scenario())
+    aio.run(scenario())
