@@ -205,13 +205,20 @@ def cmd_schemas(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace, s: settings_mod.Settings) -> int:
-    from .ws.gateway import run
-
     # The gateway reads the district's files at start: a file it cannot use is a
     # ConfigError, printed by main() as one line.
     s = s.with_(gateway_host=args.host or s.gateway_host, gateway_port=args.port or s.gateway_port)
-    run(s)
-    return 0
+    procs = s.gateway_procs if args.procs is None else args.procs
+    if procs < 1:
+        raise GridwatchError(f"--procs {procs}: must be at least 1")
+    if procs == 1:  # one process, serving itself: no supervisor
+        from .ws.gateway import run
+
+        run(s)
+        return 0
+    from .ws import procs as procs_mod
+
+    return procs_mod.run(s, procs)
 
 
 def cmd_forecast(args: argparse.Namespace, s: settings_mod.Settings) -> int:
@@ -316,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gateway", help="run the WebSocket gateway and cockpit")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--procs", type=int, default=None, metavar="N",
+                   help="N processes sharing the port (SO_REUSEPORT), restarted if one dies "
+                        "(default: GRIDWATCH_GATEWAY_PROCS, else the number of cores)")
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("forecast", help="a station's latest forecast, or `forecast backtest ...`",

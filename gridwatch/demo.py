@@ -137,7 +137,7 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     skew = {"GRIDWATCH_MAX_FUTURE_S": str(int(max(ahead, settings.max_future_s)))}
     children = [
         _spawn("worker", ["worker"], logdir, skew),
-        _spawn("gateway", ["gateway"], logdir),
+        _spawn("gateway", ["gateway", "--procs", "1"], logdir),  # one is plenty here
     ]
     url = f"http://{settings.gateway_host}:{settings.gateway_port}/"
     print(f"\n  cockpit: {url}", file=sys.stderr)

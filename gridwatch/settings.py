@@ -48,6 +48,8 @@ GRIDWATCH_PUBLIC_URL       the cockpit's address as users reach it (login      h
 GRIDWATCH_CMD_RATE         cockpit commands a second per user (all sockets)    10
 GRIDWATCH_CMD_BURST        commands a user may send at once                    20
 GRIDWATCH_USER_SOCKETS     open sockets per user, per gateway process          20
+GRIDWATCH_GATEWAY_PROCS    gateway processes sharing the port (SO_REUSEPORT;   the number of cores
+                           1: one process, no supervisor)
 GRIDWATCH_AUTH_FAIL_RATE   failed logins/session checks a second per address   1
 GRIDWATCH_AUTH_FAIL_BURST  failed checks an address may make at once           30
 GRIDWATCH_SESSION_RECHECK  seconds between re-checks of an open socket's       60
@@ -122,6 +124,7 @@ class Settings:
     cmd_rate: float = 10.0
     cmd_burst: float = 20.0
     user_sockets: int = 20
+    gateway_procs: int = field(default_factory=lambda: os.cpu_count() or 1)
     auth_fail_rate: float = 1.0
     auth_fail_burst: float = 30.0
     session_recheck_s: float = 60.0
@@ -238,6 +241,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         cmd_rate=_float(env, "GRIDWATCH_CMD_RATE", base.cmd_rate),
         cmd_burst=max(1.0, _float(env, "GRIDWATCH_CMD_BURST", base.cmd_burst)),
         user_sockets=_int(env, "GRIDWATCH_USER_SOCKETS", base.user_sockets),
+        gateway_procs=_int(env, "GRIDWATCH_GATEWAY_PROCS", base.gateway_procs),
         auth_fail_rate=_float(env, "GRIDWATCH_AUTH_FAIL_RATE", base.auth_fail_rate),
         auth_fail_burst=max(1.0, _float(env, "GRIDWATCH_AUTH_FAIL_BURST", base.auth_fail_burst)),
         session_recheck_s=max(0.1, _float(env, "GRIDWATCH_SESSION_RECHECK",

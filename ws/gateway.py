@@ -23,7 +23,8 @@ Close codes:
 * 4403  the user's role, grids or stations changed (reconnect with the new rights).
 
 Command budgets and socket caps are per user, shared by all of that user's sockets on
-this gateway process.
+this gateway process. ``gridwatch gateway --procs N`` runs N such processes on one port
+(:mod:`.procs`); each has its own channel readers, and a client resumes on any of them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import functools
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import orjson
 from gridwatch.schemas.errors import GridwatchError
@@ -61,8 +63,11 @@ MAX_MESSAGE = 1024 * 1024  # websockets closes (1009) past this; frames.MAX_FRAM
 class Gateway:
     """Everything one running gateway holds."""
 
-    def __init__(self, settings: Settings, *, queue_limit: int = 2000) -> None:
+    def __init__(self, settings: Settings, *, queue_limit: int = 2000,
+                 proc: int | None = None) -> None:
         self.settings = settings
+        # One of several processes sharing the port (SO_REUSEPORT): its index, else None.
+        self.proc = proc
         # The shared loader: a file it cannot use stops the gateway with one ConfigError;
         # the cockpit gets the GeoJSON with every grid's id as properties.id.
         district = city.read_grids(settings.grids)
@@ -89,7 +94,7 @@ class Gateway:
         self.routes = Routes(hub=self.hub, gate=self.gate, metrics=self.metrics,
                              origins=origins, user_sockets=settings.user_sockets,
                              sockets=sockets, stations=self.stations,
-                             geojson=orjson.dumps(district.geojson))
+                             geojson=orjson.dumps(district.geojson), proc=proc)
         self.process_request = self.routes.process_request
 
     async def serve(self, stop: asyncio.Future[None], ready: asyncio.Event | None = None) -> None:
@@ -97,6 +102,9 @@ class Gateway:
         await self.hub.start()
         await self.gate.start()
         self.relay.start()
+        # Several processes on one port: each listens with SO_REUSEPORT, the kernel
+        # spreads the connections over them.
+        shared = {"reuse_port": True} if self.proc is not None else {}
         try:
             async with _listening(self.settings), serve(
                     self.handler.handle, self.settings.gateway_host, self.settings.gateway_port,
@@ -106,9 +114,10 @@ class Gateway:
                     # client per frame, and frames are shared by all clients.
                     compression=None,
                     ping_interval=20, ping_timeout=20, close_timeout=2,
-                    server_header="gridwatch") as server:
-                log.info("gateway on http://%s:%d", self.settings.gateway_host,
-                         self.settings.gateway_port)
+                    server_header="gridwatch", **shared) as server:
+                log.info("gateway on http://%s:%d%s", self.settings.gateway_host,
+                         self.settings.gateway_port,
+                         "" if self.proc is None else f" (process {self.proc})")
                 if ready is not None:
                     ready.set()
                 await stop
@@ -119,42 +128,77 @@ class Gateway:
             await self.hub.stop()
 
 
+def check(settings: Settings) -> None:
+    """What a gateway reads at start and may refuse (the district's files, the command
+    keys), read once: a ConfigError here stops ``--procs N`` before any child starts."""
+    city.read_grids(settings.grids)
+    city.load_city(settings.city)
+    command_keys.keyring(settings)
+
+
 @contextlib.asynccontextmanager
 async def _listening(settings: Settings) -> AsyncIterator[None]:
     """Turn a failure to listen (the port taken, the address not here) into a clear error."""
     try:
         yield
     except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise
-        raise GridwatchError(
-            f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: "
-            f"{os.strerror(exc.errno)} (another gateway running? GRIDWATCH_GATEWAY=host:port or "
-            "--port picks another port)") from None
+        raise listen_error(settings, exc) from None
 
 
-async def main(settings: Settings) -> None:
-    """Run a gateway until SIGINT or SIGTERM."""
+def listen_error(settings: Settings, exc: OSError) -> GridwatchError:
+    """A failure to listen on the gateway's address as a clear error (others: re-raised)."""
+    if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+        raise exc
+    return GridwatchError(
+        f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: "
+        f"{os.strerror(exc.errno)} (another gateway running? GRIDWATCH_GATEWAY=host:port or "
+        "--port picks another port)")
+
+
+async def main(settings: Settings, *, proc: int | None = None,
+               on_ready: Callable[[], None] | None = None) -> None:
+    """Run a gateway until SIGINT or SIGTERM (one of several processes, ``proc``: until
+    SIGTERM; its supervisor handles Ctrl-C). ``on_ready``: called once it listens."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM) if proc is None else (signal.SIGTERM,):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    await Gateway(settings).serve(stop)
+    ready = asyncio.Event()
+    tell = None
+    if on_ready is not None:
+        async def _tell() -> None:
+            await ready.wait()
+            on_ready()
+
+        tell = asyncio.create_task(_tell())
+    try:
+        await Gateway(settings, proc=proc).serve(stop, ready)
+    finally:
+        if tell is not None:
+            tell.cancel()
+
+
+def setup_logs(settings: Settings) -> None:
+    from ..logs import setup
+
+    setup(settings.log_format)  # text, or JSON lines with GRIDWATCH_LOG_FORMAT=json
+    # Per-connection open/close lines at INFO would be thousands of lines per reconnect wave.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+def run_loop(coro: Coroutine[Any, Any, None]) -> None:
+    try:  # uvloop's transports write and schedule for less CPU than asyncio's own
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
 
 
 def run(settings: Settings) -> None:
     """``gridwatch gateway``: serve the cockpit and ``/ws`` on the settings' host:port."""
-    from ..logs import setup as setup_logs
-
-    setup_logs(settings.log_format)  # text, or JSON lines with GRIDWATCH_LOG_FORMAT=json
-    # Per-connection open/close lines at INFO would be thousands of lines per reconnect wave.
-    logging.getLogger("websockets").setLevel(logging.WARNING)
-    try:  # uvloop's transports write and schedule for less CPU than asyncio's own
-        import uvloop
-    except ImportError:
-        asyncio.run(main(settings))
-    else:
-        uvloop.run(main(settings))
+    setup_logs(settings)
+    run_loop(main(settings))
 
 
 if __name__ == "__main__":

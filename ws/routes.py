@@ -35,11 +35,13 @@ class Routes:
         sockets: open sockets per user name (the handler keeps it), for the per-user cap.
         stations: the stations as ``/api/me`` lists them.
         geojson: the grids file served as ``/api/grids.geojson``.
+        proc: this process's index when several share the port (``/healthz`` says it).
     """
 
     def __init__(self, *, hub: Hub, gate: SessionGate, metrics: Metrics, origins: tuple[str, ...],
                  user_sockets: int, sockets: Mapping[str, int],
-                 stations: list[dict[str, Any]], geojson: bytes) -> None:
+                 stations: list[dict[str, Any]], geojson: bytes,
+                 proc: int | None = None) -> None:
         self.hub = hub
         self.gate = gate
         self.metrics = metrics
@@ -48,6 +50,7 @@ class Routes:
         self.sockets = sockets
         self.stations = stations
         self.geojson = geojson
+        self.health: dict[str, Any] = {"ok": True} if proc is None else {"ok": True, "proc": proc}
         self.grid_set = frozenset(hub.grid_ids)
         self.files = http.load_static()
         self.contract = orjson.dumps(contract.to_dict())  # the cockpit's command rules
@@ -56,7 +59,7 @@ class Routes:
         """Answer plain HTTP, or vet a WebSocket upgrade (``None`` lets it proceed)."""
         path = urlsplit(request.path).path
         if path == "/healthz":
-            return http.json_response(200, {"ok": True, "clients": len(self.hub.conns)})
+            return http.json_response(200, {**self.health, "clients": len(self.hub.conns)})
         address = _address(connection)
         if path == "/login":
             if request.method == "POST":

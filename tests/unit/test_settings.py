@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def test_an_empty_environment_gives_the_local_stack_defaults() -> None:
     assert (s.kafka_port, s.redis_port) == (19092, 16379)
     assert (s.tz, s.calendar) == ("Asia/Shanghai", "CN")
     assert s.kafka_heap == ""  # the stack's own per-node defaults
+    assert s.gateway_procs == (os.cpu_count() or 1)
 
 
 def test_every_variable_is_read() -> None:
@@ -47,6 +49,7 @@ def test_every_variable_is_read() -> None:
         "GRIDWATCH_TZ": "Asia/Urumqi",
         "GRIDWATCH_CALENDAR": "none",
         "GRIDWATCH_KAFKA_HEAP": "-Xms512m -Xmx2g",
+        "GRIDWATCH_GATEWAY_PROCS": "3",
     }
     s = load(env)
     assert s.kafka == "kafka-1:9092,kafka-2:9092"
@@ -65,6 +68,8 @@ def test_every_variable_is_read() -> None:
     assert s.tz == "Asia/Urumqi"
     assert s.calendar is None
     assert s.kafka_heap == "-Xms512m -Xmx2g"
+    assert s.gateway_procs == 3
+    assert load({"GRIDWATCH_GATEWAY_PROCS": "1"}).gateway_procs == 1
     assert load({"GRIDWATCH_CALENDAR": " cn "}).calendar == "CN"
     assert load({"GRIDWATCH_CALENDAR": "nz-auk"}).calendar == "NZ-AUK"
 
@@ -114,6 +119,8 @@ def test_a_redis_url_without_a_port_means_6379() -> None:
     ("GRIDWATCH_TZ", "Asia/Atlantis", "time zone"),
     ("GRIDWATCH_TZ", "+08:00", "time zone"),
     ("GRIDWATCH_CALENDAR", "lunar", "holiday calendar"),
+    ("GRIDWATCH_GATEWAY_PROCS", "0", "at least 1"),
+    ("GRIDWATCH_GATEWAY_PROCS", "two", "whole number"),
 ])
 def test_a_malformed_variable_is_named_in_the_error(name: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
