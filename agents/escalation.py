@@ -12,11 +12,13 @@ Each alert has at most one running chain of deadlines, chosen by its state:
 The caller stores the one :class:`Deadline` per alert (e.g. a Redis sorted set scored by
 ``due_at`` plus the deadline JSON under the alert id), recomputes it with
 :func:`next_deadline` after every change of the alert or its task, and on a timer
-takes :func:`due` ones and calls :func:`fire`. Firing is a pure function of the deadline:
-the escalation alert's id is the deadline's id (``es-<kind>-<level>-<alert or task id>``)
-and its time is ``due_at``, so firing the same deadline twice yields the same record,
-which an insert-if-absent stores once; swapping the fired deadline for the next one in
-the same transaction makes each level fire exactly once, however long the worker was down.
+takes :func:`due` ones and calls :func:`fire`. An escalation raises the alert it is about
+(no separate alert): its ``escalation_level`` goes up, ``escalated_at`` is the deadline's
+``due_at`` and an ``escalate`` audit entry says why. Firing is a pure function of the
+deadline and the alert, and the same deadline applied twice changes nothing; storing
+the raised alert and swapping the fired deadline for the next one in the same
+transaction (under the alert's version) makes each level fire exactly once, however
+long the worker was down.
 A deadline whose state has moved on (e.g. acknowledged) fires nothing: acknowledging
 stops the ``ack`` chain.
 """
@@ -28,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..schemas.errors import ConfigError
-from ..schemas.records import Alert, AuditEntry, Task, max_severity
-from .lifecycle import DEFAULT_SLA_S, SYSTEM_ACTOR, raise_alert
+from ..schemas.records import Alert, AuditEntry, Task
+from .lifecycle import DEFAULT_SLA_S, SYSTEM_ACTOR
 
 KINDS = ("ack", "accept", "done")
 
@@ -44,6 +46,8 @@ class EscalationConfig:
     sla_s: float = DEFAULT_SLA_S
     done_repeat_s: float = 1800.0
     max_level: int | None = None
+    # Never escalated: the separate escalation alerts stored before escalations raised
+    # the alert they are about.
     exempt_kinds: frozenset[str] = frozenset({"escalation"})
 
     @classmethod
@@ -84,7 +88,8 @@ class Deadline:
     """One pending escalation.
 
     Attributes:
-        id: ``es-<kind>-<level>-<subject>``; also the id of the escalation alert it fires.
+        id: ``es-<kind>-<level>-<subject>`` (before escalations raised the alert they are
+            about, also the id of the separate escalation alert it fired).
         kind: ``"ack"``, ``"accept"`` or ``"done"``.
         alert_id: the alert it watches (the key it is stored under).
         task_id: the task it watches (``accept``/``done``), else ``None``.
@@ -192,42 +197,38 @@ def _applies(deadline: Deadline, alert: Alert, task: Task | None) -> bool:
     return task.status in ("accepted", "on_site")
 
 
-def _escalation(deadline: Deadline, alert: Alert, task: Task | None) -> Alert:
+def reason(deadline: Deadline, alert: Alert, task: Task | None) -> str:
+    """Why the deadline escalates, in English (the note of the ``escalate`` audit entry)."""
     k = deadline.level
     if deadline.kind == "ack":
         minutes = round((deadline.due_at - alert.ts_raised) / 60)
-        title = f"Not acknowledged for {minutes} min (level {k}): {alert.title}"
-        title_zh = f"告警超过{minutes}分钟未确认（第{k}级）：{alert.title_zh}"
-        status = alert.status
-    elif deadline.kind == "accept":
-        assert task is not None
+        return f"Not acknowledged for {minutes} min (level {k})"
+    assert task is not None
+    if deadline.kind == "accept":
         minutes = round((deadline.due_at - task.ts_created) / 60)
-        title = f"Task {task.id} not accepted for {minutes} min (level {k}): {alert.title}"
-        title_zh = f"任务{task.id}超过{minutes}分钟无人接单（第{k}级）：{alert.title_zh}"
-        status = task.status
-    else:
-        assert task is not None
-        minutes = round((deadline.due_at - task.due_at) / 60)
-        late = f"{minutes} min past its SLA" if minutes else "at its SLA"
-        title = f"Task {task.id} not done, {late} (level {k}): {alert.title}"
-        title_zh = f"任务{task.id}超时未办结（超时{minutes}分钟，第{k}级）：{alert.title_zh}"
-        status = task.status
-    source_ids = {"alert_id": alert.id, **({"task_id": task.id} if task is not None else {})}
-    details: dict[str, Any] = {
-        "about": deadline.kind, "level": k, "due_at": deadline.due_at,
-        "interval_s": deadline.interval_s, "source_status": status,
-        "source_severity": alert.severity, "source_kind": alert.kind,
-    }
-    if task is not None:
-        details["assignee"] = task.assignee
-        details["workers"] = list(task.workers)
-    return raise_alert(
-        id=deadline.id, kind="escalation",
-        # Duty officers must not overlook an escalation: at least medium, high from level 2.
-        severity="high" if k >= 2 else max_severity(alert.severity, "medium"),
-        grid_id=alert.grid_id, station_id=alert.station_id, ts=deadline.due_at, title=title,
-        title_zh=title_zh, source_ids=source_ids, details=details, escalation_level=k,
-    )
+        return f"Task {task.id} not accepted for {minutes} min (level {k})"
+    minutes = round((deadline.due_at - task.due_at) / 60)
+    late = f"{minutes} min past its SLA" if minutes else "at its SLA"
+    return f"Task {task.id} not done, {late} (level {k})"
+
+
+def escalated(alert: Alert, deadline: Deadline, task: Task | None) -> Alert:
+    """``alert`` raised by the deadline: ``escalation_level`` up to the deadline's level
+    (never down: it is the highest so far), ``escalated_at`` and ``ts_updated`` at its due
+    time and an ``escalate`` audit entry noting :func:`reason`.
+
+    Applying the same deadline twice changes nothing.
+    """
+    note = reason(deadline, alert, task)
+    if any(e.action == "escalate" and e.ts == deadline.due_at and e.note == note
+           for e in alert.audit):
+        return alert
+    entry = AuditEntry("escalate", alert.status, alert.status, SYSTEM_ACTOR, "system",
+                       deadline.due_at, note)
+    return replace(alert, escalation_level=max(alert.escalation_level, deadline.level),
+                   escalated_at=deadline.due_at,
+                   ts_updated=max(alert.ts_updated, deadline.due_at),
+                   audit=(*alert.audit, entry))
 
 
 def fire(deadline: Deadline, alert: Alert, task: Task | None, now: float,
@@ -235,21 +236,21 @@ def fire(deadline: Deadline, alert: Alert, task: Task | None, now: float,
     """Fire one deadline against the alert and task as they are now.
 
     Returns:
-        ``(escalation alert, next level's deadline)``; ``(None, deadline)`` when it is not
-        due yet; ``(None, None)`` when the state it watched has moved on (store
+        ``(the alert escalated, next level's deadline)``; ``(None, deadline)`` when it is
+        not due yet; ``(None, None)`` when the state it watched has moved on (store
         :func:`next_deadline` instead). The next deadline is ``None`` past ``max_level``.
     """
     if now < deadline.due_at:
         return None, deadline
     if not _applies(deadline, alert, task):
         return None, None
-    escalation = _escalation(deadline, alert, task)
+    raised = escalated(alert, deadline, task)
     level = deadline.level + 1
     if config.max_level is not None and level > config.max_level:
-        return escalation, None
+        return raised, None
     subject = task if deadline.task_id is not None else None
     first = deadline.due_at - (deadline.level - 1) * deadline.interval_s
-    return escalation, _make(deadline.kind, alert, subject, level, first, deadline.interval_s)
+    return raised, _make(deadline.kind, alert, subject, level, first, deadline.interval_s)
 
 
 def fire_all(deadline: Deadline, alert: Alert, task: Task | None, now: float,
@@ -258,32 +259,20 @@ def fire_all(deadline: Deadline, alert: Alert, task: Task | None, now: float,
     """Fire every level of one chain that is overdue at ``now`` (after a restart: several).
 
     Returns:
-        the escalation alerts, oldest level first, and the deadline to store next.
+        the alert after each level fired, oldest level first (the last one is the one to
+        store; empty when none fired), and the deadline to store next.
     """
     fired: list[Alert] = []
     current: Deadline | None = deadline
     while current is not None and current.due_at <= now:
-        escalation, current = fire(current, alert, task, now, config)
-        if escalation is None:
+        raised, current = fire(current, alert, task, now, config)
+        if raised is None:
             break
-        fired.append(escalation)
+        fired.append(raised)
+        alert = raised
     return tuple(fired), current
 
 
 def due(deadlines: Iterable[Deadline], now: float) -> list[Deadline]:
     """The deadlines with ``due_at <= now``, earliest first (ties by id)."""
     return sorted((d for d in deadlines if d.due_at <= now), key=lambda d: (d.due_at, d.id))
-
-
-def escalated(alert: Alert, escalation: Alert) -> Alert:
-    """``alert`` with its ``escalation_level`` raised and an ``escalate`` audit entry.
-
-    Applying the same escalation twice changes nothing.
-    """
-    if any(e.action == "escalate" and e.note.startswith(escalation.id + " ")
-           for e in alert.audit):
-        return alert
-    entry = AuditEntry("escalate", alert.status, alert.status, SYSTEM_ACTOR, "system",
-                       escalation.ts_raised, f"{escalation.id} {escalation.title}")
-    return replace(alert, escalation_level=max(alert.escalation_level, escalation.escalation_level),
-                   audit=(*alert.audit, entry))

@@ -5,8 +5,9 @@
 alerts join the open incident while they come within ``window_s`` of its latest
 alert. Each grid has one group record, kept by the caller: ``forming`` (fewer alerts
 than the threshold so far, a sliding window, not shown), ``open`` or ``closed``.
-Alerts without a grid and alerts of ``exclude_kinds`` (escalations, which are about
-other alerts) are never grouped.
+Alerts without a grid and alerts of ``exclude_kinds`` (by default ``escalation``: the
+separate escalation alerts stored before an escalation raised the alert it is about)
+are never grouped.
 """
 
 from __future__ import annotations

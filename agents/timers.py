@@ -63,7 +63,7 @@ class Timers:
         self.stats = {"escalations": 0, "silent": 0}
 
     async def fire_due(self, now: float, *, limit: int = 200) -> int:
-        """Fire every deadline due at ``now``; returns the escalation alerts raised."""
+        """Fire every deadline due at ``now``; returns the escalation levels fired."""
         redis = self.store.redis
         due = await redis.zrangebyscore(keys.DEADLINES, "-inf", now, start=0, num=limit)
         fired = 0
@@ -97,14 +97,8 @@ class Timers:
         raised, next_deadline = escalation.fire_all(deadline, alert, task, now, self.config.escalation)
         if not raised and next_deadline is None:
             next_deadline = escalation.next_deadline(alert, task, self.config.escalation)
-        source = alert
-        e_keys = [keys.alert(e.id) for e in raised]
-        _, e_versions = await load_records(self.store.redis, e_keys) if e_keys else ({}, {})
-        for esc in raised:
-            write_alert(update, esc, e_versions.get(keys.alert(esc.id), 0))
-            source = escalation.escalated(source, esc)
-        if source is not alert:
-            write_alert(update, source, versions[a_key])
+        if raised:  # the alert itself, raised to its new level and announced again
+            write_alert(update, raised[-1], versions[a_key])
         else:
             update.cas[a_key] = versions[a_key]
         write_deadline(update, alert_id, next_deadline)

@@ -2,7 +2,7 @@
 
 In a control room the duty officers acknowledge alerts within minutes and the grid
 workers take the tasks they are sent; in a demo with nobody at the desk every alert
-stays new and escalates, level after level, and the feed fills with escalations. The
+stays new and escalates, level after level, and the feed fills with escalated alerts. The
 crew plays the people the demo's users are not: a duty desk that acknowledges each
 alert after a few simulated minutes (about one in ten late, so escalations still
 happen), dispatches what needs a visit (red codes, crowds, cross-grid movements) and
@@ -49,7 +49,7 @@ RESOLVE_NOTE = {
     "stale_test": "reminder sent to test within 24 h",
     "silent_source": "device restarted by the vendor",
     "station_high_risk": "gate screening arranged with the station",
-    "escalation": "handled with the alert it is about",
+    "escalation": "handled with the alert it is about",  # separate ones stored before
 }
 DONE_NOTE = {"red_code": "person escorted to the testing point",
              "loiter": "crowd dispersed", "cross_grid": "movement checked, person at home"}

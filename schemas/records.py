@@ -4,7 +4,9 @@ These are what gridwatch stores in Redis and publishes on ``gridwatch.alerts`` /
 ``gridwatch.tasks``. Every record is a frozen dataclass; ``to_dict()`` gives plain
 JSON-ready data (tuples become lists, ``"v": 1`` added) and ``from_dict()`` is strict:
 an unknown or missing field, a wrong type or an unknown state raises ``ValueError``
-naming the field. Times are float UTC epoch seconds, as everywhere inside gridwatch.
+naming the field. A field added to version 1 later (``_LATER``) may be absent: a record
+stored before it decodes with the field's default. Times are float UTC epoch seconds, as
+everywhere inside gridwatch.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ ALERT_KINDS: tuple[str, ...] = (
     "red_code", "yellow_code", "stale_test", "cross_grid", "loiter", "silent_source",
     "escalation", "station_high_risk",
 )
-"""Kinds raised today; ``Alert.kind`` accepts any rule name so new rules need no new version."""
+"""Kinds raised today; ``Alert.kind`` accepts any rule name so new rules need no new version.
+``"escalation"`` is no longer raised (an escalation now raises the alert it is about); it
+stays for the separate escalation alerts stored before."""
 
 
 def max_severity(*severities: str) -> str:
@@ -145,6 +149,7 @@ class _Record:
     """Shared to_dict/from_dict over a per-class table of checkers (``_CHECKS``)."""
 
     _CHECKS: ClassVar[dict[str, Check]] = {}
+    _LATER: ClassVar[frozenset[str]] = frozenset()  # added later: absent means the default
 
     def to_dict(self, *, versioned: bool = True) -> dict[str, Any]:
         """The record as plain JSON-ready data; ``"v": 1`` first unless ``versioned`` is off."""
@@ -171,6 +176,8 @@ class _Record:
         values = {}
         for name, check in checks.items():
             if name not in data:
+                if name in cls._LATER:
+                    continue
                 raise ValueError(f"{cls.__name__}.{name}: missing")
             try:
                 values[name] = check(data[name])
@@ -226,8 +233,9 @@ class Alert(_Record):
             ``alert_id`` of the alert an escalation is about, ...).
         details: rule-specific JSON data (crowd size, thresholds, overdue seconds, ...).
         incident_id: the incident it was grouped into, or ``None``.
-        escalation_level: for an escalation alert its level (1, 2, ...); for any other
-            alert the highest level escalated about it so far (0 when none).
+        escalation_level: the highest level it was escalated to so far (0 when none);
+            for an old separate escalation alert (kind ``"escalation"``) its level.
+        escalated_at: when it was last escalated (the deadline's due time), or ``None``.
         audit: every transition, oldest first.
         handover: shift-handover notes, oldest first (action ``"handover"``).
         task_id: the latest task dispatched for it, or ``None``.
@@ -247,6 +255,7 @@ class Alert(_Record):
     details: dict[str, Any] = field(default_factory=dict)
     incident_id: str | None = None
     escalation_level: int = 0
+    escalated_at: float | None = None
     audit: tuple[AuditEntry, ...] = ()
     handover: tuple[AuditEntry, ...] = ()
     task_id: str | None = None
@@ -256,9 +265,10 @@ class Alert(_Record):
         "status": _one_of(ALERT_STATUSES), "grid_id": _opt(_str), "ts_raised": _num,
         "ts_updated": _num, "title": _text, "title_zh": _text, "station_id": _opt(_str),
         "source_ids": _str_dict, "details": _json_dict, "incident_id": _opt(_str),
-        "escalation_level": _int, "audit": _records(AuditEntry),
+        "escalation_level": _int, "escalated_at": _opt(_num), "audit": _records(AuditEntry),
         "handover": _records(AuditEntry), "task_id": _opt(_str),
     }
+    _LATER: ClassVar[frozenset[str]] = frozenset({"escalated_at"})
 
 
 @dataclass(frozen=True)

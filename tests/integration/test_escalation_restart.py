@@ -3,9 +3,9 @@
 Escalations follow the feed's event time (the newest watermark). Alerts are raised
 with event times, the workers are stopped, the feed moves on by half an hour of events
 while nobody is running, and the workers start again: each level that fell due while
-they were away must fire exactly once (one escalation alert ``es-<kind>-<level>-<id>``,
-written once, announced once, one ``escalate`` entry in its source alert), and the
-levels not yet due must not fire. Acknowledging an alert stops its chain.
+they were away must fire exactly once (one ``escalate`` audit entry in the alert it is
+about, whose ``escalation_level`` goes up; no separate alert), and the levels not yet
+due must not fire. Acknowledging an alert stops its chain.
 
 Ack intervals: high 5 min, medium 15 min; a task not accepted: 10 min; at most 3 levels.
 """
@@ -53,14 +53,9 @@ def tick(feed: Feed, place: Place, start: float, end: float) -> None:
         ts += 60.0
 
 
-def escalations(r: redis.Redis) -> set[str]:
-    """Ids of every escalation alert in Redis."""
+def separate_escalations(r: redis.Redis) -> set[str]:
+    """Ids of separate escalation alerts in Redis (there must be none)."""
     return {i for i in r.zrange(keys.ALERTS_ALL, 0, -1) if i.startswith("es-")}
-
-
-def version(r: redis.Redis, alert_id: str) -> int:
-    """How many times the alert record was written."""
-    return int(r.hget(keys.VERSIONS, keys.alert(alert_id)) or 0)
 
 
 def announced(r: redis.Redis) -> Counter[str]:
@@ -73,9 +68,14 @@ def announced(r: redis.Redis) -> Counter[str]:
     return seen
 
 
-def escalate_levels(record: dict[str, Any]) -> list[str]:
-    """The escalation ids named in a source alert's ``escalate`` audit entries, in order."""
-    return [e["note"].split(" ", 1)[0] for e in record["audit"] if e["action"] == "escalate"]
+def escalate_notes(record: dict[str, Any]) -> list[tuple[float, str]]:
+    """The time and note of an alert's ``escalate`` audit entries, in order."""
+    return [(e["ts"], e["note"]) for e in record["audit"] if e["action"] == "escalate"]
+
+
+def ack_notes(start: float, every_s: float, levels: tuple[int, ...]) -> list[tuple[float, str]]:
+    return [(start + k * every_s, f"Not acknowledged for {round(k * every_s / 60)} min (level {k})")
+            for k in levels]
 
 
 def stop(workers: Workers, how: str) -> None:
@@ -129,7 +129,8 @@ def test_overdue_escalations_fire_once_after_restart(workers: Workers, how: str,
     ok(workers, "alert", "dispatch", d_id, "--actor", "wang", "--at", str(T0 + 60))
     assert r.zscore(keys.DEADLINES, b_id) is None and not r.exists(keys.deadline(b_id))
     assert r.zscore(keys.DEADLINES, d_id) == T0 + 60 + ACCEPT_S
-    assert escalations(r) == set()  # the feed is at T0+60: nothing is due yet
+    # The feed is at T0+60: nothing is due yet.
+    assert all(alert(r, i)["escalation_level"] == 0 for i in (a_id, m_id, b_id, d_id))
 
     stop(workers, how)
     # While nobody runs, the feed moves on by half an hour.
@@ -139,43 +140,34 @@ def test_overdue_escalations_fire_once_after_restart(workers: Workers, how: str,
         workers.start()
 
     expected = {
-        *(f"es-ack-{k}-{a_id}" for k in (1, 2, 3)),
-        *(f"es-ack-{k}-{m_id}" for k in (1, 2)),
-        *(f"es-accept-{k}-{d_task}" for k in (1, 2, 3)),
+        a_id: ack_notes(T0 + 10, HIGH_S, (1, 2, 3)),
+        m_id: ack_notes(T0 + 20, MEDIUM_S, (1, 2)),
+        d_id: [(T0 + 60 + k * ACCEPT_S,
+                f"Task {d_task} not accepted for {round(k * ACCEPT_S / 60)} min (level {k})")
+               for k in (1, 2, 3)],
     }
 
     def fired() -> bool:
-        return (expected <= escalations(r) and r.zscore(keys.DEADLINES, a_id) is None
+        return (all(len(escalate_notes(alert(r, i))) >= len(n) for i, n in expected.items())
+                and r.zscore(keys.DEADLINES, a_id) is None
                 and r.zscore(keys.DEADLINES, d_id) is None
                 and r.zscore(keys.DEADLINES, m_id) == T0 + 20 + 3 * MEDIUM_S)
 
     wait_until(fired, timeout=APPLY_TIMEOUT, what="the overdue escalations after the restart")
     wait_applied(r, feed)
-    assert escalations(r) == expected
+    assert separate_escalations(r) == set()  # no new alert ids: the alerts themselves rose
     seen = announced(r)
-    for es_id in expected:
-        assert version(r, es_id) == 1, f"{es_id} written {version(r, es_id)} times"
-        assert seen[es_id] == 1, f"{es_id} announced {seen[es_id]} times"
-    for k in (1, 2, 3):
-        e = alert(r, f"es-ack-{k}-{a_id}")
-        assert e["kind"] == "escalation" and e["status"] == "new"
-        assert e["escalation_level"] == k
-        assert e["ts_raised"] == T0 + 10 + k * HIGH_S  # when it fell due, not when it fired
-        assert e["source_ids"]["alert_id"] == a_id
-        assert e["severity"] == "high"
-        assert e["grid_id"] == here.grid
-    assert [alert(r, f"es-ack-{k}-{m_id}")["severity"] for k in (1, 2)] == ["medium", "high"]
-    accept = alert(r, f"es-accept-2-{d_task}")
-    assert accept["source_ids"] == {"alert_id": d_id, "task_id": d_task}
-    assert accept["details"]["about"] == "accept" and accept["ts_raised"] == T0 + 60 + 2 * ACCEPT_S
-
     a, m, b, d = (alert(r, i) for i in (a_id, m_id, b_id, d_id))
-    assert escalate_levels(a) == [f"es-ack-{k}-{a_id}" for k in (1, 2, 3)]
-    assert a["escalation_level"] == 3 and a["status"] == "new"
-    assert escalate_levels(m) == [f"es-ack-{k}-{m_id}" for k in (1, 2)]
-    assert m["escalation_level"] == 2
-    assert escalate_levels(b) == [] and b["escalation_level"] == 0
-    assert escalate_levels(d) == [f"es-accept-{k}-{d_task}" for k in (1, 2, 3)]
+    for record in (a, m, d):
+        assert escalate_notes(record) == expected[record["id"]]  # each level exactly once
+        assert record["escalated_at"] == expected[record["id"]][-1][0]  # when it fell due
+        assert record["escalation_level"] == len(expected[record["id"]])
+        assert all(e["actor"] == "system" for e in record["audit"] if e["action"] == "escalate")
+        assert seen[record["id"]] >= 2  # raised, then announced again when escalated
+    assert a["status"] == "new" and a["severity"] == "high" and a["grid_id"] == here.grid
+    assert m["status"] == "new" and m["severity"] == "medium"
+    assert escalate_notes(b) == [] and b["escalation_level"] == 0
+    assert b["escalated_at"] is None
     assert d["status"] == "dispatched"
 
     # Acknowledging M stops its chain: level 3 (due at +45 min) never fires. N, a new
@@ -189,11 +181,12 @@ def test_overdue_escalations_fire_once_after_restart(workers: Workers, how: str,
     tick(feed, here, T0 + 1960, T0 + 2800)
     feed.flush()
     wait_alert(r, n_id)
-    wait_until(lambda: bool(r.exists(keys.alert(f"es-ack-1-{n_id}"))), timeout=APPLY_TIMEOUT,
+    wait_until(lambda: alert(r, n_id)["escalation_level"] == 1, timeout=APPLY_TIMEOUT,
                what="the first escalation of the sentinel alert")
-    assert f"es-ack-3-{m_id}" not in escalations(r)
-    assert escalations(r) == expected | {f"es-ack-1-{n_id}"}
-    assert escalate_levels(alert(r, m_id)) == [f"es-ack-{k}-{m_id}" for k in (1, 2)]
+    assert escalate_notes(alert(r, n_id)) == ack_notes(T0 + 2430, HIGH_S, (1,))
+    assert escalate_notes(alert(r, m_id)) == expected[m_id]  # level 3 never fired
     assert alert(r, m_id)["status"] == "acknowledged"
+    assert alert(r, m_id)["escalation_level"] == 2
+    assert separate_escalations(r) == set()
     feed.close()
     r.close()

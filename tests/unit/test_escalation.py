@@ -1,4 +1,5 @@
-"""Escalation scenarios: levels repeat, acknowledging stops them, a restart fires each once."""
+"""Escalation scenarios: levels repeat, acknowledging stops them, a restart fires each once;
+an escalation raises the alert it is about (no separate alert)."""
 
 from __future__ import annotations
 
@@ -32,13 +33,12 @@ def new_alert(severity: str = "high", n: int = 1) -> Alert:
 
 
 class Timers:
-    """The shell's deadline store (one deadline per alert, like a Redis sorted set)
-    and the escalation alerts it has published (insert-if-absent by id)."""
+    """The shell's deadline store (one deadline per alert, like a Redis sorted set);
+    firing stores the raised alert in place of the old one."""
 
     def __init__(self) -> None:
         self.deadlines: dict[str, Deadline] = {}
-        self.published: dict[str, Alert] = {}
-        self.publish_attempts = 0
+        self.writes = 0
 
     def update(self, alert: Alert, task: Task | None) -> None:
         d = next_deadline(alert, task, CONFIG, current=self.deadlines.get(alert.id))
@@ -48,23 +48,26 @@ class Timers:
             self.deadlines[alert.id] = d
 
     def tick(self, now: float, alerts: dict[str, Alert], tasks: dict[str, Task]) -> list[str]:
-        """One timer run: fire what is due until nothing is; the ids fired."""
+        """One timer run: fire what is due until nothing is; the deadline ids fired."""
         fired: list[str] = []
         while overdue := due(self.deadlines.values(), now):
             for d in overdue:
                 alert = alerts[d.alert_id]
-                escalation, nxt = fire(d, alert, tasks.get(alert.task_id or ""), now, CONFIG)
-                if escalation is not None:
-                    self.publish_attempts += 1
-                    self.published.setdefault(escalation.id, escalation)
-                    fired.append(escalation.id)
-                    alerts[alert.id] = escalated(alert, escalation)
+                raised, nxt = fire(d, alert, tasks.get(alert.task_id or ""), now, CONFIG)
+                if raised is not None:
+                    self.writes += 1
+                    fired.append(d.id)
+                    alerts[alert.id] = raised
                 if nxt is None:
                     self.deadlines.pop(d.alert_id)
                     self.update(alerts[d.alert_id], tasks.get(alert.task_id or ""))
                 else:
                     self.deadlines[d.alert_id] = nxt
         return fired
+
+
+def escalations(alert: Alert) -> list[tuple[float, str]]:
+    return [(e.ts, e.note) for e in alert.audit if e.action == "escalate"]
 
 
 @pytest.mark.parametrize(("severity", "minutes"), [("high", 5), ("medium", 15), ("low", 60)])
@@ -79,28 +82,43 @@ def test_levels_repeat_after_the_same_interval() -> None:
     alert = new_alert("high")
     d = next_deadline(alert, None, CONFIG)
     assert d is not None
-    fired: list[Alert] = []
     for expected_level in (1, 2, 3):
         assert fire(d, alert, None, d.due_at - 1, CONFIG) == (None, d)  # not due yet
-        escalation, nxt = fire(d, alert, None, d.due_at, CONFIG)
-        assert escalation is not None and nxt is not None
-        assert escalation.escalation_level == expected_level
-        assert escalation.ts_raised == T0 + expected_level * 5 * MIN
+        raised, nxt = fire(d, alert, None, d.due_at, CONFIG)
+        assert raised is not None and nxt is not None
+        assert raised.escalation_level == expected_level
+        assert raised.escalated_at == raised.ts_updated == T0 + expected_level * 5 * MIN
         assert nxt.due_at == d.due_at + 5 * MIN
-        fired.append(escalation)
-        d = nxt
-    assert [e.id for e in fired] == ["es-ack-1-al-1", "es-ack-2-al-1", "es-ack-3-al-1"]
-    first = fired[0]
-    assert (first.kind, first.status, first.grid_id) == ("escalation", "new", "G-12")
-    assert first.source_ids == {"alert_id": "al-1"}
-    assert first.title == "Not acknowledged for 5 min (level 1): crowd 1"
-    assert first.title_zh == "告警超过5分钟未确认（第1级）：聚集1"
-    assert [e.severity for e in fired] == ["high", "high", "high"]
-    low = new_alert("low")
-    low_deadline = next_deadline(low, None, CONFIG)
-    assert low_deadline is not None
-    low_escalation, _ = fire(low_deadline, low, None, T0 + 3600, CONFIG)
-    assert low_escalation is not None and low_escalation.severity == "medium"  # at least
+        alert, d = raised, nxt
+    # The same alert, raised: no new id, kind, severity, status or title.
+    assert (alert.id, alert.kind, alert.severity, alert.status) == ("al-1", "loiter", "high", "new")
+    assert (alert.title, alert.title_zh, alert.ts_raised) == ("crowd 1", "聚集1", T0)
+    assert escalations(alert) == [(T0 + k * 5 * MIN, f"Not acknowledged for {k * 5} min (level {k})")
+                                  for k in (1, 2, 3)]
+    entry = alert.audit[1]
+    assert (entry.from_state, entry.to_state, entry.actor, entry.role) == (
+        "new", "new", "system", "system")
+    assert Alert.from_dict(alert.to_dict()) == alert
+
+
+def test_one_alert_raised_twice_then_acknowledged_escalates_no_more() -> None:
+    alerts = {"al-1": new_alert("medium")}
+    timers = Timers()
+    timers.update(alerts["al-1"], None)
+    assert timers.tick(T0 + 15 * MIN, alerts, {}) == ["es-ack-1-al-1"]
+    assert list(alerts) == ["al-1"] and alerts["al-1"].escalation_level == 1
+    assert timers.tick(T0 + 30 * MIN, alerts, {}) == ["es-ack-2-al-1"]
+    stored = Alert.from_dict(alerts["al-1"].to_dict())
+    assert list(alerts) == ["al-1"] and stored.id == "al-1"
+    assert stored.escalation_level == 2 and stored.escalated_at == T0 + 30 * MIN
+    assert [e.note for e in stored.audit if e.action == "escalate"] == [
+        "Not acknowledged for 15 min (level 1)", "Not acknowledged for 30 min (level 2)"]
+    alerts["al-1"] = lc.ack(stored, ts=T0 + 31 * MIN, **OFFICER)
+    timers.update(alerts["al-1"], None)
+    assert timers.deadlines == {}
+    assert timers.tick(T0 + 600 * MIN, alerts, {}) == []
+    assert alerts["al-1"].escalation_level == 2
+    assert [e.action for e in alerts["al-1"].audit] == ["raise", "escalate", "escalate", "ack"]
 
 
 def test_acknowledging_stops_the_ack_escalation() -> None:
@@ -131,13 +149,12 @@ def test_restart_after_a_long_gap_fires_each_overdue_level_exactly_once() -> Non
     assert timers.deadlines["al-1"].due_at == T0 + 20 * MIN
     # Running the timer again (or a second worker after a crash) fires nothing more.
     assert timers.tick(T0 + 16 * MIN, alerts, {}) == []
-    assert timers.publish_attempts == 4 and len(timers.published) == 4
-    # Firing an already fired deadline again gives the same record: stored once by id.
+    assert timers.writes == 4 and sorted(alerts) == ["al-1", "al-2"]
+    assert (alerts["al-1"].escalation_level, alerts["al-2"].escalation_level) == (3, 1)
+    assert len(escalations(alerts["al-1"])) == 3
+    # Firing an already fired deadline again changes nothing.
     old = Deadline("es-ack-1-al-1", "ack", "al-1", None, 1, T0 + 5 * MIN, 5 * MIN)
-    again, _ = fire(old, alerts["al-1"], None, T0 + 16 * MIN, CONFIG)
-    assert again == timers.published["es-ack-1-al-1"]
-    assert alerts["al-1"].escalation_level == 3
-    assert escalated(alerts["al-1"], again) == alerts["al-1"]  # idempotent
+    assert escalated(alerts["al-1"], old, None) == alerts["al-1"]  # idempotent
 
 
 def test_fire_all_catches_up_one_chain() -> None:
@@ -146,8 +163,9 @@ def test_fire_all_catches_up_one_chain() -> None:
     assert d is not None
     fired, nxt = fire_all(d, alert, None, T0 + 12 * MIN, CONFIG)
     assert [e.escalation_level for e in fired] == [1, 2]
+    assert {e.id for e in fired} == {"al-1"} and len(escalations(fired[-1])) == 2
     assert nxt is not None and nxt.level == 3 and nxt.due_at == T0 + 15 * MIN
-    acked = lc.ack(alert, ts=T0 + 13 * MIN, **OFFICER)
+    acked = lc.ack(fired[-1], ts=T0 + 13 * MIN, **OFFICER)
     assert fire_all(nxt, acked, None, T0 + 99 * MIN, CONFIG) == ((), None)
 
 
@@ -171,9 +189,10 @@ def test_task_chains_accept_then_done_within_sla() -> None:
     assert (d.kind, d.task_id, d.due_at) == ("accept", "tk-al-1-1", T0 + 12 * MIN)
     assert timers.tick(T0 + 23 * MIN, alerts, tasks) == ["es-accept-1-tk-al-1-1",
                                                          "es-accept-2-tk-al-1-1"]
-    esc = timers.published["es-accept-1-tk-al-1-1"]
-    assert esc.source_ids == {"alert_id": "al-1", "task_id": "tk-al-1-1"}
-    assert esc.details["workers"] == ["li"] and esc.details["about"] == "accept"
+    assert [n for _, n in escalations(alerts["al-1"])] == [
+        "Task tk-al-1-1 not accepted for 10 min (level 1)",
+        "Task tk-al-1-1 not accepted for 20 min (level 2)"]
+    alert = alerts["al-1"]
     task = lc.accept(task, ts=T0 + 24 * MIN, **WORKER)
     tasks[task.id] = task
     timers.update(alert, task)
@@ -181,8 +200,9 @@ def test_task_chains_accept_then_done_within_sla() -> None:
     assert (d.kind, d.level, d.due_at) == ("done", 1, T0 + 122 * MIN)
     assert timers.tick(T0 + 155 * MIN, alerts, tasks) == ["es-done-1-tk-al-1-1",
                                                           "es-done-2-tk-al-1-1"]
-    assert timers.published["es-done-2-tk-al-1-1"].title.startswith(
-        "Task tk-al-1-1 not done, 30 min past its SLA (level 2)")
+    assert escalations(alerts["al-1"])[-1] == (
+        T0 + 152 * MIN, "Task tk-al-1-1 not done, 30 min past its SLA (level 2)")
+    assert alerts["al-1"].escalation_level == 2  # the highest level so far
     task = lc.arrive(task, ts=T0 + 156 * MIN, **WORKER)
     tasks[task.id] = task
     timers.update(alerts["al-1"], task)
@@ -193,15 +213,22 @@ def test_task_chains_accept_then_done_within_sla() -> None:
     assert timers.deadlines == {}
 
 
-def test_rejected_task_and_escalation_alerts_have_no_deadline() -> None:
+def test_rejected_task_and_old_escalation_alerts_have_no_deadline() -> None:
     alert = lc.ack(new_alert(), ts=T0, **OFFICER)
     alert, task = lc.dispatch(alert, workers=["li"], ts=T0, **OFFICER)
     task, alert = lc.reject(task, alert, ts=T0 + 1, note="busy", **WORKER)
     assert next_deadline(alert, task, CONFIG) is None
-    d = next_deadline(new_alert(), None, CONFIG)
-    assert d is not None
-    escalation, _ = fire(d, new_alert(), None, T0 + 3600, CONFIG)
-    assert escalation is not None and next_deadline(escalation, None, CONFIG) is None
+    # A separate escalation alert stored before escalations raised their alert.
+    old = replace(new_alert(), id="es-ack-1-al-1", kind="escalation", escalation_level=1)
+    assert next_deadline(old, None, CONFIG) is None
+
+
+def test_an_alert_stored_before_escalated_at_still_loads() -> None:
+    data = new_alert().to_dict()
+    del data["escalated_at"]
+    assert Alert.from_dict(data) == new_alert()
+    with pytest.raises(ValueError, match="Alert.escalation_level: missing"):
+        Alert.from_dict({k: v for k, v in data.items() if k != "escalation_level"})
 
 
 def test_severity_growth_keeps_the_level_and_shortens_the_wait() -> None:

@@ -104,15 +104,29 @@ export function mount(root, { me, link, contract }) {
   function visible(a) {
     return a.ts_raised >= Date.now() / 1000 - hours * 3600 || a.status === "new";
   }
+  // Unacknowledged escalated alerts lead the feed (highest level, then severity, then
+  // newest); every other row keeps its place, newest first.
+  const SEV_RANK = { low: 0, medium: 1, high: 2 };
+  function raisedLevel(a) {
+    return a.status === "new" ? a.escalation_level || 0 : 0;
+  }
+  function feedOrder(a, b) {
+    return raisedLevel(b) - raisedLevel(a)
+      || (raisedLevel(a) ? SEV_RANK[b.severity] - SEV_RANK[a.severity] : 0)
+      || b.ts_raised - a.ts_raised;
+  }
 
   // The feed is redrawn for every alert that arrives: rows are kept by id and only
   // the ones that changed are rebuilt, so a feed of hundreds of alerts stays instant.
   const rowEls = new Map();  // item key -> <li>
   function feedItems() {
-    // The newest FEED_ROWS only: a wall screen shows a dozen, and laying out thousands
-    // of rows for every arriving alert would hold the page up.
-    const rows = [...alerts.values()].filter(visible).sort((a, b) => b.ts_raised - a.ts_raised)
-      .slice(0, FEED_ROWS);
+    // The newest FEED_ROWS (and up to as many unacknowledged escalated ones) only: a
+    // wall screen shows a dozen, and laying out thousands of rows for every arriving
+    // alert would hold the page up.
+    const shown = [...alerts.values()].filter(visible);
+    const newest = shown.sort((a, b) => b.ts_raised - a.ts_raised).slice(0, FEED_ROWS);
+    const raised = shown.filter((a) => raisedLevel(a) > 0).sort(feedOrder).slice(0, FEED_ROWS);
+    const rows = [...new Set([...raised, ...newest])].sort(feedOrder);
     const inc = [...incidents.values()].filter((i) => i.status === "open");
     const items = inc.map((i) => ({
       key: `inc:${i.id}`, version: `${i.alert_ids.length}|${lang()}`,
@@ -120,10 +134,10 @@ export function mount(root, { me, link, contract }) {
     }));
     for (const a of rows) {
       items.push({
-        key: `al:${a.id}`, version: `${a.ts_updated}|${a.status}|${a.id === selected}|${lang()}`,
+        key: `al:${a.id}`, version: `${a.ts_updated}|${a.status}|${a.escalation_level}|${a.id === selected}|${lang()}`,
         html: () => `<li data-id="${esc(a.id)}" class="alert sev-${a.severity} st-${a.status}${a.id === selected ? " selected" : ""}">
         <span class="sev">${t("sev_" + a.severity)}</span>
-        <span class="title">${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</span>
+        <span class="title">${a.escalation_level > 0 ? `<b class="esc">${t("escalated_level", { n: a.escalation_level })}</b>` : ""}${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</span>
         <span class="meta">${esc(a.grid_id || a.station_id || "")} · ${clock(a.ts_raised)}</span>
         <span class="status">${t("st_" + a.status)}</span></li>`,
       });
@@ -261,6 +275,10 @@ export function mount(root, { me, link, contract }) {
     if (before && before.ts_updated > a.ts_updated) return;
     alerts.set(a.id, a);
     if (live && !before && a.status === "new") beep({ high: a.severity === "high" });
+    // An escalation raises the same alert: sound it like a new one, louder from level 2.
+    else if (live && before && (a.escalation_level || 0) > (before.escalation_level || 0)) {
+      beep({ high: a.severity === "high" || a.escalation_level >= 2 });
+    }
   }
 
   setInterval(drawFeed, 30000);  // the 1/6/24 h window slides
