@@ -17,7 +17,7 @@ from ..schemas.commands import OPEN_ALERT, OPEN_TASK
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket
 from ..schemas.records import Alert, Task
 from . import rules
-from .decide import Decisions, View
+from .decide import Decisions, View, incident_id
 from .escalation import Deadline
 from .fold import BatchUpdate
 
@@ -98,8 +98,6 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
         update.hdecr[(keys.grid_hour(grid, hour), name)] = (n, False)
         bump_grid(update, grid)
     for (grid, window), ids in decisions.incidents_left.items():
-        from .decide import incident_id
-
         iid = incident_id(grid, window)
         update.hdecr[(keys.incident(iid), "count")] = (len(ids), True)
         update.srem[keys.incident_alerts(iid)].update(ids)
@@ -121,8 +119,6 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
     for source_id in decisions.silent_cleared:
         update.hdel[keys.SILENT].add(source_id)
     for (grid, window), ids in decisions.incidents.items():
-        from .decide import incident_id
-
         iid = incident_id(grid, window)
         update.incr[(keys.incident(iid), "count")] += len(ids)
         update.hset[(keys.incident(iid), "grid_id")] = grid
