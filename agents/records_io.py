@@ -129,6 +129,9 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
     for (grid, hour, name), n in decisions.grid_counts.items():
         update.incr[(keys.grid_hour(grid, hour), name)] += n
         update.expire[keys.grid_hour(grid, hour)] = keys.HOUR_TTL_S
+        # a risk input of its own: the grid of a moved cross-grid raise may be one this
+        # batch's events did not touch
+        bump_grid(update, grid)
     for tkey, n in decisions.train_high_risk.items():
         station, train_no, arrival = tkey.split("|")
         hkey = keys.train(station, train_no, float(arrival))
