@@ -11,7 +11,12 @@ from __future__ import annotations
 import time
 
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import (
+    NodeNotReadyError,
+    NotControllerError,
+    TopicAlreadyExistsError,
+    UnknownBrokerIdError,
+)
 
 from ..schemas.errors import StackError
 from ..settings import Settings
@@ -36,8 +41,27 @@ def topic_replication(settings: Settings, brokers: int) -> tuple[int, int]:
     return rf, min_isr
 
 
+# What a cluster whose nodes have only just started may answer for a few seconds: the
+# node asked names a controller it has no address for yet, or one not ready.
+_SETTLING = (UnknownBrokerIdError, NodeNotReadyError, NotControllerError)
+
+
 def ensure_topics(settings: Settings, *, retention_ms: int | None = None,
-                  brokers: int | None = None) -> list[str]:
+                  brokers: int | None = None, settle_s: float = 30.0) -> list[str]:
+    """:func:`_ensure_topics`, asked again (with a new client, so fresh metadata) while
+    the cluster is still settling, for up to ``settle_s`` seconds."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            return _ensure_topics(settings, retention_ms=retention_ms, brokers=brokers)
+        except _SETTLING:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _ensure_topics(settings: Settings, *, retention_ms: int | None = None,
+                   brokers: int | None = None) -> list[str]:
     """Create the topics that do not exist yet, with ``settings.partitions`` each,
     replicated as :func:`topic_replication` says for the brokers of the cluster.
 

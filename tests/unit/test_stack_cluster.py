@@ -319,3 +319,29 @@ def test_a_part_that_exits_at_start_is_reported_with_its_last_words(tmp_path: Pa
     assert "Address already in use" in said and "fatal exception" in said
     assert "INFO starting" not in said
     assert stack.exited_at_start(paths, "kafka-9").endswith("kafka-9.log")
+
+
+def test_topic_creation_is_asked_again_while_a_new_cluster_settles(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that has only just started may name a controller it has no address for
+    (kafka-python: UnknownBrokerIdError); creating topics is asked again, with a new
+    client, until the cluster answers or the time is up."""
+    from gridwatch.streams import admin
+    from kafka.errors import UnknownBrokerIdError
+
+    calls: list[int] = []
+
+    def flaky(settings: object, **_: object) -> list[str]:
+        calls.append(1)
+        if len(calls) < 3:
+            raise UnknownBrokerIdError(3)
+        return ["gridwatch.alerts"]
+
+    monkeypatch.setattr(admin, "_ensure_topics", flaky)
+    monkeypatch.setattr(admin.time, "sleep", lambda s: None)
+    assert admin.ensure_topics(object(), brokers=3) == ["gridwatch.alerts"]  # type: ignore[arg-type]
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(UnknownBrokerIdError):
+        admin.ensure_topics(object(), brokers=3, settle_s=-1)  # type: ignore[arg-type]
+    assert len(calls) == 1
