@@ -202,7 +202,7 @@ def fold_batch(
     for i, (rec, event, prefix, mark) in enumerate(fresh):
         kind = type(event)
         incr[(keys.SUMMARY, SUMMARY_FIELD[kind])] += 1
-        seen_key = keys.seen_ids(rec.topic, int(event.ts // 3600))
+        seen_key = keys.seen_ids(rec.topic, int(event.ts // 3600), event.event_id)
         sadd[seen_key].add(event.event_id)
         update.expire[seen_key] = keys.SEEN_TTL_S
         grid = grid_of.get(i)

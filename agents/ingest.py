@@ -91,16 +91,16 @@ class Prefolded:
 
 async def seen_before(redis: Any, update: BatchUpdate) -> set[tuple[str, str]]:
     """(topic, event id) of the batch's events that an earlier batch applied."""
-    groups = [(k, sorted(ids)) for k, ids in update.sadd.items() if k.startswith(keys.SEEN_PREFIX)]
+    groups = [(k, topic, sorted(ids)) for k, ids in update.sadd.items()
+              if (topic := keys.seen_topic(k)) is not None]
     if not groups:
         return set()
     pipe = redis.pipeline(transaction=False)
-    for k, ids in groups:
+    for k, _, ids in groups:
         pipe.smismember(k, ids)
     replies = await pipe.execute()
     out: set[tuple[str, str]] = set()
-    for (k, ids), flags in zip(groups, replies):
-        topic = k[len(keys.SEEN_PREFIX):].rsplit(":", 1)[0]
+    for (_, topic, ids), flags in zip(groups, replies):
         out.update((topic, i) for i, flag in zip(ids, flags) if flag)
     return out
 
@@ -188,6 +188,9 @@ class BatchApplier:
         return Bounds(s.time_min_year, s.time_max_year, time.time(), s.max_future_s)
 
     async def reload(self) -> None:
+        # A batch staged on a cluster but not completed (a worker died between its
+        # slots) is completed first: its partitions refuse new batches until then.
+        await self.store.complete_pending()
         self.applied = await self.store.offsets()
         self.watermarks = await self.store.watermarks()
         self.generation += 1

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .. import keys
+from ..redis_client import is_cluster
 from ..schemas.commands import OPEN_ALERT, OPEN_TASK
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket
 from ..schemas.records import Alert, Task
@@ -91,6 +92,7 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
         update.hset[(keys.LOITER_LATEST, key)] = alert_id
     for person, members in decisions.red_visits.items():
         zkey = keys.red_visits(person)
+        update.cas[zkey] = versions.get(zkey, 0)
         update.zadd[zkey].update(dict(members))
         update.zkeep[zkey] = visit_horizon_s  # behind the person's newest visit, whenever it came
         update.expire[zkey] = int(visit_horizon_s)
@@ -192,6 +194,13 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
     source_list = sorted(sources)
     pipe = redis.pipeline(transaction=False)
     people = sorted(red_people)
+    # A person's visits are compare-and-set like a record (two workers may hold scans of
+    # one person when producers do not key by person); the version is read before the
+    # visits, so a write landing between the two reads makes the batch fold again
+    # rather than decide on visits older than their version.
+    visit_keys = [keys.red_visits(p) for p in people]
+    if visit_keys:
+        pipe.hmget(keys.VERSIONS, visit_keys)
     for person in people:
         pipe.zrangebyscore(keys.red_visits(person), red_people[person] - visit_window_s, "+inf",
                            withscores=True)
@@ -203,6 +212,10 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
     for tkey in train_list:
         pipe.hget(trains[tkey], "high_risk")
     replies = await pipe.execute()
+    visit_versions: dict[str, int] = {}
+    if visit_keys:
+        visit_versions = {k: int(v or 0) for k, v in zip(visit_keys, replies[0])}
+        replies = replies[1:]
     if train_list:
         for tkey, value in zip(train_list, replies[-len(train_list):]):
             view.train_high_risk[tkey] = int(value or 0)
@@ -230,7 +243,9 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
 
     wanted = set(latest_ids.values()) | set(view.silent.values())
     wanted |= {rule_alert_id("station_high_risk", t) for t in train_list}
-    return view, await load_alerts(redis, view, wanted, latest_ids)
+    versions = await load_alerts(redis, view, wanted, latest_ids)
+    versions.update(visit_versions)
+    return view, versions
 
 
 async def load_alerts(redis: Any, view: View, ids: Iterable[str],
@@ -240,10 +255,7 @@ async def load_alerts(redis: Any, view: View, ids: Iterable[str],
     versions: dict[str, int] = {}
     if ids:
         alert_keys = [keys.alert(i) for i in ids]
-        pipe = redis.pipeline(transaction=False)
-        pipe.mget(alert_keys)
-        pipe.hmget(keys.VERSIONS, alert_keys)
-        values, vers = await pipe.execute()
+        vers, values = await _versions_then_records(redis, alert_keys)
         for alert_id, key, value, ver in zip(ids, alert_keys, values, vers):
             versions[key] = int(ver or 0)
             if value:
@@ -253,13 +265,27 @@ async def load_alerts(redis: Any, view: View, ids: Iterable[str],
     return versions
 
 
+async def _versions_then_records(redis: Any, record_keys: list[str]
+                                 ) -> tuple[list[Any], list[Any]]:
+    """The versions of ``record_keys``, then their values, in one round trip (versions
+    first: see :func:`load_view`). A cluster's pipeline refuses MGET; the records share
+    the core slot, so there they are one GET each in the same round trip."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hmget(keys.VERSIONS, record_keys)
+    if is_cluster(redis):
+        for key in record_keys:
+            pipe.get(key)
+        replies = await pipe.execute()
+        return replies[0], replies[1:]
+    pipe.mget(record_keys)
+    vers, values = await pipe.execute()
+    return vers, values
+
+
 async def load_records(redis: Any, record_keys: list[str]) -> tuple[dict[str, Any], dict[str, int]]:
     """The JSON records stored under ``record_keys`` (absent ones left out) and the
     version of every key (0 for a key never written), in one round trip."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.mget(record_keys)
-    pipe.hmget(keys.VERSIONS, record_keys)
-    values, vers = await pipe.execute()
+    vers, values = await _versions_then_records(redis, record_keys)
     return ({k: orjson.loads(v) for k, v in zip(record_keys, values) if v},
             {k: int(v or 0) for k, v in zip(record_keys, vers)})
 

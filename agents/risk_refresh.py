@@ -36,14 +36,16 @@ log = logging.getLogger("gridwatch.risk")
 # One server only: the hour keys (24 per grid and the week before) are built inside Lua,
 # which a cluster refuses; there :func:`.risk_cluster.read_rows` reads the same rows.
 INDICATORS = """
-local fmt, tasks_fmt, grids = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
+-- grids: {grid, the start of its hour keys (keys.grid_hours_prefix)}
+local tasks_fmt, grids = ARGV[1], cjson.decode(ARGV[2])
 local out = {}
-for _, g in ipairs(grids) do
+for _, row in ipairs(grids) do
+  local g, hours = row[1], row[2]
   local hour = tonumber(redis.call('HGET', KEYS[1], g) or '0')
   local ver = redis.call('HGET', KEYS[2], g) or '0'
   local red, yellow, stale, cross, loit, crowd = 0, 0, 0, 0, 0, 0
   for h = hour - 23, hour do
-    local v = redis.call('HMGET', string.format(fmt, g, h),
+    local v = redis.call('HMGET', hours .. h,
       'scan:red:in', 'scan:red:out', 'late:scan:red:in', 'late:scan:red:out',
       'scan:yellow:in', 'scan:yellow:out', 'late:scan:yellow:in', 'late:scan:yellow:out',
       'stale', 'cross_grid', 'loiter_alerts', 'loiter_max')
@@ -56,7 +58,7 @@ for _, g in ipairs(grids) do
     if m > crowd then crowd = m end
   end
   local function scans(h)
-    local all = redis.call('HGETALL', string.format(fmt, g, h))
+    local all = redis.call('HGETALL', hours .. h)
     local n = 0
     for k = 1, #all, 2 do
       local f = all[k]
@@ -134,7 +136,8 @@ class RiskRefresher:
         if self.cluster:
             return await risk_cluster.read_rows(self.redis, chunk)
         raw = await self._read(keys=[keys.GRID_HOUR, keys.GRID_VERSION],
-                               args=[keys.GRID_HOUR_FMT, keys.TASKS_OPEN_FMT, orjson.dumps(chunk)])
+                               args=[keys.TASKS_OPEN_FMT,
+                                     orjson.dumps([[g, keys.grid_hours_prefix(g)] for g in chunk])])
         return orjson.loads(raw) if raw not in (b"{}", "{}") else []
 
     async def _put(self, items: list[list[Any]]) -> int:

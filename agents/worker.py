@@ -74,7 +74,7 @@ def build(settings: Settings) -> tuple[faust.App, BatchApplier]:
     """The faust app with its agents, and the batch applier they share."""
     app = make_app(settings, app_id=settings.group)
     index = GridIndex(load_grids(settings.grids))
-    store = AsyncStore(settings.redis)
+    store = AsyncStore(settings)  # one server, or the cluster of GRIDWATCH_REDIS_CLUSTER
     config = decide_config(settings)
     risk = RiskRefresher(store.redis, load_risk_config(), every=settings.risk_every_s)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}

@@ -129,10 +129,32 @@ def hold(s: settings_mod.Settings) -> None:
     _HELD[path] = fh
 
 
+def with_redis_cluster(s: settings_mod.Settings, masters: int, slot: int = 0
+                       ) -> settings_mod.Settings:
+    """The bench stack with a local Redis Cluster of ``masters`` beside it (ports
+    17301+10*slot on; a home of its own, so the bench stack keeps its shape): the
+    settings name the cluster."""
+    seeds = (f"127.0.0.1:{17301 + 10 * slot}",)
+    home = s.home.with_name(s.home.name + "-redis-cluster")
+    got = stack.up(s.with_(redis_cluster=seeds, home=home), redis_cluster=masters,
+                   log=lambda msg: print(f"[bench cluster] {msg}", file=sys.stderr))
+    return s.with_(redis_cluster=got.redis_cluster)
+
+
 def clean(s: settings_mod.Settings) -> None:
-    """Empty topics and an empty Redis database (taking the stack for this process)."""
+    """Empty topics and an empty Redis database, or every master of the Redis Cluster
+    the settings name (taking the stack for this process)."""
     hold(s)
     reset_topics(s)
+    if s.redis_cluster:
+        from gridwatch import redis_client
+
+        c = redis_client.sync_client(s)
+        try:
+            c.flushdb(target_nodes="primaries")
+        finally:
+            c.close()
+        return
     r = redis.Redis.from_url(s.redis)
     try:
         r.flushdb()

@@ -4,6 +4,7 @@ beside a bare aiokafka consumer reading the same topics, on this machine.
 Run::
 
     python bench/bench_ingest.py [--events 200000] [--runs 3] [--seed 1] [--keep-stack]
+                                 [--workers N] [--redis-cluster 3]
 
 Each run, on the benchmark's own stack (Kafka 127.0.0.1:19292, Redis 127.0.0.1:16579,
 data under ``.local/bench-stack``):
@@ -21,6 +22,11 @@ data under ``.local/bench-stack``):
 
 The figures printed are the median over ``--runs`` runs; the worker's rate over the bare
 read rate is the ratio (what decoding, grid mapping, folding and the Redis apply cost).
+
+With ``--redis-cluster N`` the state goes to a local Redis Cluster of N masters (ports
+17301+10*slot on, data under ``.local/bench-stack-redis-cluster``) instead of the single
+Redis: the batch is split by slot (``gridwatch.store``); redis-server CPU is summed over
+the masters, and so are the Redis calls.
 """
 
 from __future__ import annotations
@@ -182,11 +188,28 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _per_node(r: object, section: str) -> list[dict[str, object]]:
+    """``INFO section`` of one server, or of every master of a cluster."""
+    if getattr(r, "get_primaries", None) is None:
+        return [r.info(section)]  # type: ignore[attr-defined]
+    got = r.info(section, target_nodes="primaries")  # type: ignore[attr-defined]
+    return list(got.values()) if isinstance(got, dict) and all(
+        isinstance(v, dict) for v in got.values()) and "redis_version" not in got else [got]
+
+
 def _commandstats(r: object) -> dict[str, int]:
     """Calls so far per Redis command (``INFO commandstats``; a script's own calls count
-    under the command they make)."""
-    stats = r.info("commandstats")  # type: ignore[attr-defined]
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    under the command they make), summed over a cluster's masters."""
+    out: dict[str, int] = {}
+    for stats in _per_node(r, "commandstats"):
+        for name, v in stats.items():
+            key = name.removeprefix("cmdstat_")
+            out[key] = out.get(key, 0) + int(v["calls"])  # type: ignore[index]
+    return out
+
+
+def _redis_cpu(pids: list[int]) -> float:
+    return sum(_cpu_seconds(pid) for pid in pids)
 
 
 def _applied(r: object) -> int:
@@ -237,7 +260,7 @@ def state_digest(s: Settings) -> str:
     """A digest of the whole materialised state (``gridwatch state dump``)."""
     import hashlib
 
-    r = store.connect(s.redis)
+    r = store.connect(s)
     try:
         return hashlib.sha256(orjson.dumps(store.dump(r), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
     finally:
@@ -248,14 +271,15 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
                n_workers: int = 1) -> WorkerRun:
     from kafka import KafkaAdminClient
 
-    r = store.connect(s.redis)
+    r = store.connect(s)  # the cluster's client with --redis-cluster
     admin = KafkaAdminClient(bootstrap_servers=s.kafka, client_id="gridwatch-bench-lag")
     procs = [_stack.start_worker(s, log_path.with_suffix(f".{i}.log") if n_workers > 1 else log_path,
                                  {"GRIDWATCH_WORKER_HTTP": f"127.0.0.1:{METRICS_PORT + i}",
-                                  "GRIDWATCH_TIMERS": "0"})
+                                  "GRIDWATCH_TIMERS": "0",
+                                  "GRIDWATCH_REDIS_CLUSTER": ",".join(s.redis_cluster)})
              for i in range(n_workers)]
     proc = procs[0]
-    redis_pid = int(r.info("server")["process_id"])
+    redis_pids = [int(info["process_id"]) for info in _per_node(r, "server")]  # type: ignore[call-overload]
     try:
         deadline = time.monotonic() + 120  # start-up: joining the group, first fetch
         first_at = 0.0
@@ -270,7 +294,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
             n = _applied(r)
             if n and not first_at:
                 first_at, first_n, cpu0 = now, n, sum(_cpu_seconds(p.pid) for p in procs)
-                redis0, calls0 = _cpu_seconds(redis_pid), _commandstats(r)
+                redis0, calls0 = _redis_cpu(redis_pids), _commandstats(r)
                 next_sample = now
             if n > last_n:
                 # Slow is measured, not failed: give up only after 120 s without progress.
@@ -284,7 +308,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
             if n >= expected:
                 end_at = time.perf_counter()
                 cpu1 = sum(_cpu_seconds(p.pid) for p in procs)
-                redis1, calls1 = _cpu_seconds(redis_pid), _commandstats(r)
+                redis1, calls1 = _redis_cpu(redis_pids), _commandstats(r)
                 per_worker = [_worker_applied(METRICS_PORT + i) for i in range(n_workers)]
                 time.sleep(2.0)  # the risk refresher's last round, before the state is compared
                 break
@@ -335,8 +359,8 @@ def machine(s: Settings) -> list[str]:
                  "orjson", "shapely", "numpy"))
     kafka = kafka_version(s.home)
     try:
-        r = store.connect(s.redis)
-        redis_version = r.info("server")["redis_version"]
+        r = store.connect(s)
+        redis_version = _per_node(r, "server")[0]["redis_version"]
         r.close()
     except Exception:  # noqa: BLE001
         redis_version = "?"
@@ -346,7 +370,8 @@ def machine(s: Settings) -> list[str]:
         f"CPU: {cpu}, {os.cpu_count()} cores, {mem_gb:.1f} GiB RAM",
         f"OS: {platform.platform()}",
         f"Python {platform.python_version()} ({platform.python_implementation()})",
-        f"Kafka {kafka} (KRaft, one node), Redis {redis_version} (AOF everysec)",
+        f"Kafka {kafka} (KRaft, one node), Redis {redis_version} (AOF everysec"
+        + (f"; a cluster of {len(s.redis_cluster)} masters)" if s.redis_cluster else ")"),
         "packages: " + ", ".join(versions),
         f"load average before the runs: {load}",
     ]
@@ -370,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                              "one worker and the two final states are compared")
     parser.add_argument("--slot", type=int, default=int(os.environ.get("GRIDWATCH_BENCH_SLOT", "0")),
                         help="use the bench stack of this slot")
+    parser.add_argument("--redis-cluster", type=int, default=0, metavar="N",
+                        help="keep the state on a local Redis Cluster of N (>= 3) masters")
     args = parser.parse_args(argv)
 
     s = _stack.slot_settings(args.slot)
@@ -377,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
 
     was_running = stack.status(s)["kafka_pid"] is not None
     _stack.up(s)
+    if args.redis_cluster:
+        s = _stack.with_redis_cluster(s, args.redis_cluster, args.slot)
     print("gridwatch ingest benchmark: Kafka -> one worker -> Redis", flush=True)
     for line in machine(s):
         print("  " + line)

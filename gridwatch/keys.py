@@ -7,19 +7,81 @@ the hour it happened in, whatever time it arrives.
 Hashes of counters use field names ``scan:<color>:<direction>`` (``scan:red:in``),
 ``loiter``, ``loiter_people`` and, for events past the grace period, the same names
 prefixed with ``late:``.
+
+**Slots** (docs/cluster.md). Every key the worker writes carries a Redis hash tag, so
+one script can write a group of keys on a Redis Cluster as on one server:
+
+- ``gw:{core}:...``: the rules' state, the one part the decisions read and
+  compare-and-set (offsets, watermarks, record versions, alerts, tasks, deadlines,
+  incidents, red-code visits, trains, sources, channels, totals). One slot: a batch's
+  decisions, its offsets and its versions change in one atomic step.
+- ``gw:{<shard tag>}:...``: what grows with the events and no decision reads back
+  (grid counters, person traces, seen event ids, station hours), spread over
+  ``SHARDS`` tags by a hash of the grid, person, event or station. Each tag is chosen to
+  fall in its own 1/``SHARDS`` of the 16,384 slots, so a cluster whose masters hold equal
+  slot ranges holds equal shares of them.
+
+The tag comes first, before any id taken from an event, so an id holding braces
+cannot move a key to another slot.
 """
 
 from __future__ import annotations
 
+import zlib
+from functools import cache
+
+from redis.crc import key_slot
+
 PREFIX = "gw:"
+CORE_TAG = "core"
+CORE = "gw:{core}:"
+
+# Shards of the per-event state. Changing it re-keys that state: the state written with
+# another count is not read (start from an empty Redis, or replay the topics).
+SHARDS = 128
+_SLOTS = 16384
+
+
+@cache
+def shard_tags() -> tuple[str, ...]:
+    """The hash tag of each shard: the first ``s<i>.<n>`` whose slot lies in the i-th
+    of ``SHARDS`` equal ranges of the slots."""
+    tags = []
+    for i in range(SHARDS):
+        lo, hi = i * _SLOTS // SHARDS, (i + 1) * _SLOTS // SHARDS
+        n = 0
+        while not lo <= key_slot(f"s{i}.{n}".encode()) < hi:
+            n += 1
+        tags.append(f"s{i}.{n}")
+    return tuple(tags)
+
+
+def shard_of(entity: str) -> int:
+    """The shard of a grid, person, event or station id."""
+    return zlib.crc32(entity.encode("utf-8", "surrogatepass")) % SHARDS
+
+
+def shard_prefix(entity: str) -> str:
+    """``gw:{<tag>}:``: the start of every sharded key of ``entity``."""
+    return f"gw:{{{shard_tags()[shard_of(entity)]}}}:"
+
+
+def slot_tag(key: str) -> str | None:
+    """The hash tag of a key (the text between its first braces), or None."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start + 1:end] if end > start + 1 else None
+
 
 # Applied Kafka offsets and event-time watermarks, one field "topic:partition" each.
-OFFSETS = "gw:offsets"
-WATERMARKS = "gw:wm"
+OFFSETS = CORE + "offsets"
+WATERMARKS = CORE + "wm"
 # Totals of valid events applied per kind, unassigned points, dead letters, late events.
-SUMMARY = "gw:summary"
+SUMMARY = CORE + "summary"
 # Every grid id that has received at least one event (a set).
-GRIDS_SEEN = "gw:grids"
+GRIDS_SEEN = CORE + "grids"
 
 HOUR_TTL_S = 8 * 86400  # an hour bucket is kept 8 days: "same hour a week earlier" needs 7
 # Station history feeds the forecaster: the recent weeks, and the same dates in the
@@ -33,12 +95,20 @@ UNASSIGNED = "_unassigned"  # pseudo grid of points outside every grid
 # (a producer's retry, a re-sent file) is recognised and changes nothing. Kept two days
 # after the hour's last write; a copy arriving later than that would count again.
 SEEN_TTL_S = 2 * 86400
-SEEN_PREFIX = "gw:seen:"
 
 
-def seen_ids(topic: str, hour: int) -> str:
-    """The event ids of one input topic applied for one event-time hour (set)."""
-    return f"{SEEN_PREFIX}{topic}:{hour}"
+def seen_ids(topic: str, hour: int, event_id: str) -> str:
+    """The ids applied of one input topic's events of one event-time hour, in the shard
+    of ``event_id`` (set)."""
+    return f"{shard_prefix(event_id)}seen:{topic}:{hour}"
+
+
+def seen_topic(key: str) -> str | None:
+    """The input topic of a :func:`seen_ids` key, or None for another key."""
+    rest = key.split("}:", 1)[-1]
+    if not rest.startswith("seen:"):
+        return None
+    return rest[len("seen:"):].rsplit(":", 1)[0]
 
 
 def hour_of(ts: float) -> int:
@@ -53,33 +123,37 @@ def partition_field(topic: str, partition: int) -> str:
 
 def grid_total(grid_id: str) -> str:
     """All-time counters of one grid (hash)."""
-    return f"gw:grid:{grid_id}:total"
+    return f"{shard_prefix(grid_id)}grid:{grid_id}:total"
 
 
-GRID_HOUR_FMT = "gw:grid:%s:h:%d"  # the same key as grid_hour(), for Lua's string.format
-TASKS_OPEN_FMT = "gw:tasks:open:%s"
+TASKS_OPEN_FMT = "gw:{core}:tasks:open:%s"
 
 
 def grid_hour(grid_id: str, hour: int) -> str:
     """Counters of one grid for one event-time hour (hash, TTL ``HOUR_TTL_S``)."""
-    return GRID_HOUR_FMT % (grid_id, hour)
+    return f"{grid_hours_prefix(grid_id)}{hour}"
+
+
+def grid_hours_prefix(grid_id: str) -> str:
+    """What every :func:`grid_hour` key of a grid starts with (the hour follows)."""
+    return f"{shard_prefix(grid_id)}grid:{grid_id}:h:"
 
 
 def station_hour(station_id: str, hour: int) -> str:
     """One station's arrival hour: booked, sold, refunded, arrived, high_risk (hash)."""
-    return f"gw:station:{station_id}:h:{hour}"
+    return f"{shard_prefix(station_id)}station:{station_id}:h:{hour}"
 
 
 def station_hours(station_id: str) -> str:
     """The arrival hours of one station that have any data (sorted set, score = hour)."""
-    return f"gw:station:{station_id}:hours"
+    return f"{shard_prefix(station_id)}station:{station_id}:hours"
 
 
 def station_revised(station_id: str) -> str:
     """Arrival hours of one station changed by a message that came more than
     ``STATION_SETTLED_HOURS`` behind its partition's event time (sorted set, score =
     hour): the live refresher reads them again instead of its kept copy, then clears them."""
-    return f"gw:stationrevised:{station_id}"
+    return f"{shard_prefix(station_id)}stationrevised:{station_id}"
 
 
 # Hours further than this behind the feed's event time are "settled": the live refresher
@@ -87,33 +161,49 @@ def station_revised(station_id: str) -> str:
 STATION_SETTLED_HOURS = 48
 STATION_REVISED_TTL_S = 2 * 86400  # longer than the refresher's daily full re-read
 
-STATIONS = "gw:stations"  # every station id seen (a set)
+STATIONS = CORE + "stations"  # every station id seen (a set)
 
 # ---- alerts, tasks, rules state -------------------------------------------------------
 # Record keys written by read-modify-write carry a version in VERSIONS (field = key);
 # the apply script refuses a batch whose versions moved since it read them.
-VERSIONS = "gw:ver"
-ALERTS_ALL = "gw:alerts:all"  # every alert id ever raised (zset, score ts_raised): history
+VERSIONS = CORE + "ver"
+ALERTS_ALL = CORE + "alerts:all"  # every alert id ever raised (zset, score ts_raised): history
 ALERT_TTL_S = 400 * 86400  # an alert and its audit trail are kept ~13 months
-LOITER_LATEST = "gw:loiter:latest"  # "camera|zone" -> latest loiter alert id (hash)
-SOURCE_STATS = "gw:sources"  # "<id>:n|first|last|kind|grid" liveness statistics (hash)
-SILENT = "gw:silent"  # source id -> its open silent-source alert id (hash)
-DEADLINES = "gw:deadlines"  # alert id -> due time of its next escalation (zset)
-GRID_HOUR = "gw:gridhour"  # grid -> newest event-time hour seen in it (hash)
-GRID_VERSION = "gw:gridver"  # grid -> how often its risk inputs changed (hash)
+LOITER_LATEST = CORE + "loiter:latest"  # "camera|zone" -> latest loiter alert id (hash)
+SOURCE_STATS = CORE + "sources"  # "<id>:n|first|last|kind|grid" liveness statistics (hash)
+SILENT = CORE + "silent"  # source id -> its open silent-source alert id (hash)
+DEADLINES = CORE + "deadlines"  # alert id -> due time of its next escalation (zset)
+GRID_HOUR = CORE + "gridhour"  # grid -> newest event-time hour seen in it (hash)
+GRID_VERSION = CORE + "gridver"  # grid -> how often its risk inputs changed (hash)
 # Grids whose risk inputs changed and whose score is not yet written for that change
 # (set). Added in the same atomic step as the version bump, removed by the refresher's
 # write only if the version it scored is still the current one: so a worker that dies
-# between the two leaves its grids here for any other worker. The hash tag puts it in
-# the slot of GRID_VERSION ("gw:gridver"), so one script can check one and update the
-# other on a cluster too.
-RISK_DIRTY = "gw:riskdirty{" + GRID_VERSION + "}"
+# between the two leaves its grids here for any other worker. In the slot of
+# GRID_VERSION, so one script can check one and update the other on a cluster too.
+RISK_DIRTY = CORE + "riskdirty"
+# Batches staged on a Redis Cluster whose other slots' parts are not all applied yet:
+# "b:<batch id>" -> the parts, "p:<partition field>" -> the batch id (hash).
+PENDING = CORE + "pending"
+
+
+def applied_marks(tag: str) -> str:
+    """The batches whose part in the slot of ``tag`` is applied: partition field -> last
+    offset (hash, in that slot)."""
+    return f"gw:{{{tag}}}:applied"
+
+
+def update_marks(tag: str, update_id: str) -> str:
+    """The mark of one update without offsets (a command's, a timer's) in the slot of
+    ``tag`` (hash, a week)."""
+    return f"gw:{{{tag}}}:applied:u:{update_id}"
+
+
 RISK_RANK = "gw:risk:rank"  # grid -> risk score (zset): the worst grids first
 
 
 def deadline(alert_id: str) -> str:
     """The next escalation deadline of one alert (string, JSON)."""
-    return f"gw:deadline:{alert_id}"
+    return f"{CORE}deadline:{alert_id}"
 
 
 def tasks_open(grid_id: str) -> str:
@@ -123,58 +213,58 @@ def tasks_open(grid_id: str) -> str:
 
 def red_visits(person_ref: str) -> str:
     """A red-code person's recent scans "grid|event_id" (zset, score ts): cross-grid."""
-    return f"gw:redvisits:{person_ref}"
+    return f"{CORE}redvisits:{person_ref}"
 
 
 def trace(person_ref: str) -> str:
     """Every scan of one person, "event_id|checkpoint|grid|direction|colour" (zset, score ts)."""
-    return f"gw:trace:{person_ref}"
+    return f"{shard_prefix(person_ref)}trace:{person_ref}"
 
 
 def train(station_id: str, train_no: str, arrival_at: float) -> str:
     """One train's bookings at a station: sold, refunded, high_risk seats (hash)."""
-    return f"gw:train:{station_id}:{train_no}:{int(arrival_at)}"
+    return f"{CORE}train:{station_id}:{train_no}:{int(arrival_at)}"
 
 
 def incident(incident_id: str) -> str:
     """One incident: grid, window, count (hash); its alert ids in ``incident_alerts``."""
-    return f"gw:incident:{incident_id}"
+    return f"{CORE}incident:{incident_id}"
 
 
 def incident_alerts(incident_id: str) -> str:
     """The alert ids of one incident (set)."""
-    return f"gw:incident:{incident_id}:alerts"
+    return f"{CORE}incident:{incident_id}:alerts"
 
 
 # ---- cockpit: the worker-gateway channel contract, users and sessions ----------------
 # Snapshots and channels the gateway reads (the worker writes them); values are JSON.
 
-ALERTS_OPEN = "gw:alerts:open"  # ids of alerts not closed or dismissed (zset, score ts_raised)
-CHAN_ALERTS = "gw:chan:alerts"  # every alert or incident change (stream, field "d")
-CHAN_TASKS = "gw:chan:tasks"  # every task change (stream, field "d")
-CHAN_GRIDS = "gw:chan:grids"  # grid state deltas (stream, field "d")
-CHAN_FORECASTS = "gw:chan:forecasts"  # station forecasts (stream, field "d")
+ALERTS_OPEN = CORE + "alerts:open"  # ids of alerts not closed or dismissed (zset, score ts_raised)
+CHAN_ALERTS = CORE + "chan:alerts"  # every alert or incident change (stream, field "d")
+CHAN_TASKS = CORE + "chan:tasks"  # every task change (stream, field "d")
+CHAN_GRIDS = CORE + "chan:grids"  # grid state deltas (stream, field "d")
+CHAN_FORECASTS = CORE + "chan:forecasts"  # station forecasts (stream, field "d")
 CHAN_MAXLEN = 20_000  # XADD MAXLEN ~ bound of every channel stream
 
 
 def alert(alert_id: str) -> str:
     """One alert record (string, JSON)."""
-    return f"gw:alert:{alert_id}"
+    return f"{CORE}alert:{alert_id}"
 
 
 def alerts_by_grid(grid_id: str) -> str:
     """Alert ids of one grid (zset, score ts_raised)."""
-    return f"gw:alerts:by_grid:{grid_id}"
+    return f"{CORE}alerts:by_grid:{grid_id}"
 
 
 def task(task_id: str) -> str:
     """One task record (string, JSON)."""
-    return f"gw:task:{task_id}"
+    return f"{CORE}task:{task_id}"
 
 
 def tasks_by_worker(worker: str) -> str:
     """Task ids offered to one worker (zset, score ts_created)."""
-    return f"gw:tasks:by_worker:{worker}"
+    return f"{CORE}tasks:by_worker:{worker}"
 
 
 def risk(grid_id: str) -> str:
@@ -198,7 +288,7 @@ FORECAST_LEASE_S = 30
 
 def cmdresult(command_id: str) -> str:
     """The outcome of one cockpit command (string, JSON, TTL 1 h)."""
-    return f"gw:cmdresult:{command_id}"
+    return f"{CORE}cmdresult:{command_id}"
 
 
 USERS = "gw:users"  # every user name (a set)

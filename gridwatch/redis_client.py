@@ -5,9 +5,9 @@ nodes are handed to redis-py's ``RedisCluster``, which learns the slot map from 
 routes each command to the master owning its key. Without it, ``GRIDWATCH_REDIS`` names
 one server. The credentials and TLS of ``GRIDWATCH_REDIS`` apply to the cluster nodes too.
 
-In cluster mode a script's keys must hash to one slot (share a ``{hash tag}``), scripts
-cannot run inside pipelines, and a transaction stays within one slot: callers that need
-those write their keys with a common tag.
+In cluster mode a script's keys must hash to one slot (share a ``{hash tag}``), a
+pipeline runs scripts by ``EVALSHA`` only, and a transaction stays within one slot:
+callers that need those write their keys with a common tag (``gridwatch.keys``).
 """
 
 from __future__ import annotations

@@ -1,16 +1,37 @@
 """Redis: the atomic, idempotent apply of a batch, and the reads the CLI and gateway use.
 
-Applying a batch is one Lua script (``APPLY``, ``lua/apply.lua``). It first compares, for every partition
-the batch touches, the offset stored in Redis with the one the batch was folded
-against; if any differs (another worker applied part of it after a rebalance, or this
-worker restarted), it changes nothing and says so, and the worker reloads the offsets
-and folds again. Otherwise it applies every counter and moves the offsets, all in one
-step. So each Kafka record changes the state exactly once, however often Kafka
-delivers it. MULTI/EXEC could not do this: it cannot skip conditionally.
+Applying a batch is one Lua script (``APPLY``, ``lua/apply.lua``). It first compares, for
+every partition the batch touches, the offset stored in Redis with the one the batch was
+folded against, and the version of every record it read; if any differs (another worker
+applied part of it after a rebalance, or this worker restarted), it changes nothing and
+says so, and the worker reloads the offsets and folds again. Otherwise it applies every
+write and moves the offsets, all in one step. So each Kafka record changes the state
+exactly once, however often Kafka delivers it. MULTI/EXEC could not do this: it cannot
+skip conditionally.
+
+On a Redis Cluster one script may only touch one slot. Every key the worker writes
+carries a hash tag (:mod:`gridwatch.keys`): the rules' state shares the ``{core}`` slot,
+the per-event state is spread over ``keys.SHARDS`` tags. A batch is split by tag:
+
+1. **stage**: one script in the core slot does the checks above, the core slot's writes
+   (offsets, versions, alerts, ...) and keeps the other slots' parts under the batch's
+   id in ``keys.PENDING``, all in one step. From here on the batch is applied;
+2. **parts**: one script per other slot (pipelined, one round trip per master) applies
+   the slot's part and notes the batch's offsets in the slot's own marks, in one step;
+   a part whose marks say it is applied is skipped;
+3. **unstage**: the batch leaves ``keys.PENDING``.
+
+A crash between 1 and 3 leaves the batch pending; whoever reloads the offsets next (this
+worker, or the one that takes over its partitions) applies its parts first
+(:meth:`AsyncStore.complete_pending`), each at most once thanks to the marks; a
+partition with a pending batch is refused new ones until then. On one server the same
+script runs once over all the keys (mode ``all``).
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,11 +46,60 @@ from .settings import Settings
 
 APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text()
 
+# Take a completed batch out of keys.PENDING (its partitions' fields only if they still
+# name it). KEYS[1] pending; ARGV[1] the batch id, ARGV[2..] its partition fields.
+UNSTAGE = """
+if redis.call('HDEL', KEYS[1], 'b:' .. ARGV[1]) == 0 then return 0 end
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], 'p:' .. ARGV[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[1], 'p:' .. ARGV[i])
+  end
+end
+return 1
+"""
+
+log = logging.getLogger("gridwatch.store")
+
+# A master away, busy or full: the batch is completed later, not given up.
+_SERVICE_ERRORS: tuple[type[BaseException], ...] = tuple(
+    getattr(redis.exceptions, name) for name in (
+        "ConnectionError", "TimeoutError", "BusyLoadingError", "TryAgainError",
+        "ClusterDownError", "MasterDownError", "ReadOnlyError", "OutOfMemoryError",
+        "MovedError", "AskError", "SlotNotCoveredError") if hasattr(redis.exceptions, name))
+
+_OPS = ("i", "h", "hd", "mx", "mn", "s", "z", "zr", "zt", "zk", "sr", "hz", "t", "d", "e", "x")
+
+
+class Part:
+    """The writes of one slot (or of the whole batch on one server): the keys, numbered
+    from 1 in the order first met, and the script's payload naming them by number."""
+
+    __slots__ = ("_index", "keys", "p")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._index: dict[str, int] = {}
+        self.p: dict[str, Any] = {name: [] for name in _OPS}
+
+    def k(self, key: str) -> int:
+        n = self._index.get(key)
+        if n is None:
+            self.keys.append(key)
+            n = self._index[key] = len(self.keys)
+        return n
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.p)
+
+
+def _real(v: float) -> str:
+    return repr(float(v))
+
 
 def _by_key(items: Iterable[tuple[tuple[str, str], Any]], value: Callable[[Any], Any]
-            ) -> list[list[Any]]:
-    """``{(key, field): v}`` items as ``[[key, [field, value(v), field, ...]], ...]``:
-    one entry per key, so the script makes one call per key."""
+            ) -> dict[str, list[Any]]:
+    """``{(key, field): v}`` items as ``{key: [field, value(v), field, ...]}``: one entry
+    per key, so the script makes one call per key."""
     grouped: dict[str, list[Any]] = {}
     for (k, f), v in items:
         flat = grouped.get(k)
@@ -37,49 +107,106 @@ def _by_key(items: Iterable[tuple[tuple[str, str], Any]], value: Callable[[Any],
             flat = grouped[k] = []
         flat.append(f)
         flat.append(value(v))
-    return [[k, flat] for k, flat in grouped.items()]
+    return grouped
 
 
-def _same(v: Any) -> Any:
-    return v
+def split_update(update: BatchUpdate, *, by_slot: bool) -> tuple[Part, dict[str, Part]]:
+    """The update's writes as the core part (with the offsets, watermarks and version
+    checks) and, with ``by_slot``, one part per other hash tag (a key without a tag is
+    its own); without it everything is in the core part (one server).
+
+    Numbers that Lua's doubles would round travel as strings.
+    """
+    core = Part()
+    parts: dict[str, Part] = {}
+
+    def part(key: str) -> Part:
+        if not by_slot:
+            return core
+        tag = keys.slot_tag(key) or key
+        if tag == keys.CORE_TAG:
+            return core
+        got = parts.get(tag)
+        if got is None:
+            got = parts[tag] = Part()
+        return got
+
+    def add(op: str, key: str, *rest: Any) -> None:
+        target = part(key)
+        target.p[op].append([target.k(key), *rest])
+
+    core.p["o"] = [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()]
+    core.p["c"] = [[k, str(v)] for k, v in update.cas.items()]
+    core.p["w"] = [x for f, w in update.watermarks.items() for x in (f, repr(float(w)))]
+    # Zero increments are kept: HINCRBY by 0 creates the field, so a +2 and a -2 in one
+    # batch leave the same fields as in two batches.
+    for k, flat in _by_key(update.incr.items(), lambda v: v).items():
+        add("i", k, flat)
+    for k, flat in _by_key(update.hset.items(), lambda v: v).items():
+        add("h", k, flat)
+    for k, fields in update.hdel.items():
+        if fields:
+            add("hd", k, sorted(fields))
+    for k, flat in _by_key(update.hmax.items(), _real).items():
+        add("mx", k, flat)
+    for k, flat in _by_key(update.hmin.items(), _real).items():
+        add("mn", k, flat)
+    for k, members in update.sadd.items():
+        if members:
+            add("s", k, sorted(members))
+    for k, scored in update.zadd.items():
+        if scored:
+            add("z", k, [x for m, score in scored.items() for x in (score, m)])
+    for k, members in update.zrem.items():
+        if members:
+            add("zr", k, sorted(members))
+    for k, v in update.ztrim.items():
+        add("zt", k, repr(float(v)))
+    for k, v in update.zkeep.items():
+        add("zk", k, repr(float(v)))
+    for k, members in update.srem.items():
+        if members:
+            add("sr", k, sorted(members))
+    for (k, f), (n, whole) in update.hdecr.items():
+        add("hz", k, f, n, 1 if whole else 0)
+    for k, (v, ttl) in update.sets.items():
+        add("t", k, v.decode(), ttl or 0)
+    for k in sorted(update.dels):
+        target = part(k)
+        target.p["d"].append(target.k(k))
+    for k, ttl in update.expire.items():
+        add("e", k, ttl)
+    for k, maxlen, data in update.streams:
+        add("x", k, maxlen, data.decode())
+    return core, parts
 
 
-def _real(v: float) -> str:
-    return repr(float(v))
+def encode_update(update: BatchUpdate) -> tuple[list[str], bytes]:
+    """The keys and payload of the one-server script (mode ``all``)."""
+    core, _ = split_update(update, by_slot=False)
+    return core.keys, core.encode()
 
 
-def encode_update(update: BatchUpdate) -> bytes:
-    """The script's argument: the update as compact JSON, grouped by key (numbers as
-    strings where Lua's doubles would round them)."""
-    payload = {
-        "o": [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()],
-        "c": [[k, str(v)] for k, v in update.cas.items()],
-        "w": [x for f, w in update.watermarks.items() for x in (f, repr(float(w)))],
-        # Zero increments are kept: HINCRBY by 0 creates the field, so a +2 and a -2 in
-        # one batch leave the same fields as in two batches.
-        "i": _by_key(update.incr.items(), _same),
-        "h": _by_key(update.hset.items(), _same),
-        "hd": [[k, sorted(fields)] for k, fields in update.hdel.items() if fields],
-        "mx": _by_key(update.hmax.items(), _real),
-        "mn": _by_key(update.hmin.items(), _real),
-        "s": [[k, sorted(members)] for k, members in update.sadd.items() if members],
-        "z": [[k, [x for m, score in members.items() for x in (score, m)]]
-              for k, members in update.zadd.items() if members],
-        "zr": [[k, sorted(members)] for k, members in update.zrem.items() if members],
-        "zt": [[k, repr(float(v))] for k, v in update.ztrim.items()],
-        "zk": [[k, repr(float(v))] for k, v in update.zkeep.items()],
-        "sr": [[k, sorted(members)] for k, members in update.srem.items() if members],
-        "hz": [[k, f, n, 1 if whole else 0] for (k, f), (n, whole) in update.hdecr.items()],
-        "t": [[k, v.decode(), ttl or 0] for k, (v, ttl) in update.sets.items()],
-        "d": sorted(update.dels),
-        "e": [[k, ttl] for k, ttl in update.expire.items()],
-        "x": [[k, maxlen, data.decode()] for k, maxlen, data in update.streams],
-    }
-    return orjson.dumps(payload)
+def batch_id(update: BatchUpdate) -> str:
+    """A batch's id while it is pending: its partitions and last offsets; an update
+    without offsets (a command, a timer) gets a random one."""
+    if update.offsets:
+        return ";".join(f"{f}@{last}" for f, (_, last) in sorted(update.offsets.items()))
+    return "u:" + uuid.uuid4().hex
+
+
+def _partition_fields(bid: str) -> list[str]:
+    return [] if bid.startswith("u:") else [x.rpartition("@")[0] for x in bid.split(";")]
 
 
 class ApplyConflict(Exception):
     """The offsets in Redis moved since the batch was folded; fold again."""
+
+
+def _conflict(result: list[Any]) -> None:
+    if int(result[0]) != 1:
+        field, at = (x.decode() if isinstance(x, bytes) else str(x) for x in result[1:3])
+        raise ApplyConflict(f"{field} is at {at}")
 
 
 class AsyncStore:
@@ -89,7 +216,10 @@ class AsyncStore:
         # A URL names one server; Settings may name a cluster (GRIDWATCH_REDIS_CLUSTER).
         self.redis: aioredis.Redis = redis_client.async_client(  # type: ignore[assignment]
             redis_client.settings_for(target))
+        self.cluster = redis_client.is_cluster(self.redis)
         self._apply = self.redis.register_script(APPLY)
+        self._unstage = self.redis.register_script(UNSTAGE)
+        self.stats = {"parts": 0, "parts_skipped": 0, "parts_failed": 0, "completed": 0}
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -104,16 +234,104 @@ class AsyncStore:
         return {k.decode(): float(v) for k, v in raw.items()}
 
     async def apply(self, update: BatchUpdate) -> None:
-        """Apply a batch atomically.
+        """Apply a batch atomically (on a cluster: atomically per slot, see above).
 
         Raises:
             ApplyConflict: a partition's stored offset is not the one the batch was
-                folded against; nothing was changed.
+                folded against (or it has a batch still pending), or a record's version
+                moved; nothing was changed.
         """
-        result = await self._apply(keys=[keys.OFFSETS, keys.WATERMARKS, keys.VERSIONS],
-                                   args=[encode_update(update)])
-        if int(result[0]) != 1:
-            raise ApplyConflict(f"{result[1].decode()} is at {result[2].decode()}")
+        if not self.cluster:
+            core, _ = split_update(update, by_slot=False)
+            _conflict(await self._apply(
+                keys=[keys.OFFSETS, keys.WATERMARKS, keys.VERSIONS, keys.PENDING, *core.keys],
+                args=["all", core.encode()]))
+            return
+        bid, staged = await self.stage(update)
+        if staged:
+            await self.apply_parts(staged)
+            await self._unstage(keys=[keys.PENDING], args=[bid, *_partition_fields(bid)])
+
+    async def stage(self, update: BatchUpdate) -> tuple[str, list[list[Any]]]:
+        """On a cluster, the first step of :meth:`apply` alone: the checks and the core
+        slot's writes, the other slots' parts left pending; returns the batch id and
+        those parts (what a worker that dies at once leaves to :meth:`complete_pending`).
+        """
+        core, parts = split_update(update, by_slot=True)
+        bid = batch_id(update)
+        staged = self._staged_parts(bid, update, parts)
+        blob = orjson.dumps(staged) if staged else b""
+        _conflict(await self._apply(
+            keys=[keys.OFFSETS, keys.WATERMARKS, keys.VERSIONS, keys.PENDING, *core.keys],
+            args=["stage", core.encode(), blob, bid]))
+        return bid, staged
+
+    @staticmethod
+    def _staged_parts(bid: str, update: BatchUpdate, parts: dict[str, Part]
+                      ) -> list[list[Any]]:
+        """[keys (the marks first), payload] of each slot's part."""
+        out = []
+        for tag, part in parts.items():
+            if update.offsets:
+                part.p["o"] = [[f, str(last)] for f, (_, last) in update.offsets.items()]
+                marks = keys.applied_marks(tag)
+            else:
+                part.p["o"], part.p["u"] = [["u", "1"]], 1
+                marks = keys.update_marks(tag, bid)
+            out.append([[marks, *part.keys], part.encode().decode()])
+        return out
+
+    async def apply_parts(self, staged: list[list[Any]]) -> None:
+        """Apply each slot's part once: one pipelined round trip per master.
+
+        A master that restarted without the script gets it again. A service error (a
+        master away, loading, out of memory) is raised and the whole batch completed
+        later; a part that Redis refuses for good (a key of another type written by
+        hand) is logged and counted (``apply_errors`` in the summary) and left out, so
+        one damaged key cannot hold up every later batch of its partitions.
+        """
+        sha, todo = self._apply.sha, staged
+        for _ in range(3):
+            pipe = self.redis.pipeline(transaction=False)
+            for part_keys, payload in todo:
+                pipe.evalsha(sha, len(part_keys), *part_keys, "part", payload)
+            replies = await pipe.execute(raise_on_error=False)
+            again = []
+            for part, reply in zip(todo, replies):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    again.append(part)
+                elif isinstance(reply, _SERVICE_ERRORS):
+                    raise reply
+                elif isinstance(reply, Exception):
+                    log.error("a slot refused its part of a batch (%s: %s); keys %s",
+                              type(reply).__name__, reply, part[0][:4])
+                    self.stats["parts_failed"] += 1
+                    await self.redis.hincrby(keys.SUMMARY, "apply_errors", 1)
+                else:
+                    self.stats["parts"] += 1
+                    self.stats["parts_skipped"] += int(reply[0]) == 2
+            if not again:
+                return
+            await self.redis.script_load(APPLY)  # a master restarted without it
+            todo = again
+        raise redis.exceptions.NoScriptError("the apply script could not be loaded")
+
+    async def complete_pending(self) -> int:
+        """Apply the remaining parts of every batch staged but not completed (a worker
+        died, or lost Redis, between its stage and its unstage); returns how many."""
+        if not self.cluster:
+            return 0
+        done = 0
+        for field, blob in (await self.redis.hgetall(keys.PENDING)).items():
+            name = field.decode() if isinstance(field, bytes) else field
+            if not name.startswith("b:"):
+                continue
+            bid = name[2:]
+            await self.apply_parts(orjson.loads(blob))
+            await self._unstage(keys=[keys.PENDING], args=[bid, *_partition_fields(bid)])
+            done += 1
+        self.stats["completed"] += done
+        return done
 
 
 # ---- reads (CLI; a grid's counters: gridwatch.queries.grid_state) ----------------------
@@ -154,9 +372,19 @@ def keys_hour_iso(hour: int | None) -> str | None:
 # refresher's clock ticks, by whichever worker holds the station's lease), the revised
 # station hours (a queue that refresher empties) and the grids waiting for their risk
 # score (a queue the risk refresher empties).
-NOT_STATE = ("gw:chan:", "gw:ver", "gw:gridver", "gw:cmdresult:", "gw:user", "gw:login:",
-             "gw:session:", "gw:forecast:", "gw:forecastowner:", "gw:stationrevised:",
-             "gw:riskdirty")
+# Also the bookkeeping of the apply on a cluster (pending batches, slots' marks).
+# Matched on the name after the tag.
+NOT_STATE = ("chan:", "ver", "gridver", "cmdresult:", "user", "login:", "session:",
+             "forecast:", "forecastowner:", "stationrevised:", "riskdirty", "pending",
+             "applied")
+
+
+def not_state(key: str) -> bool:
+    """Whether ``key`` is left out of :func:`dump` (``NOT_STATE``)."""
+    rest = key[len(keys.PREFIX):]
+    if rest.startswith("{"):
+        rest = rest.split("}:", 1)[-1]
+    return rest.startswith(NOT_STATE)
 
 
 def dump(r: redis.Redis) -> dict[str, Any]:
@@ -166,7 +394,7 @@ def dump(r: redis.Redis) -> dict[str, Any]:
     visits every master (redis-py's ``RedisCluster.scan_iter``), so the dump is the same."""
     out: dict[str, Any] = {}
     for key in sorted(set(r.scan_iter(match=keys.PREFIX + "*", count=1000))):
-        if key.startswith(NOT_STATE):
+        if not_state(key):
             continue
         kind = r.type(key)
         if kind == "hash":

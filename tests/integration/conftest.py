@@ -123,7 +123,8 @@ class Workers:
     def env(self) -> dict[str, str]:
         s = self.settings
         return {**os.environ, **TEST_ENV, "GRIDWATCH_GROUP": s.group,
-                "GRIDWATCH_KAFKA": s.kafka, "GRIDWATCH_REDIS": s.redis}
+                "GRIDWATCH_KAFKA": s.kafka, "GRIDWATCH_REDIS": s.redis,
+                "GRIDWATCH_REDIS_CLUSTER": ",".join(s.redis_cluster)}
 
     def start(self) -> subprocess.Popen[bytes]:
         n = len(self.procs)

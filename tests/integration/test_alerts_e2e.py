@@ -648,11 +648,12 @@ class Snapshot:
 
 def snapshot(r: redis.Redis) -> Snapshot:
     def by_id(pattern: str) -> dict[str, Any]:
-        return {k.split(":", 2)[2]: orjson.loads(v) for k in r.scan_iter(pattern, count=1000)
+        start = pattern[:-1]  # the key of id "": what every id follows
+        return {k[len(start):]: orjson.loads(v) for k in r.scan_iter(pattern, count=1000)
                 if (v := r.get(k)) is not None}
 
     sm = store.summary(r)
-    return Snapshot(by_id("gw:alert:*"), by_id("gw:task:*"), by_id("gw:cmdresult:*"),
+    return Snapshot(by_id(keys.alert("*")), by_id(keys.task("*")), by_id(keys.cmdresult("*")),
                     sm["checkpoint_scans"] + sm["loiter_reports"] + sm["station_tickets"])
 
 

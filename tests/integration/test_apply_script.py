@@ -30,7 +30,9 @@ def _update(rng: random.Random, round_: int) -> BatchUpdate:
     u = BatchUpdate()
     u.offsets = {f"in:{p}": (round_ * 100 - 1, round_ * 100 + 99) for p in range(2)}
     u.watermarks = {f"in:{p}": 1_764_000_000.25 + round_ * 60 + p for p in range(2)}
-    hashes = [f"gw:t:h:{i}" for i in range(6)]
+    # keys without a tag, in the core slot and in shards (each its own part on a cluster)
+    hashes = ["gw:t:h:0", "gw:t:h:1", keys.CORE + "t:h:2", keys.shard_prefix("a") + "t:h:3",
+              keys.shard_prefix("b") + "t:h:4", keys.shard_prefix("c") + "t:h:5"]
     for _ in range(rng.randrange(50, 400)):
         u.incr[(rng.choice(hashes), f"f{rng.randrange(40)}")] += rng.randrange(-3, 9)
     for _ in range(rng.randrange(1, 60)):
@@ -46,7 +48,7 @@ def _update(rng: random.Random, round_: int) -> BatchUpdate:
             u.sadd[f"gw:t:s:{k}"].add(f"id-{rng.randrange(5000)}")
         u.expire[f"gw:t:s:{k}"] = 3600 + k
     for k in range(3):
-        zkey = f"gw:t:z:{k}"
+        zkey = f"gw:t:z:{k}" if k == 0 else f"{keys.shard_prefix(str(k))}t:z:{k}"
         for _ in range(rng.choice([1, 30, 1100])):
             u.zadd[zkey][f"m{rng.randrange(3000)}"] = 1_764_000_000 + rng.randrange(100_000)
         if rng.random() < 0.5:
@@ -159,3 +161,150 @@ def test_the_script_writes_what_the_update_says(clean_stack: settings_mod.Settin
     finally:
         ref.flushdb()
         ref.close()
+
+
+def _cluster_contents(c: Any) -> dict[str, Any]:
+    """``_contents`` of every master of a cluster, without the apply's bookkeeping."""
+    out: dict[str, Any] = {}
+    for key in sorted(set(c.scan_iter(count=1000))):
+        name = key.decode()
+        if name == keys.PENDING or ":applied" in name:
+            continue
+        kind = c.type(key)
+        if kind == b"hash":
+            value: Any = c.hgetall(key)
+        elif kind == b"set":
+            value = sorted(c.smembers(key))
+        elif kind == b"zset":
+            value = c.zrange(key, 0, -1, withscores=True)
+        elif kind == b"stream":
+            value = [fields for _, fields in c.xrange(key)]
+        else:
+            value = c.get(key)
+        out[name] = (value, c.ttl(key) > 0)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_on_a_cluster_the_slots_parts_write_what_the_update_says(
+        redis_cluster: settings_mod.Settings, stack_settings: settings_mod.Settings,
+        seed: int) -> None:
+    """The same updates through a 3-master cluster (one script per slot) leave what one
+    server's plain commands leave; a stale batch changes nothing."""
+    from gridwatch import redis_client
+
+    rng = random.Random(seed)
+    ref = redis.Redis.from_url(stack_settings.redis)
+    updates = [_update(rng, round_) for round_ in range(4)]
+    stale = _update(rng, 1)
+
+    async def apply_all() -> tuple[int, int]:
+        store = AsyncStore(redis_cluster)
+        assert store.cluster
+        try:
+            for u in updates:
+                await store.apply(u)
+                _reference(ref, u)
+            with pytest.raises(ApplyConflict):
+                await store.apply(stale)
+            return store.stats["parts"], store.stats["parts_skipped"]
+        finally:
+            await store.close()
+
+    c = redis_client.sync_client(redis_cluster)
+    try:
+        parts, skipped = aio.run(apply_all())
+        assert parts > 4 * 6 and skipped == 0  # many slots per batch, each applied once
+        got, want = _cluster_contents(c), _contents(ref)
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key] == want[key], key
+        assert not c.hgetall(keys.PENDING)
+    finally:
+        c.close()
+        ref.close()
+
+
+def test_on_a_cluster_a_batch_left_half_applied_is_completed_once(
+        redis_cluster: settings_mod.Settings, stack_settings: settings_mod.Settings) -> None:
+    """A worker that dies after its stage leaves its batch pending: the partition refuses
+    the next batch until a reload completes it; a late second run of the same parts (the
+    dead worker's last packets, another worker's reload) is skipped slot by slot."""
+    from gridwatch import redis_client
+
+    rng = random.Random(7)
+    ref = redis.Redis.from_url(stack_settings.redis)
+    first, second = _update(rng, 0), _update(rng, 1)
+
+    async def crash_and_complete() -> dict[str, int]:
+        dead, other = AsyncStore(redis_cluster), AsyncStore(redis_cluster)
+        try:
+            bid, staged = await dead.stage(first)  # ... and dies here
+            assert staged and (await other.redis.hget(keys.PENDING, f"b:{bid}"))
+            with pytest.raises(ApplyConflict, match="pending"):
+                await other.apply(second)
+            # half of the parts arrive before the worker's death
+            await dead.apply_parts(staged[: len(staged) // 2])
+            assert await other.complete_pending() == 1
+            await dead.apply_parts(staged)  # late, after the completion: all skipped
+            await other.apply(second)
+            return {"completed_skipped": other.stats["parts_skipped"],
+                    "late_skipped": dead.stats["parts_skipped"], "parts": len(staged)}
+        finally:
+            await dead.close()
+            await other.close()
+
+    c = redis_client.sync_client(redis_cluster)
+    try:
+        got_stats = aio.run(crash_and_complete())
+        n = got_stats["parts"]
+        assert got_stats["completed_skipped"] == n // 2
+        assert got_stats["late_skipped"] == n  # its first half was applied, not skipped
+        _reference(ref, first)
+        _reference(ref, second)
+        got, want = _cluster_contents(c), _contents(ref)
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key] == want[key], key
+        assert not c.hgetall(keys.PENDING)
+    finally:
+        c.close()
+        ref.close()
+
+
+def test_on_a_cluster_a_part_refused_for_good_is_counted_and_holds_nothing_up(
+        redis_cluster: settings_mod.Settings) -> None:
+    """A key of another type written by hand makes its slot refuse its part: the batch's
+    other parts apply, the refusal is counted, and the partition takes its next batch."""
+    from gridwatch import redis_client
+
+    damaged = keys.shard_prefix("x") + "t:h:damaged"
+    healthy = keys.shard_prefix("y") + "t:h:healthy"
+    c = redis_client.sync_client(redis_cluster)
+    c.set(damaged, "not a hash")
+
+    def batch(n: int) -> BatchUpdate:
+        u = BatchUpdate()
+        u.offsets = {"in:0": (n - 1, n)}
+        u.incr[(damaged, "f")] += 1
+        u.incr[(healthy, "f")] += 1
+        u.incr[(keys.SUMMARY, "checkpoint_scans")] += 1
+        return u
+
+    async def run() -> dict[str, int]:
+        st = AsyncStore(redis_cluster)
+        try:
+            await st.apply(batch(0))
+            await st.apply(batch(1))  # not refused as pending: the first was unstaged
+            return st.stats
+        finally:
+            await st.close()
+
+    try:
+        stats = aio.run(run())
+        assert stats["parts_failed"] == 2
+        assert c.hget(healthy, "f") == b"2" and c.get(damaged) == b"not a hash"
+        assert c.hget(keys.SUMMARY, "apply_errors") == b"2"
+        assert c.hget(keys.OFFSETS, "in:0") == b"1" and not c.hgetall(keys.PENDING)
+    finally:
+        c.close()

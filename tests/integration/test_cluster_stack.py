@@ -342,7 +342,7 @@ def test_a_broker_stopped_and_brought_back_mid_run_loses_nothing_and_changes_not
         clean, drilled = dumps
         assert drilled.keys() == clean.keys()
         assert [k for k in clean if drilled[k] != clean[k]] == []
-        assert any(k.startswith("gw:alert:") for k in clean)
+        assert any(k.startswith(keys.alert("")) for k in clean)
     finally:
         r.flushdb()
         r.close()

@@ -215,7 +215,7 @@ def reference(s: settings_mod.Settings, logdir: Path) -> dict[str, Any]:
     assert sm["deadletter"] == w.invalid
     assert sm["checkpoint_scans"] + sm["loiter_reports"] + sm["station_tickets"] == w.valid
     assert sm["late"] >= w.late_past_grace // 2, sm
-    assert any(k.startswith("gw:alert:") for k in dump), "the day raised no alerts"
+    assert any(k.startswith(keys.alert("")) for k in dump), "the day raised no alerts"
     assert any(k.startswith("gw:risk:") for k in dump), "no risk scores were written"
     _REFERENCE.append(dump)
     return dump
@@ -227,7 +227,8 @@ def _run_with_kills(s: settings_mod.Settings, logdir: Path, *, n_workers: int, s
     at random) at each of ``KILLS`` random points of progress and start a new one in
     its place (with ``broker_restart``, the Kafka broker is also stopped and started
     again after the second kill), then wait for the end. ``send=False``: the topics
-    already hold the messages. Returns a client of the stack's Redis."""
+    already hold the messages. Returns a client of the stack's Redis (of its Redis
+    Cluster when ``s`` names one)."""
     w = workload()
     total = len(w.messages)
     if send:
@@ -236,7 +237,7 @@ def _run_with_kills(s: settings_mod.Settings, logdir: Path, *, n_workers: int, s
     points = sorted(rng.uniform(0.05, 0.9) for _ in range(KILLS))
     logdir.mkdir(parents=True, exist_ok=True)
     workers = TimerlessWorkers(s, logdir)
-    r = store.connect(s.redis)
+    r = store.connect(s)  # the cluster's client when ``s`` names one
     try:
         live = [workers.start() for _ in range(n_workers)]
         for point in points:
@@ -253,7 +254,7 @@ def _run_with_kills(s: settings_mod.Settings, logdir: Path, *, n_workers: int, s
             if broker_restart and point == points[1]:
                 pid = _drill.stop_kafka(s)
                 time.sleep(2.0)
-                _drill.start_stack_part(s)
+                _drill.start_stack_part(s.with_(redis_cluster=()))  # the broker only
                 _drill.wait_for_leaders(s)
                 _note(f"Kafka broker (pid {pid}) stopped and started again")
         _wait_applied_and_quiet(r, total)
@@ -311,7 +312,7 @@ def test_unkeyed_scans_killed_and_a_broker_restart_end_in_the_state_of_a_clean_p
         clean = store.dump(r)
     finally:
         workers.stop_all()
-    assert any(k.startswith("gw:alert:") and '"cross_grid"' in str(v) for k, v in clean.items())
+    assert any(k.startswith(keys.alert("")) and '"cross_grid"' in str(v) for k, v in clean.items())
     r.flushdb()
     r.close()
     s = s.with_(group=f"gridwatch-test-{uuid.uuid4().hex[:8]}")
@@ -321,3 +322,35 @@ def test_unkeyed_scans_killed_and_a_broker_restart_end_in_the_state_of_a_clean_p
         _assert_same_state(clean, r)
     finally:
         r.close()
+
+
+@pytest.mark.timeout(1800)
+def test_on_a_redis_cluster_unkeyed_scans_killed_and_a_broker_restart_end_in_the_one_server_state(
+        clean_stack: settings_mod.Settings, redis_cluster: settings_mod.Settings,
+        tmp_path: Path) -> None:
+    """The state path on a 3-master Redis Cluster: unkeyed scans, two workers SIGKILLed
+    at random points (between a batch's slots, too) and a broker restart end in the
+    state one worker leaves on one server, key for key."""
+    s = clean_stack
+    w = workload()
+    messages = [(topic, value, None if topic == CHECKPOINT_SCANS else key)
+                for topic, value, key in w.messages]
+    _send(s, messages)  # type: ignore[arg-type]
+    (tmp_path / "clean").mkdir()
+    workers = TimerlessWorkers(s, tmp_path / "clean")
+    r = store.connect(s.redis)
+    try:
+        workers.start()
+        _wait_applied_and_quiet(r, len(messages))
+        one_server = store.dump(r)
+    finally:
+        workers.stop_all()
+        r.close()
+    c = _run_with_kills(redis_cluster.with_(group=f"gridwatch-test-{uuid.uuid4().hex[:8]}"),
+                        tmp_path / "cluster", n_workers=2, seed=404, send=False,
+                        broker_restart=True)
+    try:
+        assert not c.hgetall(keys.PENDING), "a batch was left pending"
+        _assert_same_state(one_server, c)
+    finally:
+        c.close()

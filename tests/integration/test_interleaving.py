@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from gridwatch.agents.fold import RawRecord
 from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.ingest import BatchApplier
@@ -27,8 +26,8 @@ from gridwatch.schemas.events import format_time
 from gridwatch.streams.topics import CHECKPOINT_SCANS
 from shapely.geometry import box
 
+from gridwatch import keys, store
 from gridwatch import settings as settings_mod
-from gridwatch import store
 from gridwatch.city import Grid
 from gridwatch.store import AsyncStore
 from tests import aio
@@ -85,11 +84,16 @@ def _interleave(parts: list[list[bytes]], rng: random.Random, how: str) -> list[
 
 
 def _apply(s: settings_mod.Settings, records: list[RawRecord], rng: random.Random) -> dict[str, Any]:
-    r = redis.Redis.from_url(s.redis)
-    r.flushdb()
+    """Apply the records in random batches to the Redis of ``s`` (its cluster when it
+    names one) and dump the state."""
+    r = store.connect(s)
+    if s.redis_cluster:
+        r.flushdb(target_nodes="primaries")
+    else:
+        r.flushdb()
 
     async def run() -> None:
-        st = AsyncStore(s.redis)
+        st = AsyncStore(s)
         try:
             applier = BatchApplier(s, st, GridIndex(GRIDS), decide_config(s))
             i = 0
@@ -103,11 +107,9 @@ def _apply(s: settings_mod.Settings, records: list[RawRecord], rng: random.Rando
             await st.close()
 
     aio.run(run())
-    client = store.connect(s.redis)
     try:
-        return store.dump(client)
+        return store.dump(r)
     finally:
-        client.close()
         r.close()
 
 
@@ -119,10 +121,25 @@ def test_any_interleaving_of_the_partitions_ends_in_one_state(
     dumps = {how: _apply(clean_stack, _interleave(parts, rng, how), rng)
              for how in ("first-then-second", "second-then-first", "random-1", "random-2")}
     reference = dumps.pop("first-then-second")
-    crossings = [k for k in reference if k.startswith("gw:alert:")
+    crossings = [k for k in reference if k.startswith(keys.alert(""))
                  and '"kind":"cross_grid"' in str(reference[k])]
     assert len(crossings) >= 3, "the workload raised too few cross-grid alerts to test"
     for how, dump in dumps.items():
         assert dump.keys() == reference.keys(), how
         diff = [k for k in reference if dump[k] != reference[k]]
         assert not diff, (how, diff[:5], [(reference[k], dump[k]) for k in diff[:2]])
+
+
+def test_on_a_cluster_the_state_equals_the_one_server_state(
+        clean_stack: settings_mod.Settings, redis_cluster: settings_mod.Settings) -> None:
+    """The same records applied on a 3-master Redis Cluster (the batch split by slot)
+    and on one server, each in its own interleaving and batching: one state."""
+    parts = _partitions(13)
+    rng = random.Random(13)
+    one = _apply(clean_stack, _interleave(parts, rng, "random-1"), rng)
+    cluster = _apply(redis_cluster, _interleave(parts, rng, "random-2"), rng)
+    assert any(k.startswith(keys.alert("")) and '"kind":"cross_grid"' in str(v)
+               for k, v in one.items())
+    assert cluster.keys() == one.keys()
+    diff = [k for k in one if cluster[k] != one[k]]
+    assert not diff, (diff[:5], [(one[k], cluster[k]) for k in diff[:2]])

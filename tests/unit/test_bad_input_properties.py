@@ -120,8 +120,8 @@ def _seen(update: Any) -> set[tuple[str, str]]:
     """(topic, event id) an applied update records as seen, as Redis would keep them."""
     out = set()
     for k, ids in update.sadd.items():
-        if k.startswith(keys.SEEN_PREFIX):
-            topic = k[len(keys.SEEN_PREFIX):].rsplit(":", 1)[0]
+        topic = keys.seen_topic(k)
+        if topic is not None:
             out.update((topic, i) for i in ids)
     return out
 
