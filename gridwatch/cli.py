@@ -113,8 +113,15 @@ def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                       people=max(1000, int(base.people * min(args.scale, 1.0))))
     # Days are China's calendar days: a start at 07:00 begins the live part there,
     # with the morning peak still at 09:00.
-    sim = Simulator(load_city(s.city), seed=args.seed, start=start, profile=profile,
-                    local_days=True)
+    city = load_city(s.city)
+    story = None
+    if args.story:
+        from .city import load_grids
+        from .streams.outbreak import plan
+
+        story = plan(load_grids(s.grids), city, seed=args.seed)
+    sim = Simulator(city, seed=args.seed, start=start, profile=profile, local_days=True,
+                    outbreak=story)
     items = sim.stream(days=args.days, history_days=args.history_days)
     if args.out:
         n = 0
@@ -297,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None, help="at most this many events/s")
     p.add_argument("--scale", type=float, default=1.0, help="city busyness (1.0 = ~430k events/day)")
     p.add_argument("--out", help="write JSON Lines here instead of sending")
+    p.add_argument("--no-story", dest="story", action="store_false",
+                   help="leave out the first live day's outbreak (a few grids of one street)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("state", help="read live state from Redis")
