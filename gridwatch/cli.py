@@ -233,17 +233,25 @@ def cmd_forecast(args: argparse.Namespace, s: settings_mod.Settings) -> int:
         from .agents.backtest import main as backtest_main
 
         return backtest_main(args.rest)
-    from . import keys, store
+    from . import keys, station_view, store
 
     r = store.connect(s)
     try:
         raw = r.get(keys.forecast(args.target))
+        if raw is None:
+            raise GridwatchError(f"no forecast for station {args.target!r} yet "
+                                 "(a worker makes one once the station's tickets arrive)")
+        record = orjson.loads(raw)
+        if args.csv or "--csv" in args.rest:
+            # The rows of the station page's download: arrivals up to the feed's time,
+            # last week's same hours.
+            rows = station_view.read_rows(r, args.target, station_view.hours_to_read(record))
+            view = station_view.build(record, rows,
+                                      station_view.event_now(r.hvals(keys.WATERMARKS), record))
+            sys.stdout.write(station_view.csv_text(view))
+            return 0
     finally:
         r.close()
-    if raw is None:
-        raise GridwatchError(f"no forecast for station {args.target!r} yet "
-                             "(a worker makes one once the station's tickets arrive)")
-    record = orjson.loads(raw)
     if args.json or "--json" in args.rest:
         emit(record, as_json=True)
     else:
@@ -338,10 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("forecast", help="a station's latest forecast, or `forecast backtest ...`",
-                       description="gridwatch forecast STATION_ID [--json] | gridwatch forecast "
+                       description="gridwatch forecast STATION_ID [--json | --csv] | gridwatch forecast "
                        "backtest --csv FILE --horizon 24 --origins N --step 24 --out OUT.csv")
     p.add_argument("target", help="a station id, or 'backtest'")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--csv", action="store_true",
+                   help="the forecast hours as CSV (forecast, intervals, booked, arrivals so far, "
+                        "last week's same hours): the station page's download")
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_forecast)
 
