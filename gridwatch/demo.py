@@ -149,13 +149,13 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     yours = city["workers"][0]
     # The live day's story: an outbreak in a few grids of one street (never yours).
     from .city import load_grids
-    from .streams.outbreak import plan
+    from .streams.outbreak import clock, plan
 
     story = plan(load_grids(settings.grids), city, seed=seed, avoid=yours["grids"])
     if story is not None:
-        print(f"  the story: from {story.onset_h:04.1f} h red and yellow codes build up in grids "
+        print(f"  the story: from {clock(story.onset_h)} red and yellow codes build up in grids "
               f"{', '.join(story.grids)} ({story.street}), crowds at its pharmacies, peak "
-              f"about {story.peak_h:04.1f} h; {', '.join(story.slow_workers)} accepts tasks late",
+              f"about {clock(story.peak_h)}; {', '.join(story.slow_workers)} accepts tasks late",
               file=sys.stderr)
     if crew:
         print(f"  a simulated duty desk and field crew handle the alerts and tasks of every grid "

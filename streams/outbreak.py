@@ -63,6 +63,12 @@ class Outbreak:
         return max(0.0, 1.0 - (hour - self.peak_h) / self.fade_h)
 
 
+def clock(hour: float) -> str:
+    """``HH:MM`` of an hour after midnight (``8.5`` is ``08:30``)."""
+    minutes = round(hour * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def _digest(seed: int, text: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{text}".encode(), digest_size=8).digest(), "big")
 

@@ -11,7 +11,7 @@ import pytest
 from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.replay import demo_outbreak, hourly_bands
 from gridwatch.schemas.events import parse_time
-from gridwatch.streams.outbreak import Outbreak, plan
+from gridwatch.streams.outbreak import Outbreak, clock, plan
 from gridwatch.streams.simulate import CST, CityDay, Simulator
 
 from gridwatch.city import load_city, load_grids
@@ -56,6 +56,10 @@ def test_the_same_seed_picks_the_same_place_and_another_seed_may_not() -> None:
     first = plan(GRIDS, CITY, seed=1)
     assert first is not None
     assert first.grids[0] not in plan(GRIDS, CITY, seed=1, avoid=[first.grids[0]]).grids  # type: ignore[union-attr]
+
+
+def test_hours_of_the_story_read_as_a_clock() -> None:
+    assert (clock(8.5), clock(13.5), clock(0.0), clock(23.99)) == ("08:30", "13:30", "00:00", "23:59")
 
 
 def _day(outbreak: Outbreak | None) -> list[tuple[str, dict[str, Any]]]:
