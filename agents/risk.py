@@ -315,7 +315,7 @@ def volume_ratio(this_hour: float, same_hour_last_week: float, config: RiskConfi
 
     Last week's count is floored at the indicator's ``min_base`` so that a quiet hour
     (0 or a handful of scans) does not turn one extra scan into a surge: 0 against 0
-    gives 0, and 50 against 0 with ``min_base`` 20 gives 2.5.
+    gives 0, and 250 against 0 with ``min_base`` 100 gives 2.5.
 
     Args:
         this_hour: scans in the grid in the current event-time hour.

@@ -113,8 +113,15 @@ def cmd_simulate(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                       people=max(1000, int(base.people * min(args.scale, 1.0))))
     # Days are China's calendar days: a start at 07:00 begins the live part there,
     # with the morning peak still at 09:00.
-    sim = Simulator(load_city(s.city), seed=args.seed, start=start, profile=profile,
-                    local_days=True)
+    city = load_city(s.city)
+    story = None
+    if args.story:
+        from .city import load_grids
+        from .streams.outbreak import plan
+
+        story = plan(load_grids(s.grids), city, seed=args.seed)
+    sim = Simulator(city, seed=args.seed, start=start, profile=profile, local_days=True,
+                    outbreak=story)
     items = sim.stream(days=args.days, history_days=args.history_days)
     if args.out:
         n = 0
@@ -226,17 +233,25 @@ def cmd_forecast(args: argparse.Namespace, s: settings_mod.Settings) -> int:
         from .agents.backtest import main as backtest_main
 
         return backtest_main(args.rest)
-    from . import keys, store
+    from . import keys, station_view, store
 
     r = store.connect(s)
     try:
         raw = r.get(keys.forecast(args.target))
+        if raw is None:
+            raise GridwatchError(f"no forecast for station {args.target!r} yet "
+                                 "(a worker makes one once the station's tickets arrive)")
+        record = orjson.loads(raw)
+        if args.csv or "--csv" in args.rest:
+            # The rows of the station page's download: arrivals up to the feed's time,
+            # last week's same hours.
+            rows = station_view.read_rows(r, args.target, station_view.hours_to_read(record))
+            view = station_view.build(record, rows,
+                                      station_view.event_now(r.hvals(keys.WATERMARKS), record))
+            sys.stdout.write(station_view.csv_text(view))
+            return 0
     finally:
         r.close()
-    if raw is None:
-        raise GridwatchError(f"no forecast for station {args.target!r} yet "
-                             "(a worker makes one once the station's tickets arrive)")
-    record = orjson.loads(raw)
     if args.json or "--json" in args.rest:
         emit(record, as_json=True)
     else:
@@ -297,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None, help="at most this many events/s")
     p.add_argument("--scale", type=float, default=1.0, help="city busyness (1.0 = ~430k events/day)")
     p.add_argument("--out", help="write JSON Lines here instead of sending")
+    p.add_argument("--no-story", dest="story", action="store_false",
+                   help="leave out the first live day's outbreak (a few grids of one street)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("state", help="read live state from Redis")
@@ -329,10 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("forecast", help="a station's latest forecast, or `forecast backtest ...`",
-                       description="gridwatch forecast STATION_ID [--json] | gridwatch forecast "
+                       description="gridwatch forecast STATION_ID [--json | --csv] | gridwatch forecast "
                        "backtest --csv FILE --horizon 24 --origins N --step 24 --out OUT.csv")
     p.add_argument("target", help="a station id, or 'backtest'")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--csv", action="store_true",
+                   help="the forecast hours as CSV (forecast, intervals, booked, arrivals so far, "
+                        "last week's same hours): the station page's download")
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_forecast)
 

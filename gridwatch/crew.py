@@ -13,7 +13,9 @@ actors ``desk-sim`` and the workers' ids, and a refused step (a person acted fir
 is only a refusal.
 
 The grids of the demo's own grid worker are left to the people trying the demo: their
-alerts wait for the duty officer, their tasks for the grid worker's phone.
+alerts wait for the duty officer, their tasks for the grid worker's phone. Workers
+named ``slow`` (in the demo, those of the outbreak's core grid) take every task they are
+offered only after the accept deadline has passed, so its alert escalates.
 
 :func:`plan` is pure (records and the time in, commands out); :func:`run` is the loop.
 """
@@ -70,6 +72,7 @@ class Crew:
     workers: Mapping[str, tuple[str, ...]]
     leave: frozenset[str] = frozenset()
     seed: int = 1
+    slow: frozenset[str] = frozenset()  # workers who accept after the accept deadline
     resend_s: float = 30.0  # wall seconds before a command that changed nothing is sent again
     sent: dict[str, float] = field(default_factory=dict)  # "id:status" -> wall time sent
 
@@ -146,7 +149,10 @@ class Crew:
             (w for w in task.get("workers", ()) if w in self.workers), None)
         if worker is None:
             return None
-        if not self._due(task, now, self._wait(task, action, *NEXT_S[action]), live, wall):
+        lo, hi = NEXT_S[action]
+        if action == "accept" and worker in self.slow:
+            lo, hi = 1.2 * ESCALATION.accept_s, 2.5 * ESCALATION.accept_s
+        if not self._due(task, now, self._wait(task, action, lo, hi), live, wall):
             return None
         note = DONE_NOTE.get(alert.get("kind", ""), "checked") if action == "done" else ""
         return self._command("task", task["id"], action, worker, "grid_worker",
@@ -160,12 +166,13 @@ class Crew:
                 "note": note, "ts": format_time(now)}
 
 
-def from_city(city: Mapping[str, Any], *, leave_worker: str | None, seed: int = 1) -> Crew:
+def from_city(city: Mapping[str, Any], *, leave_worker: str | None, seed: int = 1,
+              slow: Iterable[str] = ()) -> Crew:
     """The crew of a city: every grid worker but ``leave_worker``, whose grids are left
-    to the people trying the demo."""
+    to the people trying the demo; the workers in ``slow`` accept their tasks late."""
     workers = {w["id"]: tuple(w["grids"]) for w in city["workers"] if w["id"] != leave_worker}
     leave = frozenset(g for w in city["workers"] if w["id"] == leave_worker for g in w["grids"])
-    return Crew(workers=workers, leave=leave, seed=seed)
+    return Crew(workers=workers, leave=leave, seed=seed, slow=frozenset(slow) & set(workers))
 
 
 def run(settings: Settings, crew: Crew, stop: threading.Event, acted: list[int],

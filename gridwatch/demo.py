@@ -4,7 +4,9 @@ Starts the local stack, one worker and the gateway as child processes, creates o
 user of each role and prints their login links and the cockpit URL, then sends
 ten weeks of station history (what the forecaster's seasonal mean reads)
 followed by a live city day at ``speed`` simulated seconds per second, with
-progress on one line. A simulated duty desk and field crew (:mod:`.crew`) handle the
+progress on one line. The live day tells a story (:mod:`.streams.outbreak`): an
+outbreak building in a few neighbouring grids of one street, crowds at its pharmacies,
+and a grid worker there who accepts tasks late. A simulated duty desk and field crew (:mod:`.crew`) handle the
 alerts and tasks of every grid but the demo grid worker's, which are left to the people
 trying the demo (``crew=False``: all are). Ctrl-C stops everything it started (the
 stack keeps running; ``gridwatch stack down`` stops it).
@@ -145,6 +147,16 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
         print(f"  {role:16s} {name:14s} {link}", file=sys.stderr)
     city = load_city(settings.city)
     yours = city["workers"][0]
+    # The live day's story: an outbreak in a few grids of one street (never yours).
+    from .city import load_grids
+    from .streams.outbreak import clock, plan
+
+    story = plan(load_grids(settings.grids), city, seed=seed, avoid=yours["grids"])
+    if story is not None:
+        print(f"  the story: from {clock(story.onset_h)} red and yellow codes build up in grids "
+              f"{', '.join(story.grids)} ({story.street}), crowds at its pharmacies, peak "
+              f"about {clock(story.peak_h)}; {', '.join(story.slow_workers)} accepts tasks late",
+              file=sys.stderr)
     if crew:
         print(f"  a simulated duty desk and field crew handle the alerts and tasks of every grid "
               f"but {yours['id']}'s ({', '.join(yours['grids'])}): those are yours "
@@ -162,7 +174,8 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
     if crew:
         from . import crew as crew_mod
 
-        desk = crew_mod.from_city(city, leave_worker=yours["id"], seed=seed)
+        desk = crew_mod.from_city(city, leave_worker=yours["id"], seed=seed,
+                                  slow=story.slow_workers if story else ())
         threading.Thread(target=crew_mod.run, args=(settings, desk, stop, acted),
                          daemon=True).start()
     producer = clients.producer(settings)
@@ -173,7 +186,7 @@ def run(settings: Settings, *, speed: float = 60.0, seed: int = 1, days: float =
             sent[0] += 1
         producer.flush()
         live = Simulator(load_city(settings.city), seed=seed, start=start, profile=profile,
-                         local_days=True)
+                         local_days=True, outbreak=story)
         for topic, event in paced(live.stream(days=days), speed=speed):
             producer.send(topic.name, key=str(event[topic.key_field]).encode(),
                           value=orjson.dumps(event))

@@ -11,6 +11,11 @@
   gates when the train arrives. ``history_days`` emits earlier days first, so the
   forecaster has a past to learn from.
 
+With an :class:`~.outbreak.Outbreak`, the first live day also tells a story: a cluster
+of red and yellow codes building over some hours in a few neighbouring grids of one
+street, with crowds at its pharmacies (:mod:`.outbreak`); the rest of the city's events
+keep their values and ids with or without it.
+
 A small share of events is sent late (out of order), some beyond the grace period,
 as real feeds do. The same seed gives the same events, byte for byte.
 """
@@ -28,6 +33,7 @@ from typing import Any
 
 from ..schemas.errors import ConfigError
 from ..schemas.events import format_time
+from . import outbreak as outbreak_mod
 from .topics import CHECKPOINT_SCANS, CROWD_LOITER, INPUT_BY_NAME, STATION_TICKETS, InputTopic
 
 CST = timezone(timedelta(hours=8))
@@ -79,13 +85,17 @@ class Simulator:
         local_days: the simulated days are China's calendar days, and the live part
             begins at ``start`` within its day (the morning peak at 09:00 local
             whatever the start); otherwise a simulated day begins at ``start``.
+        outbreak: the story of the live day (:func:`.outbreak.plan`), on simulated day
+            0 (with ``local_days``, its hours are local hours of that day).
     """
 
     def __init__(self, city: dict[str, Any], *, seed: int = 1, start: datetime | None = None,
-                 profile: CityDay = CityDay(), local_days: bool = False) -> None:
+                 profile: CityDay = CityDay(), local_days: bool = False,
+                 outbreak: outbreak_mod.Outbreak | None = None) -> None:
         self.city = city
         self.seed = seed
         self.profile = profile
+        self.outbreak = outbreak
         today = datetime.now(CST).replace(hour=0, minute=0, second=0, microsecond=0)
         first = start or today - timedelta(days=1)
         self.live_from = first.timestamp()
@@ -265,6 +275,11 @@ class Simulator:
         if not station_only:
             events.extend(self._scans(rng, day_start, factor))
             events.extend(self._loiter(rng, day_start, factor))
+            if self.outbreak is not None and day == 0:
+                # Its own random stream, drawn last: the city's other events keep their
+                # values and ids.
+                events.extend(outbreak_mod.events(self.outbreak, seed=self.seed,
+                                                  day_start=day_start, next_id=self._id))
         events.sort(key=lambda e: e[0])
         return events
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +31,7 @@ from redis.exceptions import RedisClusterException
 from gridwatch import keys, redis_client
 from gridwatch.settings import Settings
 
+from . import counters
 from .channels import (
     CHANNELS,
     COALESCED,
@@ -70,6 +72,7 @@ class Hub:
                 self.redis_url, max_connections=pool_size, timeout=30))
         self.grid_ids = tuple(grid_ids)
         self.station_ids = tuple(station_ids)
+        self.tz = zoneinfo.ZoneInfo(self.settings.tz)  # "today" of the counters
         self.block_ms = block_ms
         self.count = count
         self.conns: set[Conn] = set()
@@ -251,7 +254,14 @@ class Hub:
         return [(sid.decode(), fields.get(b"d", b"null")) for sid, fields in got]
 
     async def summary_frame(self) -> bytes:
+        """The officer's counters, each with its window (:mod:`.counters`)."""
         raw = await self.r.hgetall(keys.SUMMARY)
-        counters = {k.decode(): int(v) for k, v in raw.items()}
-        counters["open_alerts"] = int(await self.r.zcard(keys.ALERTS_OPEN))
-        return orjson.dumps({"ch": "summary", "m": counters})
+        totals = {k.decode(): int(v) for k, v in raw.items()}
+        marks = [float(v) for v in await self.r.hvals(keys.WATERMARKS)]
+        now = max(marks) if marks else None
+        today = 0
+        if now is not None:
+            today = int(await self.r.zcount(keys.ALERTS_ALL, counters.day_start(now, self.tz), "+inf"))
+        message = counters.summary_message(totals, open_alerts=int(await self.r.zcard(keys.ALERTS_OPEN)),
+                                           alerts_today=today, now=now, tz=self.tz)
+        return orjson.dumps({"ch": "summary", "m": message})

@@ -8,9 +8,10 @@ Origin, 429 for a user at its socket cap or an address past its failed-check bud
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from gridwatch.schemas import commands as contract
@@ -18,13 +19,13 @@ from prometheus_client import generate_latest
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from gridwatch import keys
+from gridwatch import keys, station_view
 
 from . import http
 from .auth import origin_allowed
 from .hub import Hub
 from .metrics import Metrics
-from .policy import may_see_grid
+from .policy import may_see, may_see_grid
 from .sessions import SessionGate
 
 
@@ -101,6 +102,8 @@ class Routes:
             return http.response(200, self.contract, "application/json")
         if path == "/api/grids.geojson":
             return http.response(200, self.geojson, "application/geo+json", cache="private")
+        if path.startswith("/api/forecast/"):
+            return await self.forecast(user, unquote(path[len("/api/forecast/"):]))
         if path.startswith("/api/risk/"):
             # One grid's full risk record: grid deltas carry only score and band, the
             # "why this colour" (indicator contributions) is read here on demand.
@@ -112,6 +115,31 @@ class Routes:
                 return http.response(404, b"no risk yet\n", "text/plain")
             return http.response(200, raw, "application/json", cache="no-store")
         return http.static_response(self.files, "/index.html" if path == "/" else path)
+
+
+    async def forecast(self, user: Any, name: str) -> Response:
+        """A station's forecast as the station page shows it (JSON), or as CSV
+        (``STATION.csv``): :mod:`gridwatch.station_view`, the rows of the CLI's CSV."""
+        as_csv = name.endswith(".csv")
+        station = name[:-4] if as_csv else name
+        if not station or not may_see(user, "forecasts", {"station_id": station}):
+            return http.response(404, b"not found\n", "text/plain")
+        r = self.hub.r
+        raw = await r.get(keys.forecast(station))
+        if raw is None:
+            return http.response(404, b"no forecast yet\n", "text/plain")
+        record = orjson.loads(raw)
+        rows = await station_view.aread_rows(r, station, station_view.hours_to_read(record))
+        view = station_view.build(record, rows,
+                                  station_view.event_now(await r.hvals(keys.WATERMARKS), record))
+        if not as_csv:
+            return http.response(200, orjson.dumps(view), "application/json", cache="no-store")
+        stamp = re.sub(r"[^0-9]", "", str(record.get("origin", "")))[:10]
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", station)
+        return http.response(200, station_view.csv_text(view).encode(), "text/csv; charset=utf-8",
+                             extra=[("Content-Disposition",
+                                     f'attachment; filename="forecast-{safe}-{stamp}.csv"')],
+                             cache="no-store")
 
 
 def _address(connection: ServerConnection) -> str:

@@ -305,7 +305,13 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
         f"{first:02d}:00–{(first + 1) % 24:02d}:00")
     labels = page.evaluate("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
       .getOption().xAxis[0].data""")
-    assert labels == [f"{h:02d}:00" for h in local]
+    # The forecast's hours follow the hours of arrivals before it, each with its date.
+    page.wait_for_function("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
+      .getOption().xAxis[0].data.length > 24""")
+    labels = page.evaluate("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
+      .getOption().xAxis[0].data""")
+    days = [h.astimezone(CST).strftime("%m-%d") for h in hours]
+    assert labels[-24:] == [f"{d} {h:02d}:00" for d, h in zip(days, local)]
     # The days past years call odd are named, in the user's language, and the weekend
     # days worked in place of a weekday off.
     expect(page.locator("#holidays li")).to_have_text(["01-27 春节 前 2 天：往年同期约为平日的 0.64 倍",

@@ -96,6 +96,23 @@ def test_grid_workers_accept_arrive_and_finish_their_tasks() -> None:
                      wall=0.0) == []
 
 
+def test_a_slow_worker_accepts_only_after_the_accept_deadline() -> None:
+    crew = crew_mod.from_city(CITY, leave_worker="w-you", slow=["w3", "w-you"])
+    assert crew.slow == frozenset({"w3"})  # the demo's own worker is the user, never slow
+    deadline = crew_mod.ESCALATION.accept_s
+    a = alert("al-r", "dispatched", task_id="tk-al-r-1")
+    offered = {"tk-al-r-1": task("tk-al-r-1", workers=("w3",))}
+    assert crew.plan([a], offered, T0 + deadline, wall=0.0) == []  # the accept escalation fires
+    [accept] = crew.plan([a], offered, T0 + 2.5 * deadline, wall=0.0)
+    assert (accept["action"], accept["actor"]) == ("accept", "w3")
+    # The others still accept within minutes, and a slow worker is slow to accept only.
+    prompt = crew_mod.from_city(CITY, leave_worker="w-you")
+    assert [c["actor"] for c in prompt.plan([a], offered, T0 + 400, wall=0.0)] == ["w3"]
+    [arrive] = crew.plan([a], {"tk-al-r-1": task("tk-al-r-1", "accepted", "w3")},
+                         T0 + 1200, wall=0.0)
+    assert arrive["action"] == "arrive"
+
+
 def test_the_demo_takes_the_crew_by_default_and_leaves_it_out_when_told() -> None:
     from gridwatch.cli import build_parser
 

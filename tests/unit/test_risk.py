@@ -233,31 +233,32 @@ def test_normalisations_match_their_documented_formulas() -> None:
         1.0,
         1.0,
     )
-    exp = specs["red_scans"]  # scale 2
-    assert exp.normalise(2) == pytest.approx(1 - math.exp(-1))
+    exp = specs["red_scans"]  # scale 4
+    assert exp.normalise(4) == pytest.approx(1 - math.exp(-1))
     ratio = specs["scan_volume_vs_last_week"]  # max_ratio 3
     assert [ratio.normalise(r) for r in (0.5, 1.0, 2.0, 3.0, 7.0)] == [0.0, 0.0, 0.5, 1.0, 1.0]
 
 
 def test_volume_ratio_is_sane_when_last_week_was_quiet() -> None:
     assert volume_ratio(0, 0, DEFAULT) == 0.0
-    assert volume_ratio(1, 0, DEFAULT) == 1 / 20  # min_base 20: one scan is no surge
-    assert volume_ratio(50, 0, DEFAULT) == 2.5
-    assert volume_ratio(60, 30, DEFAULT) == 2.0
-    assert volume_ratio(30, 30, DEFAULT) == 1.0
+    assert volume_ratio(1, 0, DEFAULT) == 1 / 100  # min_base 100: one scan is no surge
+    assert volume_ratio(50, 0, DEFAULT) == 0.5  # a quiet grid's 50 scans: no surge
+    assert volume_ratio(250, 0, DEFAULT) == 2.5
+    assert volume_ratio(300, 150, DEFAULT) == 2.0
+    assert volume_ratio(150, 150, DEFAULT) == 1.0
 
 
 def test_contributions_explain_every_point() -> None:
     values = {
         "red_scans": 3,
         "yellow_scans": 7,
-        "largest_crowd": 120,
+        "largest_crowd": 60,
         "scan_volume_vs_last_week": 2.0,
     }
     result = score_grid(values, DEFAULT)
     by_name = {c.indicator: c for c in result.contributions}
     assert list(by_name) == list(INDICATORS)
-    assert by_name["largest_crowd"] == ("largest_crowd", 120.0, 0.6, 10, 6.0)
+    assert by_name["largest_crowd"] == ("largest_crowd", 60.0, 0.6, 10, 6.0)
     assert by_name["scan_volume_vs_last_week"].points == 5.0
     assert by_name["open_tasks"].points == 0.0  # missing counts as 0
     assert round(sum(c.points for c in result.contributions), 1) == result.score

@@ -19,7 +19,8 @@ function areaColour(r) {
   return `rgba(${red},${green},${blue},${(floor + (1 - floor) * f).toFixed(2)})`;
 }
 const FEED_ROWS = 200;
-const COUNTERS = ["open_alerts", "checkpoint_scans", "loiter_reports", "station_tickets", "unassigned", "late", "deadletter"];
+// Each counter says its window (now, today, all time): which counter has which comes from
+// the gateway with the numbers (ws/counters.py), never guessed here.
 
 const TEMPLATE = `
 <section class="officer">
@@ -242,8 +243,14 @@ export function mount(root, { me, link, contract }) {
     refreshGrid();
   }
 
+  function windowLabel(w) {
+    if (w === "today") return counters.day ? t("w_today_on", { day: counters.day.slice(5) }) : t("w_today");
+    return t("w_" + w);
+  }
   function drawCounters() {
-    root.querySelector("#counters").innerHTML = COUNTERS.map((k) => `<div class="counter"><b>${(counters[k] ?? 0).toLocaleString()}</b><span>${t("c_" + k)}</span></div>`).join("");
+    const windows = counters.windows || {};
+    root.querySelector("#counters").innerHTML = Object.entries(windows).map(([k, w]) => `<div class="counter" data-counter="${esc(k)}" data-window="${esc(w)}">
+      <b>${(counters[k] ?? 0).toLocaleString()}</b><span>${t("c_" + k)}<small class="window">${esc(windowLabel(w))}</small></span></div>`).join("");
   }
 
   root.querySelector(".filters").addEventListener("click", (ev) => {
