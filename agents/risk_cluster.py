@@ -1,12 +1,13 @@
-"""The risk refresher's reads and writes on a Redis Cluster, without scripts.
+"""The risk refresher's reads and writes on a Redis Cluster.
 
 On one server the refresher reads a chunk of grids with one Lua script
 (:data:`~gridwatch.agents.risk_refresh.INDICATORS`) that builds the hour keys inside
-Lua, and writes with a compare-and-set script over keys of every grid. On a cluster
-those keys live in many slots, which one script may not touch, so here the same rows
-come from pipelines (redis-py splits them by node) and the write is checked, written,
-then checked again: a grid whose input version moved is reported back to be scored
-again. Rows have the layout of the script's rows, so scoring is shared.
+Lua, and writes with a compare-and-set script over keys of every grid. On a cluster a
+script's keys must share a slot: here the hour buckets are read by one script per grid
+shard (a grid's hour keys share its shard tag), with the tasks' counts of the core slot
+in the same pipelined round trip, and the write is checked, written, then checked
+again: a grid whose input version moved is reported back to be scored again. Rows have
+the layout of the script's rows, so scoring is shared.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from .. import keys
 
@@ -62,8 +64,48 @@ def row_of(grid: str, ver: str, hour: int, hours: list[list[Any]], now_fields: d
     return [grid, ver, hour, *(_int_or_float(n) for n in numbers), open_tasks, overdue]
 
 
+# One grid shard's part of the rows: every hour key a script reads is declared, and a
+# grid's hour keys share its shard's slot (``keys.grid_hour``), so one call per shard
+# reads the 24 hours and the same hour a week earlier of each of its grids. KEYS: 25 per
+# grid (its 24 hours up to the newest, then the hour a week before the newest).
+HOURS = """
+local out = {}
+local function scans(key)
+  local all = redis.call('HGETALL', key)
+  local n = 0
+  for k = 1, #all, 2 do
+    local f = all[k]
+    if string.sub(f, 1, 5) == 'scan:' or string.sub(f, 1, 10) == 'late:scan:' then
+      n = n + tonumber(all[k + 1])
+    end
+  end
+  return n
+end
+for g = 0, #KEYS / 25 - 1 do
+  local b = g * 25
+  local red, yellow, stale, cross, loit, crowd = 0, 0, 0, 0, 0, 0
+  for h = 1, 24 do
+    local v = redis.call('HMGET', KEYS[b + h],
+      'scan:red:in', 'scan:red:out', 'late:scan:red:in', 'late:scan:red:out',
+      'scan:yellow:in', 'scan:yellow:out', 'late:scan:yellow:in', 'late:scan:yellow:out',
+      'stale', 'cross_grid', 'loiter_alerts', 'loiter_max')
+    for k = 1, 4 do red = red + tonumber(v[k] or 0) end
+    for k = 5, 8 do yellow = yellow + tonumber(v[k] or 0) end
+    stale = stale + tonumber(v[9] or 0)
+    cross = cross + tonumber(v[10] or 0)
+    loit = loit + tonumber(v[11] or 0)
+    local m = tonumber(v[12] or 0)
+    if m > crowd then crowd = m end
+  end
+  table.insert(out, {red, yellow, stale, cross, loit, crowd, scans(KEYS[b + 24]), scans(KEYS[b + 25])})
+end
+return cjson.encode(out)
+"""
+
+
 async def read_rows(redis: Any, grids: list[str]) -> list[list[Any]]:
-    """The indicator rows of ``grids``: two round trips of pipelined single-key reads."""
+    """The indicator rows of ``grids``: two round trips, the second one pipelined call
+    per grid shard (:data:`HOURS`) beside the tasks' counts of the core slot."""
     if not grids:
         return []
     pipe = redis.pipeline(transaction=False)
@@ -71,21 +113,53 @@ async def read_rows(redis: Any, grids: list[str]) -> list[list[Any]]:
     pipe.hmget(keys.GRID_VERSION, grids)
     hours_raw, vers_raw = await pipe.execute()
     hours = [int(_num(h)) for h in hours_raw]
+    shards: dict[str, list[int]] = {}
+    for i, grid in enumerate(grids):
+        shards.setdefault(keys.grid_hours_prefix(grid), []).append(i)
+    by_tag: dict[str | None, list[int]] = {}
+    for prefix, members in shards.items():
+        by_tag.setdefault(keys.slot_tag(prefix), []).extend(members)
+    try:
+        replies = await _second_round(redis, grids, hours, by_tag, await _hours_sha(redis))
+    except NoScriptError:  # a master restarted without the script
+        replies = await _second_round(redis, grids, hours, by_tag,
+                                      await _hours_sha(redis, again=True))
+    order = list(by_tag.values())
+    tasks, sums = replies[:2 * len(grids)], replies[2 * len(grids):]
+    numbers: dict[int, list[Any]] = {}
+    for members, raw in zip(order, sums):
+        for i, row in zip(members, orjson.loads(raw)):
+            numbers[i] = [_int_or_float(n) for n in row]
+    return [[grid, _text(ver), hour, *numbers[i], int(tasks[2 * i]), int(tasks[2 * i + 1])]
+            for i, (grid, hour, ver) in enumerate(zip(grids, hours, vers_raw))]
+
+
+async def _second_round(redis: Any, grids: list[str], hours: list[int],
+                        by_tag: dict[str | None, list[int]], sha: str) -> list[Any]:
     pipe = redis.pipeline(transaction=False)
     for grid, hour in zip(grids, hours):
-        for h in range(hour - 23, hour + 1):
-            pipe.hmget(keys.grid_hour(grid, h), list(FIELDS))
-        pipe.hgetall(keys.grid_hour(grid, hour))
-        pipe.hgetall(keys.grid_hour(grid, hour - 168))
         pipe.zcard(keys.tasks_open(grid))
         pipe.zcount(keys.tasks_open(grid), "-inf", f"({(hour + 1) * 3600}")
-    replies = await pipe.execute()
-    rows = []
-    for i, (grid, hour, ver) in enumerate(zip(grids, hours, vers_raw)):
-        part = replies[i * 28:(i + 1) * 28]
-        rows.append(row_of(grid, _text(ver), hour, part[:24], part[24], part[25],
-                           int(part[26]), int(part[27])))
-    return rows
+    for members in by_tag.values():
+        hour_keys = []
+        for i in members:
+            grid, hour = grids[i], hours[i]
+            hour_keys += [keys.grid_hour(grid, h) for h in range(hour - 23, hour + 1)]
+            hour_keys.append(keys.grid_hour(grid, hour - 168))
+        pipe.evalsha(sha, len(hour_keys), *hour_keys)
+    return list(await pipe.execute())
+
+
+async def _hours_sha(redis: Any, *, again: bool = False) -> str:
+    """The SHA1 of :data:`HOURS`, loaded on every master (a cluster client sends
+    ``SCRIPT LOAD`` to all of them) once per client, or ``again``."""
+    sha = _LOADED.get(id(redis))
+    if sha is None or again:
+        sha = _LOADED[id(redis)] = await redis.script_load(HOURS)
+    return sha
+
+
+_LOADED: dict[int, str] = {}
 
 
 # The one script of the cluster path: its two keys share a slot (``keys.RISK_DIRTY``

@@ -28,7 +28,7 @@ cannot move a key to another slot.
 from __future__ import annotations
 
 import zlib
-from functools import cache
+from functools import cache, lru_cache
 
 from redis.crc import key_slot
 
@@ -61,9 +61,16 @@ def shard_of(entity: str) -> int:
     return zlib.crc32(entity.encode("utf-8", "surrogatepass")) % SHARDS
 
 
+@lru_cache(maxsize=1 << 16)  # grids and stations stay in it; people come and go
 def shard_prefix(entity: str) -> str:
     """``gw:{<tag>}:``: the start of every sharded key of ``entity``."""
     return f"gw:{{{shard_tags()[shard_of(entity)]}}}:"
+
+
+# Seen event ids use every eighth shard only: a batch writes one set per topic-hour and
+# shard, so fewer shards mean fewer calls, and 16 still spread an hour's ids over every
+# master of a cluster of up to 16.
+SEEN_SHARDS = 16
 
 
 def slot_tag(key: str) -> str | None:
@@ -98,9 +105,10 @@ SEEN_TTL_S = 2 * 86400
 
 
 def seen_ids(topic: str, hour: int, event_id: str) -> str:
-    """The ids applied of one input topic's events of one event-time hour, in the shard
-    of ``event_id`` (set)."""
-    return f"{shard_prefix(event_id)}seen:{topic}:{hour}"
+    """The ids applied of one input topic's events of one event-time hour, in the seen
+    shard of ``event_id`` (set)."""
+    tag = shard_tags()[shard_of(event_id) % SEEN_SHARDS * (SHARDS // SEEN_SHARDS)]
+    return f"gw:{{{tag}}}:seen:{topic}:{hour}"
 
 
 def seen_topic(key: str) -> str | None:

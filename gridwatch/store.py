@@ -131,9 +131,14 @@ def split_update(update: BatchUpdate, *, by_slot: bool) -> tuple[Part, dict[str,
             got = parts[tag] = Part()
         return got
 
+    placed: dict[str, tuple[Part, int]] = {}  # key -> its part and number there
+
     def add(op: str, key: str, *rest: Any) -> None:
-        target = part(key)
-        target.p[op].append([target.k(key), *rest])
+        got = placed.get(key)
+        if got is None:
+            target = part(key)
+            got = placed[key] = (target, target.k(key))
+        got[0].p[op].append([got[1], *rest])
 
     core.p["o"] = [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()]
     core.p["c"] = [[k, str(v)] for k, v in update.cas.items()]
@@ -172,8 +177,11 @@ def split_update(update: BatchUpdate, *, by_slot: bool) -> tuple[Part, dict[str,
     for k, (v, ttl) in update.sets.items():
         add("t", k, v.decode(), ttl or 0)
     for k in sorted(update.dels):
-        target = part(k)
-        target.p["d"].append(target.k(k))
+        got = placed.get(k)
+        if got is None:
+            target = part(k)
+            got = placed[k] = (target, target.k(k))
+        got[0].p["d"].append(got[1])
     for k, ttl in update.expire.items():
         add("e", k, ttl)
     for k, maxlen, data in update.streams:
