@@ -87,6 +87,9 @@ class BatchUpdate:
     late: int = 0
     # Record writes decided for the batch (alerts, traces, ...), applied in the same step.
     cas: dict[str, int] = field(default_factory=dict)  # key -> version it was read at
+    # cas keys whose version lives in a key of its own that expires with the record
+    # (keys.version_of) rather than in keys.VERSIONS: key -> TTL in seconds
+    cas_ttl: dict[str, int] = field(default_factory=dict)
     sets: dict[str, tuple[bytes, int | None]] = field(default_factory=dict)  # value, TTL
     dels: set[str] = field(default_factory=set)
     hset: dict[tuple[str, str], str] = field(default_factory=dict)

@@ -93,6 +93,7 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
     for person, members in decisions.red_visits.items():
         zkey = keys.red_visits(person)
         update.cas[zkey] = versions.get(zkey, 0)
+        update.cas_ttl[zkey] = int(visit_horizon_s)  # the version goes with the visits
         update.zadd[zkey].update(dict(members))
         update.zkeep[zkey] = visit_horizon_s  # behind the person's newest visit, whenever it came
         update.expire[zkey] = int(visit_horizon_s)
@@ -199,8 +200,13 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
     # visits, so a write landing between the two reads makes the batch fold again
     # rather than decide on visits older than their version.
     visit_keys = [keys.red_visits(p) for p in people]
-    if visit_keys:
-        pipe.hmget(keys.VERSIONS, visit_keys)
+    version_keys = [keys.version_of(k) for k in visit_keys]
+    cluster = is_cluster(redis)
+    if version_keys and cluster:  # a cluster's pipeline refuses MGET (same slot: GETs)
+        for vkey in version_keys:
+            pipe.get(vkey)
+    elif version_keys:
+        pipe.mget(version_keys)
     for person in people:
         pipe.zrangebyscore(keys.red_visits(person), red_people[person] - visit_window_s, "+inf",
                            withscores=True)
@@ -214,8 +220,9 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
     replies = await pipe.execute()
     visit_versions: dict[str, int] = {}
     if visit_keys:
-        visit_versions = {k: int(v or 0) for k, v in zip(visit_keys, replies[0])}
-        replies = replies[1:]
+        got = replies[:len(visit_keys)] if cluster else replies[0]
+        visit_versions = {k: int(v or 0) for k, v in zip(visit_keys, got)}
+        replies = replies[len(visit_keys):] if cluster else replies[1:]
     if train_list:
         for tkey, value in zip(train_list, replies[-len(train_list):]):
             view.train_high_risk[tkey] = int(value or 0)

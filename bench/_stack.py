@@ -129,13 +129,18 @@ def hold(s: settings_mod.Settings) -> None:
     _HELD[path] = fh
 
 
+def cluster_home(s: settings_mod.Settings) -> Path:
+    """Where the bench's Redis Cluster keeps its nodes (beside the bench stack's home)."""
+    return s.home.with_name(s.home.name + "-redis-cluster")
+
+
 def with_redis_cluster(s: settings_mod.Settings, masters: int, slot: int = 0
                        ) -> settings_mod.Settings:
     """The bench stack with a local Redis Cluster of ``masters`` beside it (ports
     17301+10*slot on; a home of its own, so the bench stack keeps its shape): the
     settings name the cluster."""
     seeds = (f"127.0.0.1:{17301 + 10 * slot}",)
-    home = s.home.with_name(s.home.name + "-redis-cluster")
+    home = cluster_home(s)
     got = stack.up(s.with_(redis_cluster=seeds, home=home), redis_cluster=masters,
                    log=lambda msg: print(f"[bench cluster] {msg}", file=sys.stderr))
     return s.with_(redis_cluster=got.redis_cluster)

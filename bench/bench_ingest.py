@@ -466,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not was_running and not args.keep_stack:
             stack.down(s, log=lambda msg: print(f"[bench stack] {msg}", file=sys.stderr))
+            if s.redis_cluster:
+                stack.down(s.with_(home=_stack.cluster_home(s)),
+                           log=lambda msg: print(f"[bench cluster] {msg}", file=sys.stderr))
 
     if not results:
         print("no run completed: " + "; ".join(failures))

@@ -334,7 +334,18 @@ FAMILIES = [
 ]
 
 
+def untagged(key: str) -> str:
+    """The key without its hash tag (``gw:{s7.11}:grid:G1:total`` -> ``gw:grid:G1:total``),
+    so families are named as before the tags."""
+    if key.startswith("gw:{"):
+        return "gw:" + key.split("}:", 1)[-1]
+    return key
+
+
 def family_of(key: str) -> str:
+    key = untagged(key)
+    if key.startswith("gw:seen:"):
+        return "gw:seen:* (sets)"
     for name, test in FAMILIES:
         if test(key):
             return name
@@ -342,6 +353,7 @@ def family_of(key: str) -> str:
 
 
 def grid_of_key(key: str) -> str | None:
+    key = untagged(key)
     if key.startswith("gw:grid:"):
         return key.split(":")[2]
     if key.startswith("gw:risk:") and key != keys.RISK_RANK:

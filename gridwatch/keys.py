@@ -27,6 +27,7 @@ cannot move a key to another slot.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from functools import cache, lru_cache
 
@@ -44,16 +45,22 @@ _SLOTS = 16384
 
 @cache
 def shard_tags() -> tuple[str, ...]:
-    """The hash tag of each shard: the first ``s<i>.<n>`` whose slot lies in the i-th
-    of ``SHARDS`` equal ranges of the slots."""
-    tags = []
-    for i in range(SHARDS):
-        lo, hi = i * _SLOTS // SHARDS, (i + 1) * _SLOTS // SHARDS
-        n = 0
-        while not lo <= key_slot(f"s{i}.{n}".encode()) < hi:
-            n += 1
-        tags.append(f"s{i}.{n}")
-    return tuple(tags)
+    """The hash tag of each shard: the shortest string of ``[0-9a-z]`` (the first in
+    that order) whose slot lies in the i-th of ``SHARDS`` equal ranges of the slots.
+    Short, because every sharded key carries it."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    tags: list[str | None] = [None] * SHARDS
+    missing = SHARDS
+    for length in (1, 2, 3):
+        for combo in itertools.product(alphabet, repeat=length):
+            tag = "".join(combo)
+            i = key_slot(tag.encode()) * SHARDS // _SLOTS
+            if tags[i] is None:
+                tags[i] = tag
+                missing -= 1
+                if not missing:
+                    return tuple(t for t in tags if t is not None)
+    raise AssertionError("no tag for some shard")  # pragma: no cover - 3 letters suffice
 
 
 def shard_of(entity: str) -> int:
@@ -217,6 +224,13 @@ def deadline(alert_id: str) -> str:
 def tasks_open(grid_id: str) -> str:
     """Open tasks of one grid (zset, score = due time): open and overdue task counts."""
     return TASKS_OPEN_FMT % grid_id
+
+
+def version_of(record_key: str) -> str:
+    """The version of a compare-and-set record kept beside it with the record's TTL
+    (string), for records that come and go (a red-code person's visits): fields of
+    ``VERSIONS`` would outlive them."""
+    return f"{CORE}ver:{record_key.removeprefix(CORE)}"
 
 
 def red_visits(person_ref: str) -> str:

@@ -141,7 +141,8 @@ def split_update(update: BatchUpdate, *, by_slot: bool) -> tuple[Part, dict[str,
         got[0].p[op].append([got[1], *rest])
 
     core.p["o"] = [[f, str(before), str(last)] for f, (before, last) in update.offsets.items()]
-    core.p["c"] = [[k, str(v)] for k, v in update.cas.items()]
+    core.p["c"] = [[k, str(v), core.k(keys.version_of(k)), update.cas_ttl[k]]
+                   if k in update.cas_ttl else [k, str(v), 0, 0] for k, v in update.cas.items()]
     core.p["w"] = [x for f, w in update.watermarks.items() for x in (f, repr(float(w)))]
     # Zero increments are kept: HINCRBY by 0 creates the field, so a +2 and a -2 in one
     # batch leave the same fields as in two batches.

@@ -41,8 +41,10 @@ else
       return {0, o[1], 'pending'}
     end
   end
+  -- {record key, version read, its own version key (0: a field of KEYS[3]), TTL}
   for _, c in ipairs(p.c) do
-    local cur = redis.call('HGET', KEYS[3], c[1])
+    local cur
+    if c[3] > 0 then cur = redis.call('GET', KEYS[base + c[3]]) else cur = redis.call('HGET', KEYS[3], c[1]) end
     if not cur then cur = '0' end
     if cur ~= c[2] then return {0, c[1], cur} end
   end
@@ -126,7 +128,13 @@ if mode == 'part' then
   if p.u then redis.call('EXPIRE', KEYS[1], 7 * 86400) end  -- a mark of its own
   return {1}
 end
-for _, c in ipairs(p.c) do redis.call('HINCRBY', KEYS[3], c[1], 1) end
+for _, c in ipairs(p.c) do
+  if c[3] > 0 then
+    redis.call('SET', K(c[3]), tostring(tonumber(c[2]) + 1), 'EX', c[4])
+  else
+    redis.call('HINCRBY', KEYS[3], c[1], 1)
+  end
+end
 if mode == 'stage' and ARGV[3] ~= '' then
   redis.call('HSET', KEYS[4], 'b:' .. ARGV[4], ARGV[3])
   for _, o in ipairs(p.o) do redis.call('HSET', KEYS[4], 'p:' .. o[1], ARGV[4]) end
