@@ -324,7 +324,7 @@ FAMILIES = [
     ("gw:grid:*:total", lambda k: k.startswith("gw:grid:") and k.endswith(":total")),
     ("gw:risk:{grid}", lambda k: k.startswith("gw:risk:") and k != keys.RISK_RANK),
     ("gw:alerts:by_grid:*", lambda k: k.startswith("gw:alerts:by_grid:")),
-    ("gw:trace:*", lambda k: k.startswith("gw:trace:")),
+    ("gw:trace:*", lambda k: k.startswith("gw:t:")),  # gw:{tag}:t:{person}
     ("gw:redvisits:*", lambda k: k.startswith("gw:redvisits:")),
     ("gw:alert:*", lambda k: k.startswith("gw:alert:")),
     ("gw:deadline:*", lambda k: k.startswith("gw:deadline:")),

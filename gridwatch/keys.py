@@ -240,7 +240,8 @@ def red_visits(person_ref: str) -> str:
 
 def trace(person_ref: str) -> str:
     """Every scan of one person, "event_id|checkpoint|grid|direction|colour" (zset, score ts)."""
-    return f"{shard_prefix(person_ref)}trace:{person_ref}"
+    # "t:", not "trace:": the tag lengthened every key, and traces are the most numerous
+    return f"{shard_prefix(person_ref)}t:{person_ref}"
 
 
 def train(station_id: str, train_no: str, arrival_at: float) -> str:
