@@ -76,7 +76,10 @@ WINDOW = RECENT + YEARS * 366 * DAY + WEEKS * WEEK + DAY
 BLEND_STRIDE = 6  # every 6th calibration origin chooses the blend weights
 REPORT_FACTOR = 1.1  # a day the past years move by more than this is named in the forecast
 BLEND_EQUAL = 0.3  # share of equal weights mixed into the chosen ones
-VALID_DAYS = 14  # validation origins for the statistical candidates: the same hour, days back
+VALID_DAYS = 28  # validation origins for the statistical candidates: the same hour, days back
+# A mix with the statistical candidates replaces the blend only when its validation MAE is
+# this much below the blend's: 28 days at one hour are few, and a small edge there is noise.
+FLOOR_MARGIN = 0.08
 # Slightly wider than nominal: the blend weights are chosen on the same errors, and
 # errors drift, so nominal split-conformal quantiles under-cover (~74 % measured).
 _Z = {"80": (0.075, 0.925), "95": (0.02, 0.98)}
@@ -660,7 +663,8 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
     The origins are the same hour on each of the last :data:`VALID_DAYS` days (their
     blend forecasts are rows of ``paths``, made from hours before each of them); each
     candidate is fitted on the hours before each origin. Weights on a 0.1 grid over the
-    candidates minimise the MAE over those origins' hours. Hours that past years or the
+    candidates minimise the MAE over those origins' hours; unless that MAE is more than
+    :data:`FLOOR_MARGIN` below the blend's, the blend stands alone. Hours that past years or the
     calendar call special (a holiday, a weekend day worked) stay the blend's, which
     knows them; so does the whole forecast when the last day came in off the mix's
     forecast of it by more than :data:`ODD_DAY` (a level shift the validation days did
@@ -706,6 +710,10 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
     grid = _simplex(len(cands)) if len(cands) > 1 else np.ones((1, 1))
     mae = np.abs(grid @ d).mean(axis=1)
     w = grid[int(np.argmin(mae))]
+    best = None
+    if w[-1] < 1 and mae.min() > (1 - FLOOR_MARGIN) * float(np.abs(d[-1]).mean()):
+        best = (_mix_label(labels, w), float(mae.min()))
+        w = np.eye(len(cands))[-1]  # not clearly better than the blend: the blend
     single = {lab: float(np.abs(dd).mean()) for lab, dd in zip(labels, d)}
     mixed = sum(wi * c for wi, c in zip(w, cands))
     # The last day against the mix's forecast of it, made a day before (the last
@@ -719,13 +727,14 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
         w = np.eye(len(cands))[-1]
         mixed = blend.copy()
     weights = {lab: round(float(wi), 1) for lab, wi in zip(labels, w) if wi > 0}
-    order = sorted(weights, key=lambda k: -weights[k])
-    chosen = " + ".join(f"{fm.LABELS[k]} {weights[k]:.0%}" for k in order) if len(order) > 1 \
-        else fm.LABELS[order[0]]
+    chosen = _mix_label(labels, w)
     mix_mae = float(np.abs(mixed[:-1][ok] - actual[ok]).mean())
     others = ", ".join(f"{fm.LABELS[k]} {single[k]:.1f}" for k in ("blend", *names))
     why = (f"model: {chosen}, weighed on {len(val)} rolling origins (the same hour on the last "
            f"{len(val)} days): MAE {mix_mae:.1f} there against {others}")
+    if best is not None:
+        why += (f"; the best mix, {best[0]} (MAE {best[1]:.1f}), is not {FLOOR_MARGIN:.0%} "
+                "better than the blend")
     if shifted:
         why += (f"; the last day came in at {level:.2f}x its forecast, a level shift that the "
                 "blend follows within a day: the blend alone")
@@ -733,6 +742,15 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
             "validation_mae": {"chosen": round(mix_mae, 2),
                                **{k: round(v, 2) for k, v in single.items()}},
             "origins": len(val), "note": why, "paths": mixed[:-1], "actual": actual}
+
+
+def _mix_label(labels: Sequence[str], w: np.ndarray) -> str:
+    """``"MSTL(24,168) 60% + seasonal blend 40%"``, heaviest first; one name alone."""
+    weights = {lab: float(wi) for lab, wi in zip(labels, w) if wi > 0}
+    order = sorted(weights, key=lambda k: -weights[k])
+    if len(order) == 1:
+        return fm.LABELS[order[0]]
+    return " + ".join(f"{fm.LABELS[k]} {weights[k]:.0%}" for k in order)
 
 
 def _conformal_pooled(actual: np.ndarray, paths: np.ndarray, typical: float, horizon: int
