@@ -728,7 +728,9 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
         mixed = blend.copy()
     weights = {lab: round(float(wi), 1) for lab, wi in zip(labels, w) if wi > 0}
     chosen = _mix_label(labels, w)
-    mix_mae = float(np.abs(mixed[:-1][ok] - actual[ok]).mean())
+    # Rounded as the record keeps them, so that the note and the record agree.
+    mix_mae = round(float(np.abs(mixed[:-1][ok] - actual[ok]).mean()), 2)
+    single = {k: round(v, 2) for k, v in single.items()}
     others = ", ".join(f"{fm.LABELS[k]} {single[k]:.1f}" for k in ("blend", *names))
     why = (f"model: {chosen}, weighed on {len(val)} rolling origins (the same hour on the last "
            f"{len(val)} days): MAE {mix_mae:.1f} there against {others}")
