@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from . import calendars
+from . import forecast_models as fm
 
 WEEK = 168
 DAY = 24
@@ -75,6 +76,10 @@ WINDOW = RECENT + YEARS * 366 * DAY + WEEKS * WEEK + DAY
 BLEND_STRIDE = 6  # every 6th calibration origin chooses the blend weights
 REPORT_FACTOR = 1.1  # a day the past years move by more than this is named in the forecast
 BLEND_EQUAL = 0.3  # share of equal weights mixed into the chosen ones
+VALID_DAYS = 28  # validation origins for the statistical candidates: the same hour, days back
+# A mix with the statistical candidates replaces the blend only when its validation MAE is
+# this much below the blend's: 28 days at one hour are few, and a small edge there is noise.
+FLOOR_MARGIN = 0.08
 # Slightly wider than nominal: the blend weights are chosen on the same errors, and
 # errors drift, so nominal split-conformal quantiles under-cover (~74 % measured).
 _Z = {"80": (0.075, 0.925), "95": (0.02, 0.98)}
@@ -116,6 +121,11 @@ class Forecast:
     #: Local days of the horizon (``YYYY-MM-DD``) that are weekend days worked in place
     #: of a weekday off (调休), forecast as working days.
     workdays: list[str] = field(default_factory=list)
+    #: Which model made ``yhat`` and why: ``{"chosen", "weights", "validation_mae",
+    #: "origins"}`` (the weights of the seasonal blend and the statistical candidates,
+    #: chosen on ``origins`` rolling origins before the forecast's, and each one's MAE
+    #: there, the mix's as ``"chosen"``); empty when the blend had no rival.
+    model: dict[str, Any] = field(default_factory=dict)
 
     def peaks(self, share: float = 0.40, factor: float = 1.5) -> list[dict[str, Any]]:
         """Hours that need more staff, busiest first, each with its share of the total.
@@ -154,6 +164,7 @@ class Forecast:
             "lo95": r(self.lo95), "hi95": r(self.hi95),
             "method": self.method, "notes": list(self.notes), "peaks": self.peaks(),
             "holidays": [dict(h) for h in self.holidays], "workdays": list(self.workdays),
+            "model": dict(self.model),
         }
 
 
@@ -500,7 +511,8 @@ def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.ndarray, *,
                   origin: datetime, horizon: int = 24,
                   bookings: BookingsView | None = None,
-                  calendar: str | None = None) -> Forecast:
+                  calendar: str | None = None,
+                  models: Sequence[str] | None = None) -> Forecast:
     """Forecast the ``horizon`` hours from ``origin`` from hourly counts before it.
 
     ``ts``/``counts``: hourly history (any order; missing hours are gaps, zeros are
@@ -510,6 +522,8 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     the Dragon Boat and Mid-Autumn festivals) whose moving holidays are matched across
     past years, and whose make-up working days (weekend days worked, 调休) are forecast
     as working days; None: calendar dates only.
+    ``models``: the statistical candidates weighed against the seasonal blend
+    (:data:`.forecast_models.CANDIDATES`, all by default; ``()`` for the blend alone).
     """
     calendar = calendars.check(calendar)
     origin_utc = _to_utc(origin).replace(minute=0, second=0, microsecond=0)
@@ -542,6 +556,17 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
     paths, base, yearly = _point_paths(x, horizon, lag, count, origins, o - WINDOW + offset,
                                        calendar)
     yhat = paths[-1]
+    rivals = fm.available() if models is None else tuple(m for m in models if m in fm.available())
+    floor = None
+    if lag == WEEK and rivals:
+        floor = _floor(x, paths, origins, base, yearly, horizon, rivals,
+                       _makeup_hours(calendar, o - WINDOW + offset, WINDOW + horizon),
+                       o - WINDOW + offset)
+    if floor is not None:
+        yhat = floor["yhat"]
+        if floor["weights"].get("blend", 0.0) < 1.0:
+            method = method.replace("seasonal blend", floor["chosen"], 1)
+        notes.append(floor["note"])
     holidays = _odd_days(base[WINDOW:WINDOW + horizon], yearly[WINDOW:WINDOW + horizon],
                          o + offset, calendar)
     for h in holidays:
@@ -563,7 +588,11 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
                          "only (package holidays): later ones are forecast as weekends")
 
     typical = float(np.nanmean(x)) if seen.size else 1.0
-    q = _conformal(x, paths[:-1], origins[:-1], horizon, typical)
+    if floor is not None and floor["weights"].get("blend", 0.0) < 1.0:
+        # The intervals of the model chosen: quantiles of its own validation errors.
+        q = _conformal_pooled(floor["actual"], floor["paths"], typical, horizon)
+    else:
+        q = _conformal(x, paths[:-1], origins[:-1], horizon, typical)
     if q is None:
         notes.append("too little history for calibrated intervals: using wide defaults")
         q = {"80": (np.full(horizon, -0.5), np.full(horizon, 0.6)),
@@ -586,7 +615,165 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
         origin=origin_utc.astimezone(tz), hours=[h.astimezone(tz) for h in hours_utc],
         yhat=yhat.tolist(), lo80=lo80.tolist(), hi80=hi80.tolist(),
         lo95=lo95.tolist(), hi95=hi95.tolist(), method=method, notes=notes,
-        holidays=holidays, workdays=workdays)
+        holidays=holidays, workdays=workdays,
+        model={k: floor[k] for k in ("chosen", "weights", "validation_mae", "origins")}
+        if floor is not None else {})
+
+
+def _without_odd_days(seg: np.ndarray, local0: int) -> np.ndarray:
+    """``seg`` (hourly, NaN in gaps; ``local0``: the local hour index of its first) with
+    the hours of each odd local day replaced by their reference: the median of the same
+    hour of the week up to three weeks either way inside ``seg``. A day is odd when the
+    ratio of its total to its reference's (over the hours known in both) is off the
+    median ratio of the days within three of it by more than :data:`ODD_DAY` either
+    way: a trend moves the ratios of all the days around, an odd day its own, so a
+    series with a trend keeps its latest days."""
+    size = seg.size
+    stack = np.full((6, size), np.nan)
+    for j, k in enumerate((-3, -2, -1, 1, 2, 3)):
+        sh = k * WEEK
+        if abs(sh) < size:
+            if sh > 0:
+                stack[j, :size - sh] = seg[sh:]
+            else:
+                stack[j, -sh:] = seg[:size + sh]
+    ref = _nanmedian_last(stack.T)
+    both = ~np.isnan(seg) & ~np.isnan(ref)
+    day = (np.arange(size) + local0) // DAY
+    day -= day[0]
+    got = np.bincount(day, np.where(both, seg, 0.0))
+    want = np.bincount(day, np.where(both, ref, 0.0))
+    prior = 0.05 * DAY * (float(np.nanmean(seg)) if both.any() else 1.0) + 1.0
+    ratio = np.log((got + prior) / (want + prior))
+    # Against the ratios of the days around it: a trend moves them all, an odd day one.
+    near = np.full((ratio.size, 7), np.nan)
+    for j in range(-3, 4):
+        near[max(-j, 0):ratio.size - max(j, 0), j + 3] = ratio[max(j, 0):ratio.size + min(j, 0)]
+    odd_day = np.abs(ratio - _nanmedian_last(near)) > np.log(ODD_DAY)
+    odd = odd_day[day] & ~np.isnan(ref)
+    return np.where(odd, ref, seg) if odd.any() else seg
+
+
+def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarray,
+           yearly: np.ndarray, horizon: int, rivals: Sequence[str],
+           makeup: np.ndarray | None, local0: int) -> dict[str, Any] | None:
+    """Weigh the seasonal blend against the statistical candidates (``rivals``, see
+    :mod:`.forecast_models`) on rolling origins before the forecast's.
+
+    The origins are the same hour on each of the last :data:`VALID_DAYS` days (their
+    blend forecasts are rows of ``paths``, made from hours before each of them); each
+    candidate is fitted on the hours before each origin. Weights on a 0.1 grid over the
+    candidates minimise the MAE over those origins' hours; unless that MAE is more than
+    :data:`FLOOR_MARGIN` below the blend's, the blend stands alone. Hours that past years or the
+    calendar call special (a holiday, a weekend day worked) stay the blend's, which
+    knows them; so does the whole forecast when the last day came in off the mix's
+    forecast of it by more than :data:`ODD_DAY` (a level shift the validation days did
+    not see, which the blend follows within a day). None when no candidate can be fitted at every
+    origin (too little history).
+    """
+    n = x.size
+    keep = yearly != 1.0  # the blend's own hours
+    if makeup is not None:
+        keep = keep | makeup
+    val = [n - DAY * k for k in range(VALID_DAYS, 0, -1)]
+    val = [v for v in val if v >= origins[0]]
+    if len(val) < VALID_DAYS // 2:
+        return None
+    # Each candidate is fitted on the hours before each origin with its odd days (a
+    # holiday, an outage) replaced by their neighbours: see _without_odd_days.
+    clean = []
+    for v in [*val, n]:
+        lo = max(v - fm.FIT_HOURS, 0)
+        clean.append(_without_odd_days(x[lo:v], local0 + lo))
+    names = list(rivals)
+    got: dict[str, list[np.ndarray]] = {m: [] for m in names}
+    for m in list(names):
+        for seg in clean:
+            f = fm.forecast(m, seg, horizon)
+            if f is None:
+                names.remove(m)
+                break
+            got[m].append(f)
+    if not names:
+        return None
+    xp = np.concatenate([x, np.full(horizon, np.nan)])
+    rows = np.array(val) - origins[0]
+    idx = np.array([*val, n])[:, None] + np.arange(horizon)[None, :]
+    blend = np.vstack([paths[rows], paths[-1:]])
+    cands = [np.where(keep[idx], blend, np.stack(got[m])) for m in names] + [blend]
+    labels = [*names, "blend"]
+    actual = xp[idx[:-1]]
+    ok = ~np.isnan(actual)
+    if ok.sum() < DAY:
+        return None
+    d = np.stack([c[:-1][ok] - actual[ok] for c in cands])
+    grid = _simplex(len(cands)) if len(cands) > 1 else np.ones((1, 1))
+    mae = np.abs(grid @ d).mean(axis=1)
+    w = grid[int(np.argmin(mae))]
+    best = None
+    if w[-1] < 1 and mae.min() > (1 - FLOOR_MARGIN) * float(np.abs(d[-1]).mean()):
+        best = (_mix_label(labels, w), float(mae.min()))
+        w = np.eye(len(cands))[-1]  # not clearly better than the blend: the blend
+    single = {lab: float(np.abs(dd).mean()) for lab, dd in zip(labels, d)}
+    mixed = sum(wi * c for wi, c in zip(w, cands))
+    # The last day against the mix's forecast of it, made a day before (the last
+    # validation origin): off by more than ODD_DAY, the level moved after the
+    # validation days and the blend, which follows the last day, goes alone.
+    last = ok[-1]
+    prior = 0.05 * DAY * float(np.nanmean(base[:n])) + 1.0
+    level = (float(actual[-1][last].sum()) + prior) / (float(mixed[-2][last].sum()) + prior)
+    shifted = bool(last.sum() >= DAY // 2 and abs(np.log(level)) > np.log(ODD_DAY)) and w[-1] < 1
+    if shifted:
+        w = np.eye(len(cands))[-1]
+        mixed = blend.copy()
+    weights = {lab: round(float(wi), 1) for lab, wi in zip(labels, w) if wi > 0}
+    chosen = _mix_label(labels, w)
+    # Rounded as the record keeps them, so that the note and the record agree.
+    mix_mae = round(float(np.abs(mixed[:-1][ok] - actual[ok]).mean()), 2)
+    single = {k: round(v, 2) for k, v in single.items()}
+    others = ", ".join(f"{fm.LABELS[k]} {single[k]:.1f}" for k in ("blend", *names))
+    why = (f"model: {chosen}, weighed on {len(val)} rolling origins (the same hour on the last "
+           f"{len(val)} days): MAE {mix_mae:.1f} there against {others}")
+    if best is not None:
+        why += (f"; the best mix, {best[0]} (MAE {best[1]:.1f}), is not {FLOOR_MARGIN:.0%} "
+                "better than the blend")
+    if shifted:
+        why += (f"; the last day came in at {level:.2f}x its forecast, a level shift that the "
+                "blend follows within a day: the blend alone")
+    return {"yhat": np.maximum(mixed[-1], 0.0), "chosen": chosen, "weights": weights,
+            "validation_mae": {"chosen": round(mix_mae, 2),
+                               **{k: round(v, 2) for k, v in single.items()}},
+            "origins": len(val), "note": why, "paths": mixed[:-1], "actual": actual}
+
+
+def _mix_label(labels: Sequence[str], w: np.ndarray) -> str:
+    """``"MSTL(24,168) 60% + seasonal blend 40%"``, heaviest first; one name alone."""
+    weights = {lab: float(wi) for lab, wi in zip(labels, w) if wi > 0}
+    order = sorted(weights, key=lambda k: -weights[k])
+    if len(order) == 1:
+        return fm.LABELS[order[0]]
+    return " + ".join(f"{fm.LABELS[k]} {weights[k]:.0%}" for k in order)
+
+
+def _conformal_pooled(actual: np.ndarray, paths: np.ndarray, typical: float, horizon: int
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """As :func:`_conformal`, from the validation origins' errors of the model chosen:
+    there are fewer origins (days, not hours), so the hours ahead are pooled in blocks of
+    8 (all of them where a block has fewer than 60 errors)."""
+    err = (actual - paths) / _scale(paths, typical)
+    blocks = np.arange(horizon) // 8
+    if min(np.count_nonzero(~np.isnan(err[:, blocks == b])) for b in np.unique(blocks)) < 60:
+        blocks = np.zeros(horizon, int)
+    qs = {k: (np.empty(horizon), np.empty(horizon)) for k in _Z}
+    for blk in np.unique(blocks):
+        pooled = err[:, blocks == blk].ravel()
+        pooled = pooled[~np.isnan(pooled)]
+        if pooled.size < 30:
+            return None
+        vals = np.quantile(pooled, [p for k in _Z for p in _Z[k]])
+        for j, k in enumerate(_Z):
+            qs[k][0][blocks == blk], qs[k][1][blocks == blk] = vals[2 * j], vals[2 * j + 1]
+    return qs
 
 
 def _odd_days(base: np.ndarray, yearly: np.ndarray, local0: int,

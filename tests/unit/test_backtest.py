@@ -40,7 +40,7 @@ def test_backtest_writes_rows_and_scores(tmp_path: Path) -> None:
     for r in rows:
         v = [float(r[k]) for k in ("lo95", "lo80", "yhat", "hi80", "hi95")]
         assert v == sorted(v) and v[0] >= 0
-    assert set(rep.scores) == {"model", "mstl", "naive168"}
+    assert set(rep.scores) == {"model", "blend", "mstl", "naive168"}
     for s in rep.scores.values():
         assert s.mae > 0 and s.mase > 0 and 0 <= s.cover80 <= s.cover95 <= 1 and s.n > 60
     assert rep.ratio_mstl > 0 and rep.ratio_naive > 0

@@ -41,7 +41,9 @@ def test_shapes_order_and_json() -> None:
     ts, y = station(8 * 168)
     fc = forecast_next(ts, y, origin=at(8 * 168), horizon=24)
     check_shape(fc, 24)
-    assert "weekly" in fc.method and fc.notes == []
+    assert "weekly" in fc.method
+    # The one note names the model and its validation error beside the others'.
+    assert len(fc.notes) == 1 and fc.notes[0].startswith("model: "), fc.notes
     d = json.loads(json.dumps(fc.to_dict()))
     assert d["origin"] == "2024-02-26T00:00:00Z" and len(d["hi95"]) == 24
     peaks = fc.peaks()

@@ -46,7 +46,8 @@ export function mount(root, { me }) {
       <span class="tools"><select id="pick"></select>
         <a id="csv" download hidden data-i18n="download_csv"></a></span></div>
       <div id="chart" class="chart"></div>
-      <ul id="holidays" class="holidays" hidden></ul></div>
+      <ul id="holidays" class="holidays" hidden></ul>
+      <p id="model" class="model-line" hidden></p></div>
     <div class="panel peaks"><h2 data-i18n="peaks"></h2><table id="peaks"></table></div>
   </section>`;
   applyLabels(root);
@@ -105,10 +106,31 @@ export function mount(root, { me }) {
     list.hidden = !days.length && !worked.length;
   }
 
+  // Which model made the forecast and why: its validation error beside the others'.
+  function modelName(k) {
+    const label = t(`model_${k}`);
+    return label.startsWith("model_") ? k : label;
+  }
+
+  function drawModel(f) {
+    const line = root.querySelector("#model");
+    const m = f?.model;
+    if (!m || !m.weights) { line.hidden = true; return; }
+    const ks = Object.keys(m.weights).sort((a, b) => m.weights[b] - m.weights[a]);
+    const chosen = ks.length === 1 ? modelName(ks[0])
+      : ks.map((k) => `${modelName(k)} ${Math.round(100 * m.weights[k])}%`).join(" + ");
+    const mae = m.validation_mae || {};
+    const others = Object.keys(mae).filter((k) => k !== "chosen")
+      .map((k) => `${modelName(k)} ${Number(mae[k]).toFixed(1)}`).join(lang() === "en" ? ", " : "，");
+    line.textContent = t("model_line", { chosen, n: m.origins, mae: Number(mae.chosen).toFixed(1), others });
+    line.hidden = false;
+  }
+
   function draw() {
     const record = forecasts.get(current);
     const table = root.querySelector("#peaks");
     drawHolidays(record);
+    drawModel(record);
     csv.hidden = !record;
     csv.href = `/api/forecast/${encodeURIComponent(current || "")}.csv`;
     if (!record) {
