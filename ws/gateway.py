@@ -76,7 +76,7 @@ class Gateway:
                          for s in stations]
         self.hub = Hub(settings, grid_ids=[g.id for g in district.grids],
                        station_ids=[s["id"] for s in self.stations])
-        self.metrics = Metrics(self.hub)
+        self.metrics = Metrics(self.hub, proc)
         public = users.public_base(settings)
         origins = (*settings.web_origins, public)
         self.gate = SessionGate(self.hub.r, origins=origins,

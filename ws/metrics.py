@@ -10,8 +10,12 @@ from .hub import Hub
 class Metrics:
     """Prometheus metrics of one gateway."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, proc: int | None = None) -> None:
         self.registry = CollectorRegistry()
+        # Which of several processes on one port answered this scrape (each keeps its
+        # own figures; a scraper sums the processes it has seen): -1 when alone.
+        Gauge("gridwatch_ws_process", "Index of the gateway process that answered",
+              registry=self.registry).set(-1 if proc is None else proc)
         self.clients = Gauge("gridwatch_ws_clients", "Connected WebSocket clients",
                              registry=self.registry)
         self.clients.set_function(lambda: len(hub.conns))
