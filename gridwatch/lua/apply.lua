@@ -1,6 +1,6 @@
 -- Apply one folded batch, or one slot's part of it (gridwatch.store.AsyncStore.apply).
 --
--- ARGV[1] is the mode, ARGV[2] the writes as JSON (gridwatch.store.encode_part), which
+-- ARGV[1] is the mode, ARGV[2] the writes as JSON (gridwatch.store.Part), which
 -- name their keys by number: key n is KEYS[base + n]. Every key the script touches is
 -- declared, so on a Redis Cluster all of them share one slot.
 --
@@ -16,6 +16,11 @@
 -- its fields or members in it (chunked under Lua's stack limit), so a batch costs a few
 -- calls per distinct key, not one per event.
 local mode, p = ARGV[1], cjson.decode(ARGV[2])
+-- a kind of write the batch has none of is left out of the payload
+for _, op in ipairs({'o', 'c', 'w', 'i', 'h', 'hd', 'mx', 'mn', 's', 'z', 'zr', 'zt', 'zk',
+                     'sr', 'hz', 't', 'd', 'e', 'x'}) do
+  if p[op] == nil then p[op] = {} end
+end
 local base = 4
 if mode == 'part' then base = 1 end
 local function K(n) return KEYS[base + n] end
