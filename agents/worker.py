@@ -22,7 +22,7 @@ import zoneinfo
 
 import faust
 
-from .. import command_keys
+from .. import command_keys, heap
 from ..city import load_grids
 from ..schemas.events import Bounds
 from ..settings import Settings
@@ -229,6 +229,8 @@ def run(settings: Settings, *, loglevel: str = "info") -> None:
         log.info("uvloop not installed: running on asyncio's default loop")
     app, _ = build(settings)
     from ..logs import config as log_config
+
+    heap.tune()  # after the grid index, rules and clients exist (gridwatch/heap.py)
 
     # faust's own setup would colour text for a terminal; ours writes plain text or
     # JSON lines (GRIDWATCH_LOG_FORMAT) to stderr, the same as the gateway.

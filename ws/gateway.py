@@ -43,7 +43,7 @@ import orjson
 from gridwatch.schemas.errors import GridwatchError
 from websockets.asyncio.server import serve
 
-from gridwatch import city, command_keys, users
+from gridwatch import city, command_keys, heap, users
 from gridwatch.settings import Settings
 
 from .form import FormConnection
@@ -172,7 +172,9 @@ async def main(settings: Settings, *, proc: int | None = None,
 
         tell = asyncio.create_task(_tell())
     try:
-        await Gateway(settings, proc=proc).serve(stop, ready)
+        gateway = Gateway(settings, proc=proc)
+        heap.tune()  # the district, caches and clients built: out of the collector's way
+        await gateway.serve(stop, ready)
     finally:
         if tell is not None:
             tell.cancel()
