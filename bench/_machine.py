@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
+import sys
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+
+
+def py_spy() -> str | None:
+    """The py-spy executable: on PATH, or beside this Python (a virtualenv's bin/)."""
+    found = shutil.which("py-spy")
+    beside = Path(sys.executable).parent / "py-spy"
+    return found or (str(beside) if beside.exists() else None)
 
 
 def cpu_model() -> str:
@@ -33,3 +43,25 @@ def kafka_version(home: Path) -> str:
     """The Kafka broker version of a local stack, from its jar's name."""
     jars = sorted((home / "kafka" / "lib").glob("kafka_2.13-*.jar"))
     return jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "?"
+
+
+def py_spy_top(raw: Path, limit: int = 25) -> list[str]:
+    """The functions with the most samples (self and total) of a py-spy ``raw`` file."""
+    self_n: Counter[str] = Counter()
+    total_n: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        samples += count
+        frames = stack.split(";")
+        self_n[frames[-1]] += count
+        for f in set(frames):
+            total_n[f] += count
+    out = [f"{samples} samples; most self time:"]
+    out += [f"  {n / samples:6.1%}  {f}" for f, n in self_n.most_common(limit)]
+    out.append("most total time (inclusive):")
+    out += [f"  {n / samples:6.1%}  {f}" for f, n in total_n.most_common(limit)]
+    return out

@@ -51,7 +51,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -69,7 +68,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _stack
-from _machine import cpu_model
+from _machine import cpu_model, py_spy, py_spy_top
 from _machine import versions as package_versions
 
 from gridwatch import keys
@@ -534,28 +533,6 @@ def hist_max(h: list[int]) -> float:
     return float("nan")
 
 
-def py_spy_top(raw: Path, limit: int = 25) -> list[str]:
-    """The functions with the most samples (self and total) of a py-spy ``raw`` file."""
-    self_n: Counter[str] = Counter()
-    total_n: Counter[str] = Counter()
-    samples = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack or not n.isdigit():
-            continue
-        count = int(n)
-        samples += count
-        frames = stack.split(";")
-        self_n[frames[-1]] += count
-        for f in set(frames):
-            total_n[f] += count
-    out = [f"{samples} samples; most self time:"]
-    out += [f"  {n / samples:6.1%}  {f}" for f, n in self_n.most_common(limit)]
-    out.append("most total time (inclusive):")
-    out += [f"  {n / samples:6.1%}  {f}" for f, n in total_n.most_common(limit)]
-    return out
-
-
 def machine(s: settings_mod.Settings) -> list[str]:
     import redis
 
@@ -677,9 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         windows[0] = t0
         time.sleep(max(0.0, t0 - time.time()))
         spy = None
-        if args.profile and shutil.which("py-spy"):
+        if args.profile and py_spy():
             spy_out = logdir / "bench-fanout-gateway.pyspy.txt"
-            spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.pids()[0]), "-d",
+            spy = subprocess.Popen([py_spy() or "py-spy", "record", "-p", str(gw.pids()[0]), "-d",
                                     str(int(args.seconds)), "-r", "100", "-f", "raw",
                                     "-o", str(spy_out), "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,7 +4,7 @@ beside a bare aiokafka consumer reading the same topics, on this machine.
 Run::
 
     python bench/bench_ingest.py [--events 200000] [--runs 3] [--seed 1] [--keep-stack]
-                                 [--workers N] [--redis-cluster 3]
+                                 [--workers N] [--redis-cluster 3] [--profile]
 
 Each run, on the benchmark's own stack (Kafka 127.0.0.1:19292, Redis 127.0.0.1:16579,
 data under ``.local/bench-stack``):
@@ -37,7 +37,9 @@ import itertools
 import logging
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -47,7 +49,7 @@ from pathlib import Path
 
 import _stack  # bench/_stack.py: the script's own folder is first on sys.path
 import orjson
-from _machine import cpu_model, kafka_version
+from _machine import cpu_model, kafka_version, py_spy, py_spy_top
 from _machine import versions as package_versions
 from gridwatch.agents.consume import ingest_group
 from gridwatch.streams.simulate import CST, CityDay, Simulator
@@ -268,7 +270,9 @@ def state_digest(s: Settings) -> str:
 
 
 def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
-               n_workers: int = 1) -> WorkerRun:
+               n_workers: int = 1, profile: Path | None = None) -> WorkerRun:
+    """Start ``n_workers`` workers and time them from the first applied event to the last;
+    ``profile``: record the first worker with py-spy over that span into this file."""
     from kafka import KafkaAdminClient
 
     r = store.connect(s)  # the cluster's client with --redis-cluster
@@ -280,6 +284,7 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
              for i in range(n_workers)]
     proc = procs[0]
     redis_pids = [int(info["process_id"]) for info in _per_node(r, "server")]  # type: ignore[call-overload]
+    spy: subprocess.Popen[bytes] | None = None
     try:
         deadline = time.monotonic() + 120  # start-up: joining the group, first fetch
         first_at = 0.0
@@ -296,6 +301,10 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
                 first_at, first_n, cpu0 = now, n, sum(_cpu_seconds(p.pid) for p in procs)
                 redis0, calls0 = _redis_cpu(redis_pids), _commandstats(r)
                 next_sample = now
+                if profile is not None:
+                    spy = subprocess.Popen([py_spy() or "py-spy", "record", "-p", str(proc.pid), "-r", "200",
+                                            "-f", "raw", "-o", str(profile), "--nonblocking"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if n > last_n:
                 # Slow is measured, not failed: give up only after 120 s without progress.
                 last_n, deadline = n, time.monotonic() + 120
@@ -309,6 +318,9 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
                 end_at = time.perf_counter()
                 cpu1 = sum(_cpu_seconds(p.pid) for p in procs)
                 redis1, calls1 = _redis_cpu(redis_pids), _commandstats(r)
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    spy.wait(60)
                 per_worker = [_worker_applied(METRICS_PORT + i) for i in range(n_workers)]
                 time.sleep(2.0)  # the risk refresher's last round, before the state is compared
                 break
@@ -339,6 +351,8 @@ def run_worker(s: Settings, expected: int, ends: dict[str, int], log_path: Path,
                          applied_lag=applied_lag,
                          committed_lag=committed_lag, per_worker=per_worker)
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
         for p in procs:
             _stack.stop_worker(p)
         admin.close()
@@ -397,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the bench stack of this slot")
     parser.add_argument("--redis-cluster", type=int, default=0, metavar="N",
                         help="keep the state on a local Redis Cluster of N (>= 3) masters")
+    parser.add_argument("--profile", action="store_true",
+                        help="record the worker of the first run with py-spy (200 Hz, from the "
+                             "first applied event to the last) and print where its time goes")
     args = parser.parse_args(argv)
 
     s = _stack.slot_settings(args.slot)
@@ -428,8 +445,14 @@ def main(argv: list[str] | None = None) -> int:
             produced = asyncio.run(preload(s_run, messages))
             bare = asyncio.run(bare_read(s_run, len(messages)))
             try:
+                spy_file = (logdir / "bench-worker.pyspy.txt"
+                            if args.profile and run == 1 and py_spy() else None)
                 worker = run_worker(s_run, len(messages), bare.ends,
-                                    logdir / f"bench-worker-{run}.log")
+                                    logdir / f"bench-worker-{run}.log", profile=spy_file)
+                if spy_file is not None and spy_file.exists():
+                    print("run 1: the worker's profile (py-spy):", flush=True)
+                    for line in py_spy_top(spy_file, limit=30):
+                        print("  " + line, flush=True)
                 if args.workers > 1:
                     one = state_digest(s_run)
                     s_many = s.with_(group=f"gridwatch-bench-{uuid.uuid4().hex[:8]}")
