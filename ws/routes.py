@@ -25,6 +25,7 @@ from . import http
 from .auth import origin_allowed
 from .hub import Hub
 from .metrics import Metrics
+from .places import Places
 from .policy import may_see, may_see_grid
 from .sessions import SessionGate
 
@@ -35,13 +36,14 @@ class Routes:
     Args:
         sockets: open sockets per user name (the handler keeps it), for the per-user cap.
         stations: the stations as ``/api/me`` lists them.
-        geojson: the grids file served as ``/api/grids.geojson``.
+        places: the district's grids, served as ``/api/grids.geojson`` to each user
+            as :mod:`.places` scopes them.
         proc: this process's index when several share the port (``/healthz`` says it).
     """
 
     def __init__(self, *, hub: Hub, gate: SessionGate, metrics: Metrics, origins: tuple[str, ...],
                  user_sockets: int, sockets: Mapping[str, int],
-                 stations: list[dict[str, Any]], geojson: bytes,
+                 stations: list[dict[str, Any]], places: Places,
                  proc: int | None = None) -> None:
         self.hub = hub
         self.gate = gate
@@ -50,7 +52,7 @@ class Routes:
         self.user_sockets = user_sockets
         self.sockets = sockets
         self.stations = stations
-        self.geojson = geojson
+        self.places = places
         self.health: dict[str, Any] = {"ok": True} if proc is None else {"ok": True, "proc": proc}
         self.grid_set = frozenset(hub.grid_ids)
         self.files = http.load_static()
@@ -101,7 +103,8 @@ class Routes:
         if path == "/api/contract":
             return http.response(200, self.contract, "application/json")
         if path == "/api/grids.geojson":
-            return http.response(200, self.geojson, "application/geo+json", cache="private")
+            return http.response(200, self.places.geojson_for(user), "application/geo+json",
+                                 cache="private")
         if path.startswith("/api/forecast/"):
             return await self.forecast(user, unquote(path[len("/api/forecast/"):]))
         if path.startswith("/api/risk/"):
