@@ -18,7 +18,10 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PUBLIC = frozenset({"/signin.html", "/i18n.js", "/signin.js", "/style.css", "/favicon.svg"})
+PUBLIC = frozenset({"/signin.html", "/i18n.js", "/signin.js", "/style.css", "/favicon.svg",
+                    # What installing the app fetches: a manifest is fetched without
+                    # cookies, and a service worker's update check must not need a session.
+                    "/manifest.webmanifest", "/sw.js", "/icon-192.png", "/icon-512.png"})
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -28,6 +31,7 @@ TYPES = {
     ".json": "application/json",
     ".geojson": "application/geo+json",
     ".png": "image/png",
+    ".webmanifest": "application/manifest+json",
 }
 # Nothing may come from elsewhere: scripts, styles, fonts, images and sockets are all
 # same-origin. ECharts sets inline styles on its tooltip, hence 'unsafe-inline' for style.

@@ -15,7 +15,9 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from gridwatch.streams.topics import COMMANDS
 from gridwatch.ws.auth import User
+from kafka import KafkaConsumer
 from playwright.sync_api import Page, expect
 from shapely.geometry import Point, shape
 
@@ -161,3 +163,145 @@ def test_phone_shows_my_grids_tasks_with_place_and_countdown(browser: Any,
     if os.environ.get("GRIDWATCH_SHOT_DIR"):  # a look at it (hand-made data)
         page.screenshot(path=str(Path(os.environ["GRIDWATCH_SHOT_DIR"]) / "phone.png"),
                         full_page=True)
+
+
+# Records every Notification the page constructs, and lets the test put the page in the
+# background: document.visibilityState reads window.__testHidden.
+SPY = """(() => {
+  window.__shown = [];
+  const Real = window.Notification;
+  if (Real) {
+    class Spy extends Real {
+      constructor(title, options) {
+        window.__shown.push({ title, body: options && options.body, tag: options && options.tag });
+        super(title, options);
+      }
+    }
+    Object.defineProperty(Spy, "permission", { get: () => Real.permission });
+    Spy.requestPermission = (...a) => Real.requestPermission(...a);
+    window.Notification = Spy;
+  }
+  window.__testHidden = false;
+  Object.defineProperty(Document.prototype, "visibilityState",
+    { configurable: true, get: () => (window.__testHidden ? "hidden" : "visible") });
+  Object.defineProperty(Document.prototype, "hidden",
+    { configurable: true, get: () => window.__testHidden });
+})()"""
+
+HIDE = """() => { window.__testHidden = true; document.dispatchEvent(new Event('visibilitychange')); }"""
+
+
+def test_a_task_arriving_in_the_background_notifies(browser: Any, gateway_only: Any) -> None:
+    g, r, _ = gateway_only
+    put_alert(r, "a-tk9", "G0001", details={"lon": 121.43, "lat": 31.2},
+              title_zh="药店门口人员聚集")
+    context = browser.new_context(**PHONE)
+    context.grant_permissions(["notifications"], origin=g.origin)
+    context.add_init_script(SPY)
+    page = context.new_page()
+    login(page, r, g.origin, User("w1", "grid_worker", grids=("G0001",)))
+    expect(page.locator("#notify")).to_have_attribute("data-permission", "granted")
+    expect(page.locator("#notify")).to_contain_text("新任务通知已开启")
+    page.wait_for_timeout(1800)  # past the first snapshot: what comes now is news
+
+    # In front: the page's own toast, no system notification.
+    put_task(r, "tk8", "G0001", "w1")
+    expect(page.locator('li.task[data-id="tk8"]')).to_be_visible(timeout=5000)
+    expect(page.locator("#toast")).to_contain_text("新任务")
+    assert page.evaluate("() => window.__shown") == []
+
+    # In the background: a notification with the task's text, tagged by the task.
+    page.evaluate(HIDE)
+    assert page.evaluate("() => document.visibilityState") == "hidden"
+    put_task(r, "tk9", "G0001", "w1")
+    page.wait_for_function("() => window.__shown.length > 0", timeout=5000)
+    shown = page.evaluate("() => window.__shown")
+    assert len(shown) == 1
+    assert shown[0]["tag"] == "tk9"
+    assert shown[0]["title"] == "新任务 · 长桥街道第1网格"
+    assert "药店门口人员聚集" in shown[0]["body"]
+
+
+def test_the_allow_control_asks_only_when_not_yet_decided(browser: Any,
+                                                           gateway_only: Any) -> None:
+    g, r, _ = gateway_only
+    page = browser.new_context(**PHONE).new_page()
+    login(page, r, g.origin, User("w1", "grid_worker", grids=("G0001",)))
+    box = page.locator("#notify")
+    expect(box).to_have_attribute("data-permission", "default")
+    expect(box.locator("#notify-allow")).to_have_text("开启新任务通知")
+    expect(box.locator("#notify-allow")).to_be_visible()
+
+    # Blocked in the browser's settings: no button (it could do nothing), but the way out.
+    blocked = browser.new_context(**PHONE)
+    blocked.add_init_script("""Object.defineProperty(Notification, "permission",
+      { configurable: true, get: () => "denied" })""")
+    page = blocked.new_page()
+    login(page, r, g.origin, User("w2", "grid_worker", grids=("G0001",)))
+    box = page.locator("#notify")
+    expect(box).to_have_attribute("data-permission", "denied")
+    expect(box.locator("#notify-allow")).to_have_count(0)
+    expect(box).to_contain_text("请在浏览器的网站设置中允许通知")
+
+
+SHELL_CACHED = """async () => {
+  const out = [];
+  for (const name of await caches.keys()) {
+    for (const req of await (await caches.open(name)).keys()) out.push(new URL(req.url).pathname + new URL(req.url).search);
+  }
+  return out;
+}"""
+
+
+def test_installed_shell_opens_offline_and_the_queued_command_goes_out(
+        browser: Any, gateway_only: Any) -> None:
+    g, r, s = gateway_only
+    put_task(r, "tk5", "G0001", "w1")
+    page = browser.new_context(**PHONE).new_page()
+    login(page, r, g.origin, User("w1", "grid_worker", grids=("G0001",)))
+    card = page.locator('li.task[data-id="tk5"]')
+    expect(card).to_be_visible()
+
+    # Installable: a manifest with its icons, and a service worker controlling the page.
+    manifest = page.evaluate("""async () => {
+      const href = document.querySelector('link[rel=manifest]').href;
+      const m = await (await fetch(href)).json();
+      const icons = await Promise.all(m.icons.map(async (i) => {
+        const res = await fetch(i.src); return [i.src, res.status, res.headers.get('content-type')];
+      }));
+      return { m, icons };
+    }""")
+    assert manifest["m"]["start_url"] == "/" and manifest["m"]["display"] == "standalone"
+    assert ["/icon-512.png", 200, "image/png"] in manifest["icons"]
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=10000)
+
+    # The gateway goes away; the worker accepts the task all the same: it waits queued.
+    g.stop()
+    expect(page.locator("#banner")).to_have_attribute("data-state", "down", timeout=5000)
+    card.locator('button[data-action="accept"]').click()
+    expect(card.locator(".queued")).to_be_visible()
+    queued = page.evaluate("() => JSON.parse(localStorage.getItem('gw.queue'))")
+    assert [(c["id"], c["action"]) for c in queued] == [("tk5", "accept")]
+
+    # Opened again with no network: the shell comes from the cache, the queue is kept.
+    page.reload()
+    expect(page.locator("#banner")).to_have_attribute("data-state", "down", timeout=5000)
+    assert page.evaluate("() => JSON.parse(localStorage.getItem('gw.queue')).length") == 1
+
+    # Back online: the page comes up by itself and the queued command goes out once.
+    g.start()
+    expect(page.locator('li.task[data-id="tk5"]')).to_be_visible(timeout=15000)
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('gw.queue')).length === 0",
+                           timeout=10000)
+    consumer = KafkaConsumer(COMMANDS, bootstrap_servers=s.kafka, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    sent = [orjson.loads(m.value) for m in consumer]
+    consumer.close()
+    assert [c.get("action") for c in sent if c.get("command_id") == queued[0]["command_id"]] \
+        == ["accept"]
+
+    # The cache holds the shell's files only: no API reply, no login link, no token.
+    cached = page.evaluate(SHELL_CACHED)
+    assert "/" in cached and "/worker.js" in cached
+    assert not [u for u in cached if u.startswith(("/api/", "/login", "/logout", "/ws"))
+                or "?" in u or "token" in u], cached

@@ -6,6 +6,7 @@ import { applyLabels, clock, lang, t } from "./i18n.js";
 import { beep } from "./net.js";
 import { allowedNow, leadsTo, needsNote, resultText, toast } from "./app.js";
 import { myGrids } from "./mygrids.js";
+import { taskNotifier } from "./notify.js";
 
 // What a worker can do to a task in each status, and which action needs text, is the
 // server's command contract (`contract`, from GET /api/contract); the text box's hint:
@@ -41,6 +42,7 @@ function finite(...xs) {
 
 export function mount(root, { me, link, contract }) {
   root.innerHTML = `<section class="worker">
+    <div id="notify" class="notify"></div>
     <div id="my-grids" class="my-grids"></div>
     <h2 data-i18n="my_tasks"></h2>
     <p id="offline" class="offline" hidden data-i18n="queued_offline"></p>
@@ -48,10 +50,12 @@ export function mount(root, { me, link, contract }) {
   const tasks = new Map();
   const alerts = new Map();
   const panel = myGrids(root.querySelector("#my-grids"), { me, alerts });
+  const notifier = taskNotifier(root.querySelector("#notify"));
   applyLabels(root);
   const optimistic = new Map();  // task id -> status shown while the command is on its way
   let open = null;  // {id, action} of the form being filled
-  let live = false;
+  let welcomed = false;
+  let live = false;  // false while the first snapshot arrives: its tasks are not news
 
   function mine(task) {
     return me.user.grids.includes(task.grid_id) || (task.workers || []).includes(me.user.name);
@@ -159,14 +163,19 @@ export function mount(root, { me, link, contract }) {
     if (optimistic.get(task.id) === task.status) optimistic.delete(task.id);
     if (!before && live && mine(task) && task.status === "offered") {
       beep({ high: true });
-      navigator.vibrate?.([200, 100, 200]);
+      const alert = alerts.get(task.alert_id);
+      const title = alert ? (lang() === "en" ? alert.title : alert.title_zh || alert.title) : "";
+      notifier.tell(`${t("new_task")} · ${panel.name(task.grid_id)}`,
+        [title, task.note].filter(Boolean).join(" — ") || t("new_task"), task.id);
       toast(t("new_task"));
     }
   }
 
   return {
     frame(f) {
-      if (f.op === "welcome") { live = false; setTimeout(() => { live = true; }, 1500); return; }
+      // After a reconnect the tasks not seen before are news (the phone may have been in
+      // a pocket while the link was down); only the page's first snapshot is not.
+      if (f.op === "welcome") { if (!welcomed) setTimeout(() => { live = true; }, 1500); welcomed = true; return; }
       if (f.ch === "grids") {
         panel.grids(f);
         if (f.snapshot) panel.draw(); else scheduleGrids();
@@ -186,6 +195,6 @@ export function mount(root, { me, link, contract }) {
       toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
       draw();
     },
-    relabel() { applyLabels(root); panel.draw(); draw(); },
+    relabel() { applyLabels(root); notifier.relabel(); panel.draw(); draw(); },
   };
 }
