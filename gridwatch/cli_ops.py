@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from . import queries, store
+from . import alert_export, queries, store
 from .schemas import commands as contract
 from .schemas.errors import GridwatchError
 from .schemas.events import format_time
@@ -98,7 +98,36 @@ def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
     return 0 if outcome.get("ok") else 1
 
 
+def cmd_alerts_export(args: argparse.Namespace, s: Settings) -> int:
+    """``gridwatch alerts export --from .. --to .. [--out FILE]``: the rows of the
+    officer's download (``/api/alerts.csv``), from :mod:`.alert_export`."""
+    import zoneinfo
+
+    r = store.connect(s)
+    try:
+        lo, hi = alert_export.parse_period(args.start or "", args.end or "",
+                                           zoneinfo.ZoneInfo(s.tz))
+        alerts = alert_export.read(r, lo, hi)
+        text = alert_export.csv_text(alerts)
+    except alert_export.PeriodError as exc:
+        raise GridwatchError(f"bad period: {exc}") from None
+    finally:
+        r.close()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        print(f"{args.out}: {len(alerts)} alerts raised from {format_time(lo)} to "
+              f"{format_time(hi)}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace, s: Settings) -> int:
+    if args.export:
+        return cmd_alerts_export(args, s)
+    if args.start or args.end or args.out:
+        raise GridwatchError("--from, --to and --out go with `gridwatch alerts export`")
     r = store.connect(s)
     try:
         since = queries.parse_span(args.since) if args.since else None
@@ -161,7 +190,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_transition, target=target)
 
-    p = sub.add_parser("alerts", help="list alerts (newest first)")
+    p = sub.add_parser("alerts", help="list alerts (newest first), or `alerts export` a period",
+                       description="gridwatch alerts [--status ..] [--grid ..] [--since ..] | "
+                       "gridwatch alerts export --from 2024-05-01 --to 2024-05-02 [--out FILE]")
+    p.add_argument("export", nargs="?", choices=["export"],
+                   help="the alerts raised in [--from, --to) with their audit trails, as CSV")
+    p.add_argument("--from", dest="start", help="export: a date or time (the district's clock "
+                   "unless it has an offset)")
+    p.add_argument("--to", dest="end", help="export: the period ends just before it "
+                   f"(at most {alert_export.MAX_DAYS} days after --from)")
+    p.add_argument("--out", help="export: write the CSV to this file (default: stdout)")
     p.add_argument("--status", help="open, or one status (new, acknowledged, ...)")
     p.add_argument("--grid")
     p.add_argument("--since", help="e.g. 1h, 6h, 24h (event time)")

@@ -39,7 +39,6 @@ import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import orjson
 from gridwatch.schemas.errors import GridwatchError
 from websockets.asyncio.server import serve
 
@@ -50,6 +49,7 @@ from .form import FormConnection
 from .handler import Handler, recheck
 from .hub import Hub
 from .metrics import Metrics
+from .places import Places
 from .relay import Relay
 from .routes import Routes
 from .sending import Sender
@@ -94,7 +94,7 @@ class Gateway:
         self.routes = Routes(hub=self.hub, gate=self.gate, metrics=self.metrics,
                              origins=origins, user_sockets=settings.user_sockets,
                              sockets=sockets, stations=self.stations,
-                             geojson=orjson.dumps(district.geojson), proc=proc)
+                             places=Places(district), proc=proc)
         self.process_request = self.routes.process_request
 
     async def serve(self, stop: asyncio.Future[None], ready: asyncio.Event | None = None) -> None:

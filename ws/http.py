@@ -18,7 +18,10 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PUBLIC = frozenset({"/signin.html", "/i18n.js", "/signin.js", "/style.css", "/favicon.svg"})
+PUBLIC = frozenset({"/signin.html", "/i18n.js", "/signin.js", "/style.css", "/favicon.svg",
+                    # What installing the app fetches: a manifest is fetched without
+                    # cookies, and a service worker's update check must not need a session.
+                    "/manifest.webmanifest", "/sw.js", "/icon-192.png", "/icon-512.png"})
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -28,12 +31,16 @@ TYPES = {
     ".json": "application/json",
     ".geojson": "application/geo+json",
     ".png": "image/png",
+    ".webmanifest": "application/manifest+json",
 }
 # Nothing may come from elsewhere: scripts, styles, fonts, images and sockets are all
 # same-origin. ECharts sets inline styles on its tooltip, hence 'unsafe-inline' for style.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; "
        "base-uri 'none'; form-action 'self'")
+# The pages built here name their icon: without it a browser asks for /favicon.ico, a
+# 404 (401 before sign-in) in the console of every login.
+HEAD_LINKS = '<link rel="icon" href="/favicon.svg"><link rel="stylesheet" href="/style.css">'
 
 
 def load_static(root: Path = STATIC_DIR) -> dict[str, tuple[bytes, str]]:
@@ -96,7 +103,7 @@ def message_page(status: int, title_zh: str, title_en: str, *, refresh_to: str |
     """
     meta = f'<meta http-equiv="refresh" content="0;url={refresh_to}">' if refresh_to else ""
     body = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">{meta}'
-            f'<link rel="stylesheet" href="/style.css"><title>{title_en}</title></head>'
+            f'{HEAD_LINKS}<title>{title_en}</title></head>'
             f'<body class="message"><h1>{title_zh}</h1><p>{title_en}</p>'
             f'<p><a href="/">/</a></p></body></html>').encode()
     return response(status, body, "text/html; charset=utf-8", extra=extra, cache="no-store")
@@ -110,7 +117,7 @@ def confirm_page(token: str) -> Response:
     """
     body = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="stylesheet" href="/style.css"><title>Sign in</title></head>'
+            f'{HEAD_LINKS}<title>Sign in</title></head>'
             f'<body class="message"><h1>登录网格数字驾驶舱</h1><p>Sign in to the cockpit</p>'
             f'<form method="post" action="/login">'
             f'<input type="hidden" name="token" value="{html.escape(token, quote=True)}">'

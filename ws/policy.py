@@ -5,12 +5,14 @@ is :func:`subscriptions` against :func:`tags_of`, limited to :func:`channels_for
 :func:`may_see` worked out once per connection instead of once per message), the
 snapshot and the replay of a connecting client (:func:`may_see` per record, read from
 the indexes :func:`scope` narrows to), the ``/api/*`` routes (:func:`may_see_grid`) and
-the command check (:func:`owns`).
+the command check (:func:`owns`), the alerts export (:func:`may_export_alerts`).
 
 * Duty officers and admins see everything.
 * A grid worker sees the alerts, tasks and grid states of their grids, and the tasks
   offered to them by name (or assigned to them).
 * A station manager sees the alerts and forecasts of their stations, nothing else.
+* Only duty officers and admins export the alerts of a period (every grid's, with the
+  notes of whoever handled them).
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ def may_see(user: User, channel: str, msg: Mapping[str, Any]) -> bool:
 def may_see_grid(user: User, grid: str) -> bool:
     """Whether ``user`` may read one grid's state (its risk record)."""
     return may_see(user, "grids", {"grid_id": grid})
+
+
+def may_export_alerts(user: User) -> bool:
+    """Whether ``user`` may download the alerts of a period with their audit trails."""
+    return user.role in ("duty_officer", "admin")
 
 
 def owns(user: User, record: Mapping[str, Any]) -> bool:

@@ -11,21 +11,23 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 from gridwatch.schemas import commands as contract
+from gridwatch.schemas.events import format_time
 from prometheus_client import generate_latest
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from gridwatch import keys, station_view
+from gridwatch import alert_export, keys, station_view
 
 from . import http
 from .auth import origin_allowed
 from .hub import Hub
 from .metrics import Metrics
-from .policy import may_see, may_see_grid
+from .places import Places
+from .policy import may_export_alerts, may_see, may_see_grid
 from .sessions import SessionGate
 
 
@@ -35,13 +37,14 @@ class Routes:
     Args:
         sockets: open sockets per user name (the handler keeps it), for the per-user cap.
         stations: the stations as ``/api/me`` lists them.
-        geojson: the grids file served as ``/api/grids.geojson``.
+        places: the district's grids, served as ``/api/grids.geojson`` to each user
+            as :mod:`.places` scopes them.
         proc: this process's index when several share the port (``/healthz`` says it).
     """
 
     def __init__(self, *, hub: Hub, gate: SessionGate, metrics: Metrics, origins: tuple[str, ...],
                  user_sockets: int, sockets: Mapping[str, int],
-                 stations: list[dict[str, Any]], geojson: bytes,
+                 stations: list[dict[str, Any]], places: Places,
                  proc: int | None = None) -> None:
         self.hub = hub
         self.gate = gate
@@ -50,7 +53,7 @@ class Routes:
         self.user_sockets = user_sockets
         self.sockets = sockets
         self.stations = stations
-        self.geojson = geojson
+        self.places = places
         self.health: dict[str, Any] = {"ok": True} if proc is None else {"ok": True, "proc": proc}
         self.grid_set = frozenset(hub.grid_ids)
         self.files = http.load_static()
@@ -101,7 +104,10 @@ class Routes:
         if path == "/api/contract":
             return http.response(200, self.contract, "application/json")
         if path == "/api/grids.geojson":
-            return http.response(200, self.geojson, "application/geo+json", cache="private")
+            return http.response(200, self.places.geojson_for(user), "application/geo+json",
+                                 cache="private")
+        if path in ("/api/alerts", "/api/alerts.csv"):
+            return await self.alerts(user, urlsplit(request.path).query, path.endswith(".csv"))
         if path.startswith("/api/forecast/"):
             return await self.forecast(user, unquote(path[len("/api/forecast/"):]))
         if path.startswith("/api/risk/"):
@@ -140,6 +146,30 @@ class Routes:
                              extra=[("Content-Disposition",
                                      f'attachment; filename="forecast-{safe}-{stamp}.csv"')],
                              cache="no-store")
+
+
+    async def alerts(self, user: Any, query: str, as_csv: bool) -> Response:
+        """The alerts raised in ``[from, to)`` with their audit trails, as JSON or as CSV
+        (:mod:`gridwatch.alert_export`, the rows of ``gridwatch alerts export``); duty
+        officers and admins only, a bounded period, 400 saying what is wrong with it."""
+        if not may_export_alerts(user):
+            return http.response(403, b"only duty officers and admins export alerts\n",
+                                 "text/plain")
+        args = parse_qs(query, keep_blank_values=True)
+        try:
+            lo, hi = alert_export.parse_period((args.get("from") or [""])[0],
+                                               (args.get("to") or [""])[0], self.hub.tz)
+            rows = await alert_export.aread(self.hub.r, lo, hi)
+        except alert_export.PeriodError as exc:
+            return http.response(400, f"bad period: {exc}\n".encode(),
+                                 "text/plain; charset=utf-8")
+        if not as_csv:
+            return http.json_response(200, alert_export.payload(rows, lo, hi))
+        span = "-".join(re.sub(r"[^0-9]", "", format_time(t))[:12] for t in (lo, hi))
+        return http.response(200, alert_export.csv_text(rows).encode(),
+                             "text/csv; charset=utf-8", cache="no-store",
+                             extra=[("Content-Disposition",
+                                     f'attachment; filename="alerts-{span}.csv"')])
 
 
 def _address(connection: ServerConnection) -> str:

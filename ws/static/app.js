@@ -60,11 +60,29 @@ export function leadsTo(contract, target, action) {
   return undefined;
 }
 
+/** The installable app's service worker (sw.js): the shell opens without a network. */
+function installShell() {
+  // Service workers need a secure context (https, or this machine's own address).
+  if (!("serviceWorker" in navigator) || !window.isSecureContext) return;
+  navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch((err) => {
+    console.warn("service worker not registered:", err);
+  });
+}
+
 async function main() {
   setLang(lang());
   applyLabels();
+  installShell();
   const opts = { credentials: "same-origin" };
-  const [reply, rules] = await Promise.all([fetch("/api/me", opts), fetch("/api/contract", opts)]);
+  let reply, rules;
+  try {
+    [reply, rules] = await Promise.all([fetch("/api/me", opts), fetch("/api/contract", opts)]);
+  } catch (err) {
+    // Opened from the installed app's cache with no network: say so, try again shortly.
+    banner("down");
+    setTimeout(main, 3000);
+    return;
+  }
   if (reply.status === 401 || rules.status === 401) { location.href = "/signin.html"; return; }
   const me = await reply.json();
   const contract = await rules.json();

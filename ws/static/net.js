@@ -1,7 +1,6 @@
 // The cockpit's link to the gateway: one WebSocket that reconnects with backoff,
 // resumes from the last stream id seen per channel, and queues commands while offline.
 
-const LAST_KEY = "gw.last";
 const QUEUE_KEY = "gw.queue";
 
 function uuid() {
@@ -28,7 +27,10 @@ export class Link {
    */
   constructor(handlers) {
     this.handlers = handlers;
-    this.last = JSON.parse(sessionStorage.getItem(LAST_KEY) || "{}");
+    // The last stream id seen per channel, for resuming after a drop. Kept in memory
+    // only: a page (re)loaded holds no records, so it starts from snapshots; a resume
+    // point carried over a reload would replay only what is newer and show an empty view.
+    this.last = {};
     this.queue = JSON.parse(localStorage.getItem(QUEUE_KEY) || "[]");
     this.ws = null;
     this.tries = 0;
@@ -64,7 +66,6 @@ export class Link {
   receive(frame) {
     if (frame.ch && frame.id) {
       this.last[frame.ch] = frame.snapshot ? frame.id : newer(this.last[frame.ch], frame.id);
-      sessionStorage.setItem(LAST_KEY, JSON.stringify(this.last));
     }
     if (frame.op === "error") {
       // The gateway could not take a frame of ours; a queued command it names is dropped
