@@ -22,7 +22,7 @@ from datetime import timezone
 import numpy as np
 import pandas as pd
 
-from . import calendars
+from .. import calendars
 from .forecast import RECENT, WEEK, WINDOW, forecast_next
 
 TRAIN_HOURS = WINDOW  # trailing history handed to our model: all it reads (~3 years)

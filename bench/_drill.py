@@ -489,7 +489,7 @@ class Gateway:
 
     def login(self, r: redis.Redis, user: Any) -> str:
         """A session token for ``user`` through its one-time login link."""
-        from gridwatch import users
+        from gridwatch.ws import users
 
         token = users.add_user(r, user)
         form = urllib.request.Request(f"{self.origin}/login", method="POST",

@@ -32,13 +32,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from gridwatch.agents import calendars, forecast_models, realdata
+from gridwatch.agents import forecast_models, realdata
 from gridwatch.agents.backtest import run_backtest
 from gridwatch.agents.fold import lead_bucket
 from gridwatch.agents.forecast import VALID_DAYS, WINDOW, BookingsView, forecast_next
 from gridwatch.agents.forecast_refresh import build_inputs
 from gridwatch.schemas.events import parse_time
 from gridwatch.streams.simulate import CST, Simulator
+
+from gridwatch import calendars
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 SIM_DAYS = 70  # the simulator's station: 10 weeks (28 origins after 6 weeks)

@@ -43,9 +43,10 @@ import orjson
 from gridwatch.schemas.errors import GridwatchError
 from websockets.asyncio.server import serve
 
-from gridwatch import city, command_keys, users
+from gridwatch import city, command_keys
 from gridwatch.settings import Settings
 
+from . import users
 from .form import FormConnection
 from .handler import Handler, recheck
 from .hub import Hub

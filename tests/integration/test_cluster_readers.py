@@ -23,10 +23,11 @@ from gridwatch.agents.forecast_refresh import ForecastRefresher
 from gridwatch.agents.risk import load_risk_config
 from gridwatch.agents.risk_cluster import put_rows, read_rows
 from gridwatch.agents.risk_refresh import RiskRefresher
+from gridwatch.ws import users
 from gridwatch.ws.auth import User
 from redis.cluster import RedisCluster
 
-from gridwatch import keys, redis_client, store, users
+from gridwatch import keys, redis_client, store
 from gridwatch import settings as settings_mod
 
 from .test_gateway import Client, GatewayProcess, put_alert, redeem, until

@@ -29,10 +29,11 @@ from gridwatch.ws.auth import User
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from _drill import run_async  # bench/ is not a package: found through sys.path
+from gridwatch.ws import users
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gridwatch import keys, users
+from gridwatch import keys
 from gridwatch import settings as settings_mod
 
 pytestmark = pytest.mark.integration
