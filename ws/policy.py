@@ -28,7 +28,7 @@ def tags_of(channel: str, msg: Mapping[str, Any]) -> frozenset[str]:
     tags = {EVERYTHING}
     body: Mapping[str, Any] = msg
     if channel == "alerts":
-        body = msg.get("alert") or msg.get("incident") or msg
+        body = msg.get("alert") or msg
     elif channel == "tasks":
         body = msg.get("task") or msg
         tags.update(f"user:{w}" for w in body.get("workers") or ())
