@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from gridwatch.agents import forecast_models, realdata
-from gridwatch.agents.backtest import run_backtest
+import realdata  # bench/realdata.py, beside this file
+from backtest import run_backtest  # bench/backtest.py
+from gridwatch.agents import forecast_models
 from gridwatch.agents.fold import lead_bucket
 from gridwatch.agents.forecast import VALID_DAYS, WINDOW, BookingsView, forecast_next
 from gridwatch.agents.forecast_refresh import build_inputs
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="--only floor: series backtested at once, one process each")
     parser.add_argument("--series", metavar="NAME,...",
-                        help="backtest only these real series (names as in agents/realdata.py), "
+                        help="backtest only these real series (names as in bench/realdata.py), "
                              "no stations")
     args = parser.parse_args()
     names = set(args.series.split(",")) if args.series else None
