@@ -25,16 +25,14 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from gridwatch.ws.auth import User
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from _drill import run_async  # bench/ is not a package: found through sys.path
 from gridwatch.ws import users
+from gridwatch.ws.auth import User
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gridwatch import keys
 from gridwatch import settings as settings_mod
+from tests.drill import run_async
 
 pytestmark = pytest.mark.integration
 

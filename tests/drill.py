@@ -1,9 +1,10 @@
 """What the fault drills share: workloads, a paced feed, workers and a gateway as real
 processes, a monitor that samples progress and lag, faults on the stack, and verdicts.
 
-Used by ``bench/drills.py`` (the drills as commands, on a stack of their own) and by
-``tests/integration/test_drills.py`` (the same drills, smaller, on the tests' stack), and
-for ``dump_diff``/``progress`` by ``tests/integration/test_exactly_once.py``.
+Used by ``tests/integration/test_drills.py`` (the drills, small, on the tests' stack),
+for ``dump_diff``/``progress`` and the broker's restart by
+``tests/integration/test_exactly_once.py``, and by ``bench/drills.py`` (the same drills
+as commands, bigger, on a stack of their own, which it starts).
 
 Every verdict is computed from data: the state dump of a run with the fault against the
 dump of a clean run of the same messages (``store.dump``), the dead letters read back
@@ -30,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import _stack  # bench/_stack.py, beside this file
 import orjson
 import redis
 
@@ -68,16 +68,6 @@ def note(text: str) -> None:
 
 
 # ---- stacks --------------------------------------------------------------------------
-
-
-def slot_settings(slot: int, **extra: str) -> settings_mod.Settings:
-    """The bench stack of ``slot`` (``_stack.slot_settings``), all partitions at 8."""
-    return _stack.slot_settings(slot, GRIDWATCH_PARTITIONS="8", **extra)
-
-
-def stack_up(s: settings_mod.Settings) -> None:
-    _stack.share_jars(s.home)
-    stack.up(s, log=lambda msg: note(f"stack: {msg}"))
 
 
 def reset(s: settings_mod.Settings) -> settings_mod.Settings:
