@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gridwatch.schemas.commands import OFFICERS
+
 from .auth import User
 from .channels import CHANNELS, EVERYTHING
 
@@ -50,7 +52,7 @@ def subscriptions(user: User) -> frozenset[str]:
     states of their grids and the tasks offered to them; a station manager the
     forecasts and alerts of their stations.
     """
-    if user.role in ("duty_officer", "admin"):
+    if user.role in OFFICERS:
         return frozenset({EVERYTHING})
     if user.role == "grid_worker":
         return frozenset({*(f"grid:{g}" for g in user.grids), f"user:{user.name}"})
