@@ -466,6 +466,7 @@ class Gateway:
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.1)
+        self.stop(hard=True)  # one that never answered is not left running
         raise RuntimeError(f"gateway did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self, *, hard: bool = False) -> None:

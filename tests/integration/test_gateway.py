@@ -59,7 +59,8 @@ class GatewayProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "gridwatch.ws.gateway"], env=self.env,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -67,6 +68,7 @@ class GatewayProcess:
                 return
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # one that never answered is not left running
         raise RuntimeError(f"gateway did not start: {self.log.read_text()[-2000:]}")
 
     def kill(self) -> None:
@@ -75,9 +77,14 @@ class GatewayProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM, and after 10 s SIGKILL to the process and any children it has."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
 
 
 @pytest.fixture
