@@ -36,6 +36,7 @@ import redis
 
 from gridwatch import keys, stack, store
 from gridwatch import settings as settings_mod
+from tests import aio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,22 +45,9 @@ SUMMARY_KINDS = ("checkpoint_scans", "loiter_reports", "station_tickets")
 
 
 def run_async(main: Callable[[], Any]) -> None:
-    """``asyncio.run(main())`` in a thread of its own: Playwright's sync API (the browser
-    tests, when they run first in the same session) leaves an event loop on the caller's
-    thread, where ``asyncio.run`` refuses to start."""
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=target)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
+    """``main()`` run to completion through :func:`tests.aio.run` (a loop in a thread of
+    its own: the browser tests' Playwright keeps one on the caller's thread)."""
+    aio.run(main())
 
 
 def note(text: str) -> None:
