@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 from .. import keys
+from ..batch import BatchUpdate, DeadLetter, RawRecord
+from ..grid_index import GridIndex
 from ..schemas import commands as contract
 from ..schemas.errors import DecodeError, TransitionRefused
 from ..schemas.events import DEFAULT_BOUNDS, Bounds, parse_time
@@ -27,8 +29,6 @@ from ..signing import Keyring, verify_raw
 from ..store import ApplyConflict, AsyncStore
 from . import escalation, lifecycle
 from .escalation import Deadline, EscalationConfig
-from .fold import BatchUpdate, DeadLetter, RawRecord
-from .grid_index import GridIndex
 from .ingest import _transient, internal_reason
 from .records_io import bump_grid, load_records, write_alert, write_deadline, write_task
 

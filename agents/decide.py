@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket, format_time
 from ..schemas.records import Alert
@@ -347,7 +346,3 @@ def decide(events: Sequence[tuple[Event, str | None]], view: View, config: Decid
         batch.cross_grid(outcome)
     return batch.out
 
-
-def channel_message(alert: Alert) -> dict[str, Any]:
-    """The cockpit channel message for a changed alert."""
-    return {"type": "alert", "alert": alert.to_dict()}

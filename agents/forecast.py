@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from . import calendars
+from .. import calendars
 from . import forecast_models as fm
 
 WEEK = 168

@@ -31,12 +31,12 @@ from typing import Any
 import redis.exceptions as redis_errors
 
 from .. import keys
+from ..grid_index import GridIndex
 from ..schemas.events import Bounds
 from ..settings import Settings
 from ..store import ApplyConflict, AsyncStore
 from .decide import DecideConfig, Decisions, candidate_alert_ids, decide
 from .fold import BatchUpdate, DeadLetter, RawRecord, fold_batch
-from .grid_index import GridIndex
 from .records_io import add_decisions, load_alerts, load_view, mark_grids, versions_of
 from .risk_refresh import RiskRefresher
 

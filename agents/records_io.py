@@ -1,6 +1,6 @@
 """Turning decided records into writes of a batch update, and loading what decisions read.
 
-The write side is pure (records in, :class:`~gridwatch.agents.fold.BatchUpdate`
+The write side is pure (records in, :class:`~gridwatch.batch.BatchUpdate`
 operations out); the load side reads Redis with one pipeline per round trip. Both
 use only the key functions of :mod:`gridwatch.keys`.
 """
@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .. import keys
+from ..batch import BatchUpdate
 from ..redis_client import is_cluster
 from ..schemas.commands import OPEN_ALERT, OPEN_TASK
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket
@@ -20,7 +21,6 @@ from ..schemas.records import Alert, Task
 from . import rules
 from .decide import Decisions, View, incident_id
 from .escalation import Deadline
-from .fold import BatchUpdate
 
 
 def write_alert(update: BatchUpdate, alert: Alert, version: int) -> None:

@@ -22,12 +22,12 @@ import time
 from typing import Any
 
 from .. import keys
+from ..batch import BatchUpdate
 from ..schemas.records import Alert, Task
 from ..store import ApplyConflict, AsyncStore
 from . import escalation, liveness
 from .decide import DecideConfig, source_state
 from .escalation import Deadline
-from .fold import BatchUpdate
 from .records_io import load_records, write_alert, write_deadline
 
 log = logging.getLogger("gridwatch.timers")

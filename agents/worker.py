@@ -24,6 +24,7 @@ import faust
 
 from .. import command_keys, heap
 from ..city import load_grids
+from ..grid_index import GridIndex
 from ..schemas.events import Bounds
 from ..settings import Settings
 from ..store import AsyncStore
@@ -35,7 +36,6 @@ from .consume import IngestLoop
 from .decide import DecideConfig
 from .fold import RawRecord
 from .forecast_refresh import ForecastRefresher
-from .grid_index import GridIndex
 from .ingest import BatchApplier, _transient, publisher
 from .metrics import WorkerMetrics
 from .metrics import serve as serve_metrics

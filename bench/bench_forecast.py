@@ -32,13 +32,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from gridwatch.agents import calendars, forecast_models, realdata
-from gridwatch.agents.backtest import run_backtest
+import realdata  # bench/realdata.py, beside this file
+from backtest import run_backtest  # bench/backtest.py
+from gridwatch.agents import forecast_models
 from gridwatch.agents.fold import lead_bucket
 from gridwatch.agents.forecast import VALID_DAYS, WINDOW, BookingsView, forecast_next
 from gridwatch.agents.forecast_refresh import build_inputs
 from gridwatch.schemas.events import parse_time
 from gridwatch.streams.simulate import CST, Simulator
+
+from gridwatch import calendars
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 SIM_DAYS = 70  # the simulator's station: 10 weeks (28 origins after 6 weeks)
@@ -132,7 +135,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="--only floor: series backtested at once, one process each")
     parser.add_argument("--series", metavar="NAME,...",
-                        help="backtest only these real series (names as in agents/realdata.py), "
+                        help="backtest only these real series (names as in bench/realdata.py), "
                              "no stations")
     args = parser.parse_args()
     names = set(args.series.split(",")) if args.series else None

@@ -29,9 +29,9 @@ import orjson
 import shapely
 from _machine import cpu_model
 from _machine import versions as package_versions
-from gridwatch.agents.grid_index import GridIndex
 
 from gridwatch.city import Grid, generate, load_city, load_grids
+from gridwatch.grid_index import GridIndex
 from gridwatch.settings import Settings
 
 CACHE = Path(__file__).resolve().parents[1] / ".local" / "bench-grids"

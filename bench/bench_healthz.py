@@ -47,9 +47,8 @@ from pathlib import Path
 import _stack
 import redis
 from _machine import cpu_model, versions
+from gridwatch.ws import users
 from gridwatch.ws.auth import User
-
-from gridwatch import users
 
 
 def free_port() -> int:

@@ -48,12 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _stack
 from bench_fanout import Gateway, load_text, machine, make_sessions, slot_settings
 from bench_state import Retimer, simulated
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.schemas.events import format_time
 from gridwatch.streams.topics import CHECKPOINT_SCANS
 
 from gridwatch import store
 from gridwatch.city import load_city, load_grids
+from gridwatch.grid_index import GridIndex
 from gridwatch.settings import Settings
 
 WARMUP_S = 5.0

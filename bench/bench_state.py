@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _stack
 from _machine import cpu_model
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.schemas.events import format_time, parse_time
 from gridwatch.streams.simulate import CST, CityDay, Simulator
 from gridwatch.streams.topics import CHECKPOINT_SCANS, INPUT_BY_NAME
@@ -57,6 +56,7 @@ from gridwatch.streams.topics import CHECKPOINT_SCANS, INPUT_BY_NAME
 from gridwatch import keys, store
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_city, load_grids
+from gridwatch.grid_index import GridIndex
 
 Message = tuple[str, dict[str, Any], float]  # topic, event, how late it is sent (s)
 

@@ -36,16 +36,31 @@ import sys
 import time
 from pathlib import Path
 
-import _drill
-from _drill import note
+import _stack  # bench/_stack.py, beside this file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests.drill
+from gridwatch import settings as settings_mod
+from gridwatch import stack
+from tests import drill as _drill
+from tests.drill import note
 
 STATE_DRILLS = ("kill-worker", "redis-restart", "redis-kill", "redis-loss", "kafka-restart",
                 "worker-pause")
 ALL = (*STATE_DRILLS, "gateway-restart", "bad-input")
 
 
+def slot_settings(slot: int, **extra: str) -> settings_mod.Settings:
+    """The bench stack of ``slot`` (``_stack.slot_settings``), all partitions at 8."""
+    return _stack.slot_settings(slot, GRIDWATCH_PARTITIONS="8", **extra)
+
+
+def stack_up(s: settings_mod.Settings) -> None:
+    _stack.share_jars(s.home)
+    stack.up(s, log=lambda msg: note(f"stack: {msg}"))
+
+
 def run_one(name: str, args: argparse.Namespace, logdir: Path) -> _drill.Result:
-    s = _drill.slot_settings(args.slot)
+    s = slot_settings(args.slot)
     if name == "bad-input":
         return _drill.bad_input_drill(s, logdir, valid=args.valid, bad=args.bad, seed=args.seed)
     if name == "gateway-restart":
@@ -100,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down", action="store_true", help="stop the drill stack at the end")
     args = parser.parse_args(argv)
 
-    s = _drill.slot_settings(args.slot)
-    _drill.stack_up(s)
+    s = slot_settings(args.slot)
+    stack_up(s)
     from gridwatch.settings import Settings  # noqa: F401 - the package must import
     logdir = _drill.ROOT / ".local" / "drills" / time.strftime("%Y%m%d-%H%M%S")
     names = ALL if args.drill == "all" else (args.drill,)
@@ -118,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
             print(res.render(), flush=True)
     finally:
         if args.down:
-            from gridwatch import stack
-
             stack.down(s, log=note)
     if len(results) > 1:
         print("\n" + "  ".join(f"{r.drill}: {'PASS' if r.ok else 'FAIL'}" for r in results))

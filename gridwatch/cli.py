@@ -230,9 +230,8 @@ def cmd_gateway(args: argparse.Namespace, s: settings_mod.Settings) -> int:
 
 def cmd_forecast(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     if args.target == "backtest":
-        from .agents.backtest import main as backtest_main
-
-        return backtest_main(args.rest)
+        raise GridwatchError("the forecaster's backtest is a benchmark: from a checkout, "
+                             "python bench/backtest.py --csv FILE (docs/forecast.md)")
     from . import keys, station_view, store
 
     r = store.connect(s)
@@ -345,10 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: GRIDWATCH_GATEWAY_PROCS, else the number of cores)")
     p.set_defaults(func=cmd_gateway)
 
-    p = sub.add_parser("forecast", help="a station's latest forecast, or `forecast backtest ...`",
-                       description="gridwatch forecast STATION_ID [--json | --csv] | gridwatch forecast "
-                       "backtest --csv FILE --horizon 24 --origins N --step 24 --out OUT.csv")
-    p.add_argument("target", help="a station id, or 'backtest'")
+    p = sub.add_parser("forecast", help="a station's latest forecast",
+                       description="gridwatch forecast STATION_ID [--json | --csv]")
+    p.add_argument("target", help="a station id")
     p.add_argument("--json", action="store_true")
     p.add_argument("--csv", action="store_true",
                    help="the forecast hours as CSV (forecast, intervals, booked, arrivals so far, "

@@ -28,7 +28,8 @@ def cmd_user(args: argparse.Namespace, s: settings_mod.Settings) -> int:
     Raises:
         GridwatchError: a bad user definition or an unknown user.
     """
-    from . import store, users
+    from . import store
+    from .ws import users
     from .ws.auth import AuthError, User
 
     r = store.connect(s)

@@ -46,8 +46,8 @@ def _spawn(name: str, args: list[str], logdir: Path,
 
 def _demo_users(settings: Settings) -> list[tuple[str, str, str]]:
     """(role, name, one-time login link) for one user of each role."""
-    from .users import add_user, login_link
     from .ws.auth import User
+    from .ws.users import add_user, login_link
 
     city = load_city(settings.city)
     worker = city["workers"][0]

@@ -73,7 +73,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .agents import calendars
+from . import calendars
 from .schemas.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent

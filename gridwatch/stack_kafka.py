@@ -23,6 +23,7 @@ from pathlib import Path
 from .schemas.errors import StackError
 from .settings import Settings
 from .stack_proc import Paths, port_open, read_pid, require
+from .streams.topics import replication_for
 
 POM = Path(__file__).resolve().parent.parent / "stack" / "pom.xml"
 _JAVA_HINT = "install Java 17 (apt-get install -y openjdk-17-jre-headless)"
@@ -68,13 +69,6 @@ def plan(settings: Settings, paths: Paths, count: int) -> list[KafkaNode]:
 def bootstrap(nodes: list[KafkaNode]) -> str:
     """The value of ``GRIDWATCH_KAFKA`` that names every node."""
     return ",".join(node.address for node in nodes)
-
-
-def replication_for(brokers: int) -> tuple[int, int]:
-    """(replication factor, min.insync.replicas) for a cluster of ``brokers``: three
-    copies at most, and a write needs two of them once there are three."""
-    rf = max(1, min(3, brokers))
-    return rf, (2 if rf >= 3 else 1)
 
 
 def properties(settings: Settings, node: KafkaNode, nodes: list[KafkaNode]) -> str:

@@ -41,7 +41,7 @@ import redis
 import redis.asyncio as aioredis
 
 from . import keys, redis_client
-from .agents.fold import BatchUpdate
+from .batch import BatchUpdate
 from .settings import Settings
 
 APPLY = (Path(__file__).parent / "lua" / "apply.lua").read_text()

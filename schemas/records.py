@@ -1,4 +1,4 @@
-"""Version 1 of the output records: alerts, tasks, incidents and their audit entries.
+"""Version 1 of the output records: alerts, tasks and their audit entries.
 
 These are what gridwatch stores in Redis and publishes on ``gridwatch.alerts`` /
 ``gridwatch.tasks``. Every record is a frozen dataclass; ``to_dict()`` gives plain
@@ -30,7 +30,6 @@ ALERT_STATUSES: tuple[str, ...] = (
 TASK_STATUSES: tuple[str, ...] = (
     "offered", "accepted", "on_site", "done", "rejected", "cancelled",
 )
-INCIDENT_STATUSES: tuple[str, ...] = ("forming", "open", "closed")
 ROLES: tuple[str, ...] = commands.ROLES
 """The roles an audit entry may name: a person's, or the system's."""
 ALERT_KINDS: tuple[str, ...] = (
@@ -99,17 +98,6 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise ValueError("must be a list of strings")
     return tuple(_str(v) for v in value)
-
-
-def _num_tuple(value: Any) -> tuple[float, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise ValueError("must be a list of numbers")
-    return tuple(_num(v) for v in value)
-
-
-def _severities(value: Any) -> tuple[str, ...]:
-    check = _one_of(SEVERITIES)
-    return tuple(check(v) for v in _str_tuple(value))
 
 
 def _str_dict(value: Any) -> dict[str, str]:
@@ -306,40 +294,3 @@ class Task(_Record):
         "status": _one_of(TASK_STATUSES), "assignee": _opt(_str), "ts_created": _num,
         "ts_updated": _num, "due_at": _num, "note": _text, "audit": _records(AuditEntry),
     }
-
-
-@dataclass(frozen=True)
-class Incident(_Record):
-    """Several alerts of one grid close in time, shown as one line of the feed.
-
-    Attributes:
-        id: ``in-<first alert id>`` (stable on replay).
-        grid_id: the grid.
-        alert_ids: its alerts, in arrival order.
-        alert_ts: ``ts_raised`` of each of ``alert_ids``, same order (to slide the window).
-        alert_severities: the severity of each of ``alert_ids``, same order.
-        ts_first: ``ts_raised`` of its first alert.
-        ts_last: ``ts_raised`` of its latest alert.
-        severity: the strongest severity among its alerts.
-        status: ``"forming"`` (fewer alerts than the threshold so far; not shown),
-            ``"open"`` (shown; later alerts join) or ``"closed"`` (window passed).
-    """
-
-    id: str
-    grid_id: str
-    alert_ids: tuple[str, ...]
-    alert_ts: tuple[float, ...]
-    alert_severities: tuple[str, ...]
-    ts_first: float
-    ts_last: float
-    severity: str
-    status: str
-
-    _CHECKS: ClassVar[dict[str, Check]] = {
-        "id": _str, "grid_id": _str, "alert_ids": _str_tuple, "alert_ts": _num_tuple,
-        "alert_severities": _severities, "ts_first": _num, "ts_last": _num, "severity": _one_of(SEVERITIES), "status": _one_of(INCIDENT_STATUSES),
-    }
-
-    def __post_init__(self) -> None:
-        if not len(self.alert_ids) == len(self.alert_ts) == len(self.alert_severities):
-            raise ValueError("Incident: alert_ids, alert_ts and alert_severities differ in length")

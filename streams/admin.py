@@ -20,9 +20,8 @@ from kafka.errors import (
 
 from ..schemas.errors import StackError
 from ..settings import Settings
-from ..stack_kafka import replication_for
 from . import clients
-from .topics import all_topics
+from .topics import all_topics, replication_for
 
 
 def topic_replication(settings: Settings, brokers: int) -> tuple[int, int]:

@@ -90,7 +90,7 @@ def plan(grids: Sequence[Any], city: Mapping[str, Any], *, seed: int = 1,
     Returns:
         The plan, or ``None`` when no grid of the district qualifies.
     """
-    from ..agents.grid_index import GridIndex
+    from ..grid_index import GridIndex
 
     index = GridIndex(grids)
     gates = [c for c in city["checkpoints"] if c["kind"] == "gate"]

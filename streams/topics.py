@@ -86,3 +86,10 @@ def resolve(name: str) -> InputTopic:
         known = ", ".join(sorted([*INPUT_BY_NAME, *ALIASES]))
         raise KeyError(f"unknown input topic {name!r}; known: {known}")
     return INPUT_BY_NAME[full]
+
+
+def replication_for(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of ``brokers``: three
+    copies at most, and a write needs two of them once there are three."""
+    rf = max(1, min(3, brokers))
+    return rf, (2 if rf >= 3 else 1)

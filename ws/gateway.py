@@ -42,9 +42,10 @@ from typing import Any
 from gridwatch.schemas.errors import GridwatchError
 from websockets.asyncio.server import serve
 
-from gridwatch import city, command_keys, heap, users
+from gridwatch import city, command_keys, heap
 from gridwatch.settings import Settings
 
+from . import users
 from .form import FormConnection
 from .handler import Handler, recheck
 from .hub import Hub

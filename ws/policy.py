@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gridwatch.schemas.commands import OFFICERS
+
 from .auth import User
 from .channels import CHANNELS, EVERYTHING
 
@@ -30,7 +32,7 @@ def tags_of(channel: str, msg: Mapping[str, Any]) -> frozenset[str]:
     tags = {EVERYTHING}
     body: Mapping[str, Any] = msg
     if channel == "alerts":
-        body = msg.get("alert") or msg.get("incident") or msg
+        body = msg.get("alert") or msg
     elif channel == "tasks":
         body = msg.get("task") or msg
         tags.update(f"user:{w}" for w in body.get("workers") or ())
@@ -52,7 +54,7 @@ def subscriptions(user: User) -> frozenset[str]:
     states of their grids and the tasks offered to them; a station manager the
     forecasts and alerts of their stations.
     """
-    if user.role in ("duty_officer", "admin"):
+    if user.role in OFFICERS:
         return frozenset({EVERYTHING})
     if user.role == "grid_worker":
         return frozenset({*(f"grid:{g}" for g in user.grids), f"user:{user.name}"})

@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 import redis.asyncio as aioredis
 from websockets.http11 import Request, Response
 
-from gridwatch import keys, users
+from gridwatch import keys
 
-from . import http
+from . import http, users
 from .auth import (
     AuthError,
     User,

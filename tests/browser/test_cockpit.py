@@ -30,12 +30,13 @@ from gridwatch.agents.rules import alert_id
 from gridwatch.schemas.events import format_time
 from gridwatch.streams.simulate import CST, CityDay, Simulator
 from gridwatch.streams.topics import CHECKPOINT_SCANS, CROWD_LOITER
+from gridwatch.ws import users
 from gridwatch.ws.auth import User
 from kafka import KafkaProducer
 from playwright.sync_api import Page, expect
 from shapely.geometry import shape
 
-from gridwatch import keys, store, users
+from gridwatch import keys, store
 from gridwatch.city import load_city
 from tests.integration.test_gateway import GatewayProcess
 

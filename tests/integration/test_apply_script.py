@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import redis
-from gridwatch.agents.fold import BatchUpdate
 
 from gridwatch import keys
 from gridwatch import settings as settings_mod
+from gridwatch.batch import BatchUpdate
 from gridwatch.store import ApplyConflict, AsyncStore
 from tests import aio
 

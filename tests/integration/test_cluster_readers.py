@@ -23,16 +23,15 @@ from gridwatch.agents.forecast_refresh import ForecastRefresher
 from gridwatch.agents.risk import load_risk_config
 from gridwatch.agents.risk_cluster import put_rows, read_rows
 from gridwatch.agents.risk_refresh import RiskRefresher
+from gridwatch.ws import users
 from gridwatch.ws.auth import User
 from redis.cluster import RedisCluster
 
-from gridwatch import keys, redis_client, store, users
+from gridwatch import keys, redis_client, store
 from gridwatch import settings as settings_mod
+from tests.drill import run_async
 
 from .test_gateway import Client, GatewayProcess, put_alert, redeem, until
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from _drill import run_async  # bench/ is not a package: found through sys.path
 
 pytestmark = pytest.mark.integration
 

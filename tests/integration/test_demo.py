@@ -79,8 +79,14 @@ def test_the_demo_serves_the_cockpit_forecasts_the_station_and_stops_cleanly(
     finally:
         if demo.poll() is None:
             demo.send_signal(signal.SIGTERM)
-        code = demo.wait(60)
-        r.close()
+        try:
+            code = demo.wait(60)
+        except subprocess.TimeoutExpired:  # its workers and gateway go with it
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(10)
+            raise
+        finally:
+            r.close()
     assert code == 0, err.read_text(errors="replace")[-3000:]
     assert "demo stopped" in err.read_text(errors="replace")
     # What it started is gone: the gateway no longer answers.

@@ -22,15 +22,12 @@ its reason, duplicates of valid events change nothing).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from gridwatch import settings as settings_mod
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import _drill
+from tests import drill
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +37,13 @@ SEED = 11
 RATE = 500.0
 
 
-def _workload() -> _drill.Workload:
-    return _drill.city_workload(EVENTS, SEED, invalid=INVALID)
+def _workload() -> drill.Workload:
+    return drill.city_workload(EVENTS, SEED, invalid=INVALID)
 
 
-def _run(s: settings_mod.Settings, tmp_path: Path, fault: _drill.Fault, *,
-         rate: float = RATE, fault_at: float = 0.3) -> _drill.Result:
-    result = _drill.state_drill(s, _workload(), fault, tmp_path, rate=rate, fault_at=fault_at,
+def _run(s: settings_mod.Settings, tmp_path: Path, fault: drill.Fault, *,
+         rate: float = RATE, fault_at: float = 0.3) -> drill.Result:
+    result = drill.state_drill(s, _workload(), fault, tmp_path, rate=rate, fault_at=fault_at,
                                 seed=SEED, timeout=300)
     print(result.render())
     return result
@@ -55,35 +52,35 @@ def _run(s: settings_mod.Settings, tmp_path: Path, fault: _drill.Fault, *,
 @pytest.mark.timeout(600)
 def test_kill9_of_the_worker_ends_in_the_state_of_a_clean_run(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
-    result = _run(stack_settings, tmp_path, _drill.kill_worker_fault(kills=2, spacing_s=3.0))
+    result = _run(stack_settings, tmp_path, drill.kill_worker_fault(kills=2, spacing_s=3.0))
     assert result.ok, result.explain()
 
 
 @pytest.mark.timeout(600)
 def test_redis_clean_restart_ends_in_the_state_of_a_clean_run(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
-    result = _run(stack_settings, tmp_path, _drill.redis_fault("restart", down_s=3.0))
+    result = _run(stack_settings, tmp_path, drill.redis_fault("restart", down_s=3.0))
     assert result.ok, result.explain()
 
 
 @pytest.mark.timeout(600)
 def test_redis_sigkill_and_restart_ends_in_the_state_of_a_clean_run(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
-    result = _run(stack_settings, tmp_path, _drill.redis_fault("kill", down_s=3.0))
+    result = _run(stack_settings, tmp_path, drill.redis_fault("kill", down_s=3.0))
     assert result.ok, result.explain()
 
 
 @pytest.mark.timeout(600)
 def test_redis_back_with_older_state_is_caught_up_from_its_offsets(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
-    result = _run(stack_settings, tmp_path, _drill.redis_fault("loss", down_s=2.0, lose_s=3.0))
+    result = _run(stack_settings, tmp_path, drill.redis_fault("loss", down_s=2.0, lose_s=3.0))
     assert result.ok, result.explain()
 
 
 @pytest.mark.timeout(600)
 def test_kafka_broker_restart_ends_in_the_state_of_a_clean_run(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
-    result = _run(stack_settings, tmp_path, _drill.kafka_fault(down_s=3.0))
+    result = _run(stack_settings, tmp_path, drill.kafka_fault(down_s=3.0))
     assert result.ok, result.explain()
 
 
@@ -91,14 +88,14 @@ def test_kafka_broker_restart_ends_in_the_state_of_a_clean_run(
 def test_a_paused_worker_rebalanced_away_and_woken_changes_nothing(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
     # 25 s is well past the group's 10 s session timeout; the feed outlasts the pause.
-    result = _run(stack_settings, tmp_path, _drill.pause_fault(25.0), rate=110.0, fault_at=0.2)
+    result = _run(stack_settings, tmp_path, drill.pause_fault(25.0), rate=110.0, fault_at=0.2)
     assert result.ok, result.explain()
 
 
 @pytest.mark.timeout(600)
 def test_gateway_restart_under_100_clients_loses_and_repeats_no_alert(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
-    result = _drill.gateway_drill(stack_settings, tmp_path, clients=100, seconds=20.0,
+    result = drill.gateway_drill(stack_settings, tmp_path, clients=100, seconds=20.0,
                                   rate=200.0, red_every=8, timeout=240)
     print(result.render())
     assert result.ok, result.explain()
@@ -107,7 +104,7 @@ def test_gateway_restart_under_100_clients_loses_and_repeats_no_alert(
 @pytest.mark.timeout(900)
 def test_bad_input_at_volume_is_dead_lettered_and_changes_nothing_else(
         stack_settings: settings_mod.Settings, tmp_path: Path) -> None:
-    result = _drill.bad_input_drill(stack_settings, tmp_path, valid=4_000, bad=8_000,
+    result = drill.bad_input_drill(stack_settings, tmp_path, valid=4_000, bad=8_000,
                                     seed=7, timeout=600)
     print(result.render())
     assert result.ok, result.explain()

@@ -38,13 +38,11 @@ from kafka import KafkaProducer
 from gridwatch import keys, store
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_city
+from tests import drill
+from tests.drill import dump_diff
+from tests.drill import progress as _progress
 
 from .conftest import Workers, _reset_topics, wait_until
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import _drill
-from _drill import dump_diff
-from _drill import progress as _progress
 
 pytestmark = pytest.mark.integration
 
@@ -252,10 +250,10 @@ def _run_with_kills(s: settings_mod.Settings, logdir: Path, *, n_workers: int, s
             assert at_kill < total, "the workers finished before they could be killed"
             live.append(workers.start())
             if broker_restart and point == points[1]:
-                pid = _drill.stop_kafka(s)
+                pid = drill.stop_kafka(s)
                 time.sleep(2.0)
-                _drill.start_stack_part(s.with_(redis_cluster=()))  # the broker only
-                _drill.wait_for_leaders(s)
+                drill.start_stack_part(s.with_(redis_cluster=()))  # the broker only
+                drill.wait_for_leaders(s)
                 _note(f"Kafka broker (pid {pid}) stopped and started again")
         _wait_applied_and_quiet(r, total)
         assert _progress(r) == total

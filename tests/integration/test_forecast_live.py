@@ -4,12 +4,10 @@ the same dates in past years, in the district's time zone, and writes the foreca
 from __future__ import annotations
 
 import asyncio
-import sys
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -19,9 +17,7 @@ from gridwatch.agents.forecast import history_spans
 from gridwatch.agents.forecast_refresh import ForecastRefresher, build_inputs
 
 from gridwatch import keys
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from _drill import run_async  # bench/ is not a package: found through sys.path
+from tests.drill import run_async
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
 STATION = "SHS-T"

@@ -25,15 +25,14 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from gridwatch.ws import users
 from gridwatch.ws.auth import User
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from _drill import run_async  # bench/ is not a package: found through sys.path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gridwatch import keys, users
+from gridwatch import keys
 from gridwatch import settings as settings_mod
+from tests.drill import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +59,8 @@ class GatewayProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "gridwatch.ws.gateway"], env=self.env,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -68,6 +68,7 @@ class GatewayProcess:
                 return
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # one that never answered is not left running
         raise RuntimeError(f"gateway did not start: {self.log.read_text()[-2000:]}")
 
     def kill(self) -> None:
@@ -76,9 +77,14 @@ class GatewayProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM, and after 10 s SIGKILL to the process and any children it has."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
 
 
 @pytest.fixture

@@ -36,12 +36,14 @@ class Procs(GatewayProcess):
     def start(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "gridwatch.cli", "gateway",
                                       "--procs", "2"], env=self.env,
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if {0, 1} <= set(health(self)):
                 return
             time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"gateway did not start: {self.log.read_text()[-2000:]}")
 
     def children(self) -> dict[int, int]:

@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from gridwatch.ws import users
 from gridwatch.ws.auth import User
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gridwatch import settings as settings_mod
-from gridwatch import users
 from tests.integration.test_gateway import (
     GatewayProcess,
     put_alert,

@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
+from gridwatch.ws import users
 from gridwatch.ws.auth import SESSION_N, User, issue
 
-from gridwatch import keys, users
+from gridwatch import keys
 from gridwatch import settings as settings_mod
 from tests.integration import test_gateway_security as security
 from tests.integration.test_gateway import redeem, session_for

@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 import pytest
 from gridwatch.agents.fold import RawRecord
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.ingest import BatchApplier
 from gridwatch.agents.worker import decide_config
 from gridwatch.schemas.events import format_time
@@ -29,6 +28,7 @@ from shapely.geometry import box
 from gridwatch import keys, store
 from gridwatch import settings as settings_mod
 from gridwatch.city import Grid
+from gridwatch.grid_index import GridIndex
 from gridwatch.store import AsyncStore
 from tests import aio
 

@@ -15,7 +15,6 @@ import orjson
 import pytest
 import redis
 from gridwatch.agents.fold import RawRecord
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.ingest import BatchApplier
 from gridwatch.agents.risk import load_risk_config
 from gridwatch.agents.risk_refresh import RiskRefresher
@@ -27,6 +26,7 @@ from shapely.geometry import box
 from gridwatch import keys, redis_client
 from gridwatch import settings as settings_mod
 from gridwatch.city import Grid
+from gridwatch.grid_index import GridIndex
 from gridwatch.store import AsyncStore
 from tests import aio
 

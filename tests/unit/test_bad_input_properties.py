@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 from gridwatch.agents.fold import RawRecord, fold_batch
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.rules import alert_id, evaluate_scan, load_rules
 from gridwatch.schemas.errors import DecodeError
 from gridwatch.schemas.events import CheckpointScan, decode, parse_time
@@ -35,6 +34,7 @@ from hypothesis import strategies as st
 from gridwatch import keys
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_city, load_grids
+from gridwatch.grid_index import GridIndex
 
 _S = settings_mod.Settings()
 INDEX = GridIndex(load_grids(_S.grids))

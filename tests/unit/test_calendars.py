@@ -6,7 +6,8 @@ from datetime import date
 
 import numpy as np
 import pytest
-from gridwatch.agents import calendars
+
+from gridwatch import calendars
 
 
 def test_names_are_checked() -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 import shapely
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.schemas.errors import ConfigError
 from shapely.geometry import shape
 
 from gridwatch.city import Grid, generate, load_city, load_grids, write
+from gridwatch.grid_index import GridIndex
 from gridwatch.settings import DATA_DIR
 
 SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}

@@ -11,7 +11,6 @@ from pathlib import Path
 import orjson
 import pytest
 from gridwatch.agents import lifecycle as lc
-from gridwatch.agents.fold import BatchUpdate
 from gridwatch.agents.liveness import recover
 from gridwatch.agents.loiter import fold_report, load_config
 from gridwatch.agents.records_io import write_alert, write_task
@@ -25,6 +24,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from gridwatch import keys
+from gridwatch.batch import BatchUpdate
 from gridwatch.settings import Settings
 from tests import aio
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from gridwatch.agents.fold import BatchUpdate, RawRecord, fold_batch
-from gridwatch.agents.grid_index import GridIndex
+from gridwatch.agents.fold import fold_batch
 from gridwatch.schemas.events import format_time, parse_time
 from gridwatch.streams.topics import (
     CHECKPOINT_SCANS,
@@ -20,7 +19,9 @@ from gridwatch.streams.topics import (
 from shapely.geometry import box
 
 from gridwatch import keys
+from gridwatch.batch import BatchUpdate, RawRecord
 from gridwatch.city import Grid
+from gridwatch.grid_index import GridIndex
 
 # Two unit squares side by side; everything else is outside every grid.
 INDEX = GridIndex([

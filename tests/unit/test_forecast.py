@@ -468,7 +468,7 @@ LEISURE *= COMMUTE.sum() / LEISURE.sum()  # as many a day: no day looks odd by i
 def commuter_station(end: datetime, days: int = 480) -> tuple[list[datetime], np.ndarray]:
     """Poisson arrivals in China: a commuter rush on working days (the make-up weekend
     days among them), a midday crowd on the other weekend days."""
-    from gridwatch.agents import calendars
+    from gridwatch import calendars
 
     start = end - timedelta(days=days)
     day = np.arange(np.datetime64(start.date()), np.datetime64(end.date()))
@@ -506,7 +506,7 @@ def test_the_weekend_after_a_make_up_day_is_a_weekend_again() -> None:
 
 
 def test_a_year_without_listed_make_up_days_is_said() -> None:
-    from gridwatch.agents import calendars
+    from gridwatch import calendars
 
     last = int(str(calendars.workdays("CN")[-1])[:4])
     origin = datetime(last + 1, 3, 2, tzinfo=CST8)

@@ -7,12 +7,12 @@ import random
 import numpy as np
 import pytest
 import shapely
-from gridwatch.agents.grid_index import GridIndex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Polygon, box
 
 from gridwatch.city import Grid, load_grids
+from gridwatch.grid_index import GridIndex
 from gridwatch.settings import DATA_DIR
 
 

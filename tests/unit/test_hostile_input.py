@@ -23,7 +23,6 @@ import pytest
 from gridwatch.agents import loiter, rules
 from gridwatch.agents.decide import DecideConfig, View, decide
 from gridwatch.agents.fold import RawRecord, fold_batch
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.records_io import add_decisions, mark_grids
 from gridwatch.agents.timers import clamp_now
 from gridwatch.schemas.errors import DecodeError
@@ -44,6 +43,7 @@ from hypothesis import strategies as st
 from gridwatch import keys
 from gridwatch import settings as settings_mod
 from gridwatch.city import load_grids
+from gridwatch.grid_index import GridIndex
 from gridwatch.store import encode_update
 
 _S = settings_mod.Settings()

@@ -9,7 +9,7 @@ import pytest
 from gridwatch.agents import lifecycle as lc
 from gridwatch.schemas.errors import TransitionRefused
 from gridwatch.schemas.events import parse_time
-from gridwatch.schemas.records import Alert, AuditEntry, Incident, Task
+from gridwatch.schemas.records import Alert, AuditEntry, Task
 
 T0 = parse_time("2026-11-22T08:00:00+08:00")
 GRID = "G-12"
@@ -460,7 +460,3 @@ def test_from_dict_is_strict() -> None:
         Alert.from_dict({**good, "ts_raised": "now"})
     with pytest.raises(ValueError, match="Task.workers"):
         Task.from_dict({**dispatched()[1].to_dict(), "workers": "li"})
-    incident = Incident("in-1", GRID, ("a",), (1.0,), ("low",), 1.0, 1.0, "low", "open")
-    assert Incident.from_dict(incident.to_dict()) == incident
-    with pytest.raises(ValueError, match="differ in length"):
-        Incident.from_dict({**incident.to_dict(), "alert_ts": [1.0, 2.0]})

@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from gridwatch.agents.grid_index import GridIndex
 from gridwatch.agents.replay import demo_outbreak, hourly_bands
 from gridwatch.schemas.events import parse_time
 from gridwatch.streams.outbreak import Outbreak, clock, plan
 from gridwatch.streams.simulate import CST, CityDay, Simulator
 
 from gridwatch.city import load_city, load_grids
+from gridwatch.grid_index import GridIndex
 from gridwatch.settings import DATA_DIR
 
 CITY = load_city(DATA_DIR / "city.json")

@@ -14,11 +14,11 @@ import aiokafka.errors as aiokafka_errors
 import kafka.errors as kafka_errors
 import pytest
 import redis.exceptions as redis_errors
-from gridwatch.agents.fold import BatchUpdate, DeadLetter, RawRecord
 from gridwatch.agents.ingest import _merge, _transient, internal_reason
 from gridwatch.schemas.errors import ConfigError
 
 from gridwatch import settings as settings_mod
+from gridwatch.batch import BatchUpdate, DeadLetter, RawRecord
 
 
 @pytest.mark.parametrize("exc", [

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from gridwatch.agents import realdata
+
+from bench import realdata
 
 
 def test_event_counts_fill_quiet_hours_with_zeros() -> None:

@@ -12,6 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from gridwatch.schemas.errors import ConfigError, StackError
+from gridwatch.streams import topics
 from gridwatch.streams.admin import topic_replication
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
@@ -72,7 +73,7 @@ def test_three_nodes_get_distinct_ports_and_folders_and_share_the_voters(
 @pytest.mark.parametrize(("brokers", "expected"), [(1, (1, 1)), (2, (2, 1)), (3, (3, 2)),
                                                    (5, (3, 2))])
 def test_replication_follows_the_broker_count(brokers: int, expected: tuple[int, int]) -> None:
-    assert stack_kafka.replication_for(brokers) == expected
+    assert topics.replication_for(brokers) == expected
     assert topic_replication(settings_mod.Settings(), brokers) == expected
 
 

@@ -58,7 +58,6 @@ export function mount(root, { me, link, contract }) {
   root.innerHTML = TEMPLATE;
   applyLabels(root);
   const alerts = new Map();     // id -> alert record
-  const incidents = new Map();  // id -> incident record
   const tasks = new Map();      // id -> task record
   const risk = new Map();       // grid id -> {score, band, contributions, counts, ts}
   let counters = {};
@@ -128,11 +127,7 @@ export function mount(root, { me, link, contract }) {
     const newest = shown.sort((a, b) => b.ts_raised - a.ts_raised).slice(0, FEED_ROWS);
     const raised = shown.filter((a) => raisedLevel(a) > 0).sort(feedOrder).slice(0, FEED_ROWS);
     const rows = [...new Set([...raised, ...newest])].sort(feedOrder);
-    const inc = [...incidents.values()].filter((i) => i.status === "open");
-    const items = inc.map((i) => ({
-      key: `inc:${i.id}`, version: `${i.alert_ids.length}|${lang()}`,
-      html: () => `<li class="incident sev-${i.severity}"><b>${t("incident")}</b> ${esc(i.grid_id)} · ${t("incident_of", { n: i.alert_ids.length })}</li>`,
-    }));
+    const items = [];
     for (const a of rows) {
       items.push({
         key: `al:${a.id}`, version: `${a.ts_updated}|${a.status}|${a.escalation_level}|${a.id === selected}|${lang()}`,
@@ -294,7 +289,6 @@ export function mount(root, { me, link, contract }) {
     frame(f) {
       if (f.ch === "alerts") {
         if (f.snapshot) { alerts.clear(); f.items.forEach(upsertAlert); }
-        else if (f.m.type === "incident") incidents.set(f.m.incident.id, f.m.incident);
         else if (f.m.alert) upsertAlert(f.m.alert);
         if (f.snapshot) drawFeed(); else queueFeed();
         if (selected && (f.snapshot || f.m.alert?.id === selected)) drawAlert();

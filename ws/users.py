@@ -26,10 +26,11 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from . import keys
-from .redis_client import mget
-from .settings import Settings
-from .ws.auth import AuthError, User, is_legacy, issue, split_token, verify
+from gridwatch import keys
+from gridwatch.redis_client import mget
+from gridwatch.settings import Settings
+
+from .auth import AuthError, User, is_legacy, issue, split_token, verify
 
 AUTH_KEY = "gw:auth-key"  # the server key of the keyed hashes (hex, made once)
 

@@ -21,9 +21,9 @@ from datetime import timezone
 
 import numpy as np
 import pandas as pd
+from gridwatch.agents.forecast import RECENT, WEEK, WINDOW, forecast_next
 
-from . import calendars
-from .forecast import RECENT, WEEK, WINDOW, forecast_next
+from gridwatch import calendars
 
 TRAIN_HOURS = WINDOW  # trailing history handed to our model: all it reads (~3 years)
 MSTL_HOURS = 8 * WEEK  # MSTL costs ~1 s per fit on 8 weeks; longer windows blow the budget
@@ -256,8 +256,8 @@ def _score(a: np.ndarray, scale: float) -> Score:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``gridwatch forecast backtest --csv FILE [--horizon --origins --step --out]``."""
-    p = argparse.ArgumentParser(prog="gridwatch forecast backtest",
+    """``python bench/backtest.py --csv FILE [--horizon --origins --step --out --calendar]``."""
+    p = argparse.ArgumentParser(prog="bench/backtest.py",
                                 description="Rolling-origin backtest of the arrival forecaster.")
     p.add_argument("--csv", required=True, help="input CSV with columns ts,count")
     p.add_argument("--horizon", type=int, default=24)

@@ -1,9 +1,10 @@
 """What the fault drills share: workloads, a paced feed, workers and a gateway as real
 processes, a monitor that samples progress and lag, faults on the stack, and verdicts.
 
-Used by ``bench/drills.py`` (the drills as commands, on a stack of their own) and by
-``tests/integration/test_drills.py`` (the same drills, smaller, on the tests' stack), and
-for ``dump_diff``/``progress`` by ``tests/integration/test_exactly_once.py``.
+Used by ``tests/integration/test_drills.py`` (the drills, small, on the tests' stack),
+for ``dump_diff``/``progress`` and the broker's restart by
+``tests/integration/test_exactly_once.py``, and by ``bench/drills.py`` (the same drills
+as commands, bigger, on a stack of their own, which it starts).
 
 Every verdict is computed from data: the state dump of a run with the fault against the
 dump of a clean run of the same messages (``store.dump``), the dead letters read back
@@ -30,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import _stack  # bench/_stack.py, beside this file
 import orjson
 import redis
 
 from gridwatch import keys, stack, store
 from gridwatch import settings as settings_mod
+from tests import aio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,22 +45,9 @@ SUMMARY_KINDS = ("checkpoint_scans", "loiter_reports", "station_tickets")
 
 
 def run_async(main: Callable[[], Any]) -> None:
-    """``asyncio.run(main())`` in a thread of its own: Playwright's sync API (the browser
-    tests, when they run first in the same session) leaves an event loop on the caller's
-    thread, where ``asyncio.run`` refuses to start."""
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=target)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
+    """``main()`` run to completion through :func:`tests.aio.run` (a loop in a thread of
+    its own: the browser tests' Playwright keeps one on the caller's thread)."""
+    aio.run(main())
 
 
 def note(text: str) -> None:
@@ -68,16 +56,6 @@ def note(text: str) -> None:
 
 
 # ---- stacks --------------------------------------------------------------------------
-
-
-def slot_settings(slot: int, **extra: str) -> settings_mod.Settings:
-    """The bench stack of ``slot`` (``_stack.slot_settings``), all partitions at 8."""
-    return _stack.slot_settings(slot, GRIDWATCH_PARTITIONS="8", **extra)
-
-
-def stack_up(s: settings_mod.Settings) -> None:
-    _stack.share_jars(s.home)
-    stack.up(s, log=lambda msg: note(f"stack: {msg}"))
 
 
 def reset(s: settings_mod.Settings) -> settings_mod.Settings:
@@ -476,6 +454,7 @@ class Gateway:
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.1)
+        self.stop(hard=True)  # one that never answered is not left running
         raise RuntimeError(f"gateway did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self, *, hard: bool = False) -> None:
@@ -489,7 +468,7 @@ class Gateway:
 
     def login(self, r: redis.Redis, user: Any) -> str:
         """A session token for ``user`` through its one-time login link."""
-        from gridwatch import users
+        from gridwatch.ws import users
 
         token = users.add_user(r, user)
         form = urllib.request.Request(f"{self.origin}/login", method="POST",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-from ..city import Grid
+from .city import Grid
 
 
 class GridIndex:
