@@ -2,6 +2,7 @@
 import { applyLabels, clock, has, lang, t } from "./i18n.js";
 import * as feed from "./feed.js";
 import { Sounds } from "./sound.js";
+import { mountWall } from "./wall.js";
 import { allowedNow, needsNote, resultText, toast } from "./app.js";
 
 const BAND_RGB = { red: [229, 72, 77], yellow: [245, 197, 24], blue: [59, 130, 246] };
@@ -55,9 +56,14 @@ const TEMPLATE = `
       <i style="background:${NO_DATA}"></i><span data-i18n="band_none"></span>
       <span class="shade-hint">· <span data-i18n="shade_hint"></span></span></span></div>
     <div id="map" class="chart"></div></div>
+  <div class="trends panel" id="trends">
+    <div id="trend-scans" class="chart"></div><div id="trend-kinds" class="chart"></div>
+    <div id="trend-open" class="chart"></div></div>
   <div class="side">
     <div class="panel detail" id="alert-detail"><p class="hint" data-i18n="select_alert"></p></div>
     <div class="panel detail" id="grid-detail"><p class="hint" data-i18n="select_grid"></p></div>
+    <div class="panel top10"><div class="panel-head"><h2 data-i18n="top_title"></h2>
+      <small class="window" data-i18n="w_now"></small></div><ol id="top-grids" class="top-grids"></ol></div>
   </div>
 </section>`;
 
@@ -380,6 +386,7 @@ export function mount(root, { me, link, contract }) {
     }
   }
 
+  const wall = mountWall(root, { onGrid: selectGrid });
   setInterval(drawFeed, 30000);  // the 1/6/24 h window slides
   drawCounters();
   drawSound();
@@ -408,6 +415,7 @@ export function mount(root, { me, link, contract }) {
       } else if (f.ch === "summary") {
         counters = f.m;
         drawCounters();
+        wall.summary(f.m);
       } else if (f.op === "welcome") {
         live = false;
         setTimeout(() => { live = true; }, 1500);
@@ -424,6 +432,7 @@ export function mount(root, { me, link, contract }) {
       box.dataset.for = "";  // rebuild it in the new language (the note is kept)
       const note = box.querySelector("#note")?.value || "";
       drawFeed(); drawAlert(); drawGrid(); drawCounters(); drawMap(); drawSound();
+      wall.relabel();
       if (box.querySelector("#note")) box.querySelector("#note").value = note;
     },
   };

@@ -6,7 +6,7 @@
 const MUTE_KEY = "gw.mute";
 // [frequency Hz, seconds] per tone: high is a fast falling triple, medium a double, low
 // a single low tone; an escalation repeats the pattern once more.
-const PATTERNS = {
+export const PATTERNS = {
   high: [[988, 0.16], [784, 0.16], [988, 0.16]],
   medium: [[740, 0.2], [740, 0.2]],
   low: [[523, 0.3]],
@@ -38,7 +38,7 @@ export class Sounds {
     } catch (err) {
       this.ctx = null;  // no audio on this device: the visual cues still show
     }
-    this.setMuted(false);
+    this.onchange();  // a mute set before stays: unmuting is its own click
   }
 
   setMuted(muted) {
