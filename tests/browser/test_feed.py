@@ -84,7 +84,7 @@ def test_an_escalation_raises_its_own_row_and_adds_none(browser: Any, gateway_on
     expect(page.locator('#alerts li[data-id="al-about"] .esc')).to_have_text("升级 L1")
     page.click("#sound-on")
     expect(page.locator("#wall")).to_have_attribute("data-sound", "on")
-    page.wait_for_timeout(1700)  # past the snapshot: what comes now is live
+    page.wait_for_function("() => window.gridwatch.view.live")  # past the snapshot
 
     # The worker raises al-quiet to level 2 (it writes the same alert again).
     announce(r, replace(quiet, escalation_level=2, escalated_at=NOW, ts_updated=NOW + 1))
@@ -129,7 +129,7 @@ def test_the_feed_is_ordered_by_need_and_each_filter_narrows_it(browser: Any,
     order = ["al-esc", "al-high-new", "al-high-old", "al-low-new", "al-acked-high",
              "al-acked-low"]
     assert rows(page) == order
-    page.wait_for_timeout(1700)
+    page.wait_for_function("() => window.gridwatch.view.live")  # past the snapshot
     announce(r, make("al-closed", severity="high", age_s=1, grid=a, status="closed"))
     expect(page.locator('#alerts li[data-id="al-closed"]')).to_be_visible()
     assert rows(page) == [*order, "al-closed"]

@@ -112,7 +112,7 @@ def test_sound_waits_for_a_gesture_differs_by_severity_and_mutes(browser: Any,
     wall = page.locator("#wall")
     expect(wall).to_have_attribute("data-sound", "off")
     expect(page.locator("#sound-on")).to_be_visible()
-    page.wait_for_timeout(1700)  # past the snapshot: what comes now is live
+    page.wait_for_function("() => window.gridwatch.view.live")  # past the snapshot
     announce(r, make("al-before", severity="high"))
     expect(page.locator('#alerts li[data-id="al-before"]')).to_be_visible()
 

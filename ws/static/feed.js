@@ -107,5 +107,11 @@ export function items(alerts, { filters, gridProps, openStates, minAlerts, limit
     out.push({ type: "alert", alert: a, level, key: key(a, level, openStates) });
   }
   out.sort((x, y) => (before(x.key, y.key) ? -1 : before(y.key, x.key) ? 1 : 0));
-  return limit ? out.slice(0, limit) : out;
+  if (!limit || out.length <= limit) return out;
+  // The first `limit` items, and also those holding one of the `limit` newest alerts: a
+  // fresh alert is always on the page, however many escalated ones lead it.
+  const newest = (x) => (x.type === "incident" ? Math.max(...x.alerts.map((r) => r.alert.ts_raised)) : x.alert.ts_raised);
+  const recent = new Set(out.map((x, i) => [newest(x), i]).sort((a, b) => b[0] - a[0])
+    .slice(0, limit).map(([, i]) => i));
+  return out.filter((_, i) => i < limit || recent.has(i));
 }

@@ -164,7 +164,7 @@ export function mount(root, { me, link, contract }) {
     const shown = new Map();
     for (const a of alerts.values()) if (visible(a)) shown.set(a.id, a);
     // A wall screen shows a dozen rows: laying out thousands for every arriving alert
-    // would hold the page up, so the first FEED_ROWS items only.
+    // would hold the page up: the first FEED_ROWS items, and those of the FEED_ROWS newest.
     const list = feed.items(shown, { filters, gridProps: gridNames, openStates,
                                      minAlerts: contract.incident.min_alerts, limit: FEED_ROWS });
     const out = list.map((x) => (x.type === "incident"
@@ -423,6 +423,7 @@ export function mount(root, { me, link, contract }) {
     },
     selectGrid,
     sounds,
+    get live() { return live; },  // past the snapshot: what arrives now is sounded
     result(res) {
       toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
     },
