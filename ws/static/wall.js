@@ -69,8 +69,8 @@ export function mountWall(root, { onGrid }) {
     const x = hourLabels();
     const base = (title, series) => ({
       title: { text: title, left: 0, top: 0, textStyle: { color: "#e5e7eb", fontSize: 13 } },
-      grid: { left: 44, right: 8, top: 30, bottom: 22 }, tooltip: { trigger: "axis" },
-      legend: { top: 0, right: 0, textStyle: { color: "#9ca3af", fontSize: 11 }, itemWidth: 10, itemHeight: 8 },
+      grid: { left: 44, right: 8, top: 44, bottom: 22 }, tooltip: { trigger: "axis" },
+      legend: { top: 20, left: 0, textStyle: { color: "#9ca3af", fontSize: 11 }, itemWidth: 10, itemHeight: 8 },
       xAxis: { type: "category", data: x, axisLabel: { color: "#9ca3af", fontSize: 10 } },
       yAxis: { type: "value", minInterval: 1, axisLabel: { color: "#9ca3af", fontSize: 10 },
                splitLine: { lineStyle: { color: "#1f3a57" } } },
