@@ -72,7 +72,7 @@ def decode_command(raw: bytes | None) -> Command:
         if not isinstance(obj.get(name), str) or not obj[name] or len(obj[name]) > 200:
             raise DecodeError(f"{name}: missing or not a short string", name)
     if obj["target"] not in contract.TARGETS:
-        raise DecodeError("target: must be alert or task", "target")
+        raise DecodeError(f"target: must be one of {', '.join(contract.TARGETS)}", "target")
     if obj["action"] not in contract.actions_for(obj["target"]):
         raise DecodeError(f"action: {obj['action']!r} is not an {obj['target']} action", "action")
     if obj["role"] not in contract.PERSON_ROLES:
@@ -111,6 +111,8 @@ class CommandApplier:
 
     async def decide(self, cmd: Command, update: BatchUpdate) -> dict[str, Any]:
         """Decide one command into ``update``; returns its outcome."""
+        if cmd.target == "incident":
+            return await self.decide_incident(cmd, update)
         if cmd.target == "task":
             found, versions = await load_records(self.store.redis, [keys.task(cmd.id)])
             task_raw = found.get(keys.task(cmd.id))
@@ -154,6 +156,41 @@ class CommandApplier:
             bump_grid(update, new_alert.grid_id)
         return {"ok": True, "alert": new_alert.to_dict(),
                 "task": new_task.to_dict() if new_task else None}
+
+    async def decide_incident(self, cmd: Command, update: BatchUpdate) -> dict[str, Any]:
+        """An incident's ``ack``: each of its alerts still new acknowledged as its own
+        ``ack`` would (:func:`.lifecycle.ack_incident`), the others left as they are.
+
+        Refused when the incident is unknown, has fewer alerts than make an incident, or
+        has no alert left to acknowledge (the reason says so).
+        """
+        r = self.store.redis
+        count = await r.hget(keys.incident(cmd.id), "count")
+        ids = sorted(_text(m) for m in await r.smembers(keys.incident_alerts(cmd.id)))
+        if count is None or not ids:
+            return {"ok": False, "reason": f"no incident {cmd.id}", "missing": True}
+        if len(ids) < contract.INCIDENT_MIN_ALERTS:
+            return {"ok": False, "reason": f"incident {cmd.id}: {len(ids)} alerts, "
+                    f"fewer than the {contract.INCIDENT_MIN_ALERTS} that make an incident"}
+        names = [n for i in ids for n in (keys.alert(i), keys.deadline(i))]
+        found, versions = await load_records(r, names)
+        members = [Alert.from_dict(found[keys.alert(i)]) for i in ids if keys.alert(i) in found]
+        try:
+            acked = lifecycle.ack_incident(cmd.id, members, actor=cmd.actor, role=cmd.role,
+                                           ts=cmd.ts, note=cmd.note)
+        except TransitionRefused as exc:
+            return {"ok": False, "reason": exc.reason}
+        for alert in acked:
+            current = found.get(keys.deadline(alert.id))
+            deadline = escalation.next_deadline(
+                alert, None, self.config,
+                current=Deadline.from_dict(current) if current else None)
+            write_alert(update, alert, versions.get(keys.alert(alert.id), 0))
+            write_deadline(update, alert.id, deadline)
+            if alert.grid_id:
+                bump_grid(update, alert.grid_id)
+        acked_ids = [a.id for a in acked]
+        return {"ok": True, "incident": cmd.id, "acknowledged": acked_ids}
 
     async def catch_up(self) -> bool:
         """Wait until the input topics are applied up to their end offsets as of now.
@@ -250,6 +287,10 @@ class CommandApplier:
                                              rec.value or b""))
         update.incr[(keys.SUMMARY, "deadletter")] += 1
         return update, {"ok": False, "reason": reason}
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def wait_result(redis: Any, command_id: str, *, timeout: float = 15.0) -> dict[str, Any] | None:

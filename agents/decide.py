@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from ..schemas.commands import INCIDENT_MIN_ALERTS, INCIDENT_WINDOW_S
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket, format_time
 from ..schemas.records import Alert
 from . import escalation, lifecycle, liveness, loiter, rules
@@ -61,8 +62,8 @@ class DecideConfig:
     loiter: loiter.LoiterConfig
     escalation: EscalationConfig = field(default_factory=lambda: EscalationConfig(max_level=3))
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
-    incident_min_alerts: int = 3
-    incident_window_s: float = 600.0
+    incident_min_alerts: int = INCIDENT_MIN_ALERTS
+    incident_window_s: float = INCIDENT_WINDOW_S
     visit_horizon_s: float = 72 * 3600.0
     station_high_risk_seats: int = 50
 

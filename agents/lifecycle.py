@@ -367,6 +367,26 @@ def handover_note(alert: Alert, actor: str, role: str, ts: float, note: str) -> 
     return replace(alert, ts_updated=ts, handover=(*alert.handover, entry))
 
 
+def ack_incident(incident_id: str, alerts: Collection[Alert], *, actor: str, role: str,
+                 ts: float, note: str = "") -> list[Alert]:
+    """Acknowledge an incident: each of its alerts still new, as its own ``ack`` would,
+    its audit entry naming the incident (``"incident <id>"``, then the note if any).
+
+    Returns:
+        the acknowledged alerts, in the order given (the others are left as they are).
+
+    Raises:
+        TransitionRefused: the role may not acknowledge alerts, or no alert is new (the
+            reason names the incident).
+    """
+    said = f"incident {incident_id}" + (f": {note.strip()}" if note.strip() else "")
+    fresh = [a for a in alerts if a.status == "new"]
+    if not fresh:
+        raise TransitionRefused(f"incident {incident_id}: no alert left to acknowledge "
+                                f"({len(alerts)} alerts, none new)")
+    return [ack(a, actor=actor, role=role, ts=ts, note=said) for a in fresh]
+
+
 def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: str, role: str,
           ts: float, note: str = "", grids: Collection[str] = (),
           workers: Collection[str] = (), sla_s: float = DEFAULT_SLA_S) -> tuple[Alert, Task | None]:

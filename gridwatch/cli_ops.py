@@ -1,6 +1,7 @@
 """CLI for the duty room: traces, alerts, tasks and the commands that move them.
 
-``gridwatch alert ack ID --actor wang`` sends a command to the ``gridwatch.commands``
+``gridwatch alert ack ID --actor wang`` (or ``gridwatch incident ack ID``: each new alert
+of the incident) sends a command to the ``gridwatch.commands``
 log (the same path the cockpit uses), waits for the worker's outcome and exits 1 with
 the reason when the transition is refused.
 """
@@ -91,8 +92,13 @@ def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
     if args.json:
         _emit(outcome, True)
     elif outcome.get("ok"):
-        record = outcome.get("task") if args.target == "task" else outcome.get("alert")
-        print(f"{args.target} {args.id}: {args.action} done; status {record['status'] if record else '?'}")
+        if args.target == "incident":
+            done = outcome.get("acknowledged") or []
+            print(f"incident {args.id}: {args.action} done; {len(done)} alerts: {' '.join(done)}")
+        else:
+            record = outcome.get("task") if args.target == "task" else outcome.get("alert")
+            print(f"{args.target} {args.id}: {args.action} done; "
+                  f"status {record['status'] if record else '?'}")
     else:
         print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
     return 0 if outcome.get("ok") else 1
@@ -175,13 +181,14 @@ def cmd_trace(args: argparse.Namespace, s: Settings) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``alert``, ``task``, ``alerts``, ``tasks`` and ``trace``."""
+    """Register ``alert``, ``task``, ``incident``, ``alerts``, ``tasks`` and ``trace``."""
     for target in contract.TARGETS:
-        p = sub.add_parser(target, help=f"move an {target} through its life cycle")
+        p = sub.add_parser(target, help="acknowledge every new alert of an incident"
+                           if target == "incident" else f"move a {target} through its life cycle")
         p.add_argument("action", choices=contract.actions_for(target))
         p.add_argument("id")
         p.add_argument("--actor", required=True, help="who does it (recorded in the audit)")
-        p.add_argument("--role", default="duty_officer" if target == "alert" else "grid_worker",
+        p.add_argument("--role", default="grid_worker" if target == "task" else "duty_officer",
                        choices=contract.PERSON_ROLES)
         p.add_argument("--grids", help="the actor's grids (grid workers), comma separated")
         noted = [a for a in contract.actions_for(target) if contract.needs_note(target, a)]

@@ -10,6 +10,7 @@ cockpit (``GET /api/contract``, :func:`to_dict`) check commands against the same
   :data:`TASK_COMMANDS`), plus ``handover`` (an officer's note on an alert in any state,
   not a transition, so not in the table): :data:`ALERT_ACTIONS`, :data:`TASK_ACTIONS`;
 * who may send each (:func:`roles_for`) and which need a note (:data:`NOTE_REQUIRED`);
+* the incident's one command, ``ack`` (each of its alerts still new acknowledged);
 * the open states: an alert is open until it is closed or dismissed, i.e. while the
   table leads on from its state (:data:`OPEN_ALERT`, which includes ``resolved``: it
   waits for an officer to close it); :data:`UNRESOLVED_ALERT` is open and not yet
@@ -73,6 +74,11 @@ TASK_TABLE: dict[tuple[str, str], Rule] = {
        for s in ("offered", "accepted", "on_site")},
 }
 
+INCIDENT_MIN_ALERTS = 3
+INCIDENT_WINDOW_S = 600.0
+"""An incident: at least this many alerts of one grid raised in one fixed window of this
+many seconds of event time (the worker groups them, the cockpit shows them as one row)."""
+
 HANDOVER = "handover"
 HANDOVER_ROLES = OFFICERS
 """Who may leave a handover note (always with text: the note is the point)."""
@@ -118,7 +124,12 @@ def _commands_by_state(table: dict[tuple[str, str], Rule]) -> dict[str, dict[str
 
 _ALERT = {**commands_of(ALERT_TABLE), HANDOVER: Action(HANDOVER_ROLES, needs_note=True)}
 _TASK = commands_of(TASK_TABLE)
-_BY_TARGET = {"alert": _ALERT, "task": _TASK}
+INCIDENT_ACK = "ack"
+_INCIDENT = {INCIDENT_ACK: _ALERT["ack"]}
+"""An incident (a grid's alerts grouped in one window) has one command: ``ack``
+acknowledges each of its alerts still new, as that alert's own ``ack`` would, with the
+same roles and note rule; the incident has no state of its own."""
+_BY_TARGET = {"alert": _ALERT, "task": _TASK, "incident": _INCIDENT}
 
 ALERT_COMMANDS: tuple[str, ...] = tuple(commands_of(ALERT_TABLE))
 """The alert commands that move an alert through :data:`ALERT_TABLE`."""
@@ -140,10 +151,13 @@ OPEN_TASK = frozenset(s for s, _ in TASK_TABLE)
 
 if set(_ALERT) & set(_TASK):  # NOTE_REQUIRED and the cockpit's labels go by action name
     raise ValueError(f"actions of both targets: {sorted(set(_ALERT) & set(_TASK))}")
+if any(_ALERT.get(a) != rule for a, rule in _INCIDENT.items()):  # the alert's own rules
+    raise ValueError("an incident command must keep its alert command's roles and note rule")
 
 
 def actions_for(target: str) -> tuple[str, ...]:
-    """The commands of ``target`` (``"alert"`` or ``"task"``); none for another target."""
+    """The commands of ``target`` (``"alert"``, ``"task"`` or ``"incident"``); none for
+    another target."""
     return tuple(_BY_TARGET.get(target, ()))
 
 
@@ -165,7 +179,9 @@ def to_dict() -> dict[str, Any]:
     ``{"roles": [...], "alert": {...}, "task": {...}}``; per target: ``actions`` (each
     command's ``roles`` and ``needs_note``), ``next`` (per state, the commands that lead
     on from it and the state each leads to, in table order), ``any_state`` (commands
-    taken in any state without changing it) and ``open`` (its open states).
+    taken in any state without changing it) and ``open`` (its open states). The
+    ``incident`` target has its commands (``any_state``), no states, and how many alerts
+    of a grid in one window make an incident (``min_alerts``, ``window_s``).
     """
     out: dict[str, Any] = {"roles": list(PERSON_ROLES)}
     for target, table in (("alert", ALERT_TABLE), ("task", TASK_TABLE)):
@@ -178,4 +194,10 @@ def to_dict() -> dict[str, Any]:
             "any_state": [a for a in _BY_TARGET[target] if a not in moving],
             "open": list(dict.fromkeys(s for s, _ in table)),
         }
+    out["incident"] = {
+        "actions": {a: {"roles": sorted(r.roles), "needs_note": r.needs_note}
+                    for a, r in _INCIDENT.items()},
+        "next": {}, "any_state": list(_INCIDENT), "open": [],
+        "min_alerts": INCIDENT_MIN_ALERTS, "window_s": INCIDENT_WINDOW_S,
+    }
     return out

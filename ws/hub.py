@@ -259,9 +259,11 @@ class Hub:
         totals = {k.decode(): int(v) for k, v in raw.items()}
         marks = [float(v) for v in await self.r.hvals(keys.WATERMARKS)]
         now = max(marks) if marks else None
-        today = 0
+        today = hour = 0
         if now is not None:
             today = int(await self.r.zcount(keys.ALERTS_ALL, counters.day_start(now, self.tz), "+inf"))
+            hour = int(await self.r.zcount(keys.ALERTS_ALL, now - 3600, "+inf"))
         message = counters.summary_message(totals, open_alerts=int(await self.r.zcard(keys.ALERTS_OPEN)),
-                                           alerts_today=today, now=now, tz=self.tz)
+                                           alerts_today=today, alerts_last_hour=hour, now=now,
+                                           tz=self.tz)
         return orjson.dumps({"ch": "summary", "m": message})

@@ -4,8 +4,9 @@ Every path that hands a user records asks here: the live fan-out (the hub's tag 
 is :func:`subscriptions` against :func:`tags_of`, limited to :func:`channels_for`:
 :func:`may_see` worked out once per connection instead of once per message), the
 snapshot and the replay of a connecting client (:func:`may_see` per record, read from
-the indexes :func:`scope` narrows to), the ``/api/*`` routes (:func:`may_see_grid`) and
-the command check (:func:`owns`), the alerts export (:func:`may_export_alerts`).
+the indexes :func:`scope` narrows to), the ``/api/*`` routes (:func:`may_see_grid`, and
+:func:`sees_district` for the wall's trends and top grids), the command check
+(:func:`owns`) and the alerts export (:func:`may_export_alerts`).
 
 * Duty officers and admins see everything.
 * A grid worker sees the alerts, tasks and grid states of their grids, and the tasks
@@ -79,6 +80,12 @@ def may_see(user: User, channel: str, msg: Mapping[str, Any]) -> bool:
     if channel == "tasks" and user.role == "station_manager":
         return False
     return not subscriptions(user).isdisjoint(tags_of(channel, msg))
+
+
+def sees_district(user: User) -> bool:
+    """Whether ``user`` may read the district-wide figures (the counters, the trends and
+    the riskiest grids): only those who see everything, as the summary frame goes."""
+    return EVERYTHING in subscriptions(user)
 
 
 def may_see_grid(user: User, grid: str) -> bool:

@@ -155,9 +155,7 @@ class Relay:
             if verdict is not None:
                 raise CommandError("session_ended" if verdict[0] == CLOSE_SESSION
                                    else "rights_changed")
-            rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
-            raw = await self.r.get(rkey)
-            check(user, cmd, orjson.loads(raw) if raw else None)
+            check(user, cmd, await self.target_record(cmd))
         except CommandError as exc:
             self.metrics.commands.labels(exc.reason).inc()
             conn.send_raw(result(msg, ok=False, reason=exc.reason))
@@ -188,6 +186,16 @@ class Relay:
         else:
             conn.send_raw(result(msg, state="applied", command_id=cmd["command_id"],
                                  ok=bool(body.get("ok")), reason=body.get("reason")))
+
+    async def target_record(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """The record a command is about (an incident: its stored grid and count), or
+        ``None`` when there is none."""
+        if cmd["target"] == "incident":
+            raw = await self.r.hgetall(keys.incident(cmd["id"]))
+            return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+        rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
+        found = await self.r.get(rkey)
+        return orjson.loads(found) if found else None
 
     # ---- lifecycle ---------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -22,13 +23,15 @@ from websockets.http11 import Request, Response
 
 from gridwatch import alert_export, keys, station_view
 
-from . import http
+from . import http, wall
 from .auth import origin_allowed
 from .hub import Hub
 from .metrics import Metrics
 from .places import Places
-from .policy import may_export_alerts, may_see, may_see_grid
+from .policy import may_export_alerts, may_see, may_see_grid, sees_district
 from .sessions import SessionGate
+
+WALL_TTL_S = {"/api/trends": 30.0, "/api/top": 5.0}  # hour buckets move slowly; scores fast
 
 
 class Routes:
@@ -58,6 +61,10 @@ class Routes:
         self.grid_set = frozenset(hub.grid_ids)
         self.files = http.load_static()
         self.contract = orjson.dumps(contract.to_dict())  # the cockpit's command rules
+        self.grid_names = {f["properties"]["id"]: f["properties"]
+                           for f in orjson.loads(places.whole).get("features", [])}
+        # The wall's figures, read at most once per WALL_TTL_S for every officer.
+        self.wall_cache: dict[str, tuple[float, bytes]] = {}
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer plain HTTP, or vet a WebSocket upgrade (``None`` lets it proceed)."""
@@ -108,6 +115,10 @@ class Routes:
                                  cache="private")
         if path in ("/api/alerts", "/api/alerts.csv"):
             return await self.alerts(user, urlsplit(request.path).query, path.endswith(".csv"))
+        if path in ("/api/trends", "/api/top"):
+            if not sees_district(user):
+                return http.response(403, b"forbidden\n", "text/plain")
+            return await self.wall(path)
         if path.startswith("/api/forecast/"):
             return await self.forecast(user, unquote(path[len("/api/forecast/"):]))
         if path.startswith("/api/risk/"):
@@ -122,6 +133,20 @@ class Routes:
             return http.response(200, raw, "application/json", cache="no-store")
         return http.static_response(self.files, "/index.html" if path == "/" else path)
 
+
+    async def wall(self, path: str) -> Response:
+        """The wall's trends (``/api/trends``) or riskiest grids (``/api/top``):
+        :mod:`.wall`, cached for :data:`WALL_TTL_S`."""
+        now = time.monotonic()
+        hit = self.wall_cache.get(path)
+        if hit is None or hit[0] <= now:
+            if path == "/api/trends":
+                body = orjson.dumps(await wall.read_trends(self.hub.r))
+            else:
+                body = orjson.dumps({"grids": await wall.read_top(self.hub.r, self.grid_names)})
+            hit = (now + WALL_TTL_S[path], body)
+            self.wall_cache[path] = hit
+        return http.response(200, hit[1], "application/json", cache="no-store")
 
     async def forecast(self, user: Any, name: str) -> Response:
         """A station's forecast as the station page shows it (JSON), or as CSV

@@ -26,6 +26,7 @@ from gridwatch.ws.auth import User
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from gridwatch import keys
 from gridwatch import settings as settings_mod
 from tests.integration.test_gateway import (
     GatewayProcess,
@@ -329,3 +330,23 @@ def test_a_command_is_checked_against_the_rights_stored_now(start_gw: Any) -> No
             assert (await closed_with(ws))[0] == 4403
 
     run_async(main)
+
+
+def test_the_walls_district_figures_are_for_those_who_see_everything(start_gw: Any) -> None:
+    # The trends and the riskiest grids span the whole district: a grid worker or a
+    # station manager may not read them, nor anyone without a session; an officer may.
+    start, r = start_gw
+    g = start()
+    r.hset(keys.WATERMARKS, "gridwatch.checkpoint-scans:0", time.time())
+    for path in ("/api/trends", "/api/top"):
+        assert get(f"{g.origin}{path}")[0] == 401
+        for who in (User("w0001", "grid_worker", grids=("G0001",)),
+                    User("m1", "station_manager", stations=("SHS",))):
+            bearer = {"Authorization": f"Bearer {session_for(g, r, who)}"}
+            status, body, _ = get(f"{g.origin}{path}", **bearer)
+            assert (status, body) == (403, b"forbidden\n"), (who.role, path)
+        for who in (User("o1", "duty_officer"), User("a1", "admin")):
+            bearer = {"Authorization": f"Bearer {session_for(g, r, who)}"}
+            status, body, _ = get(f"{g.origin}{path}", **bearer)
+            assert status == 200, (who.role, path)
+            assert orjson.loads(body)["hours" if path == "/api/trends" else "grids"] is not None

@@ -92,9 +92,10 @@ def test_a_command_with_other_rules_in_other_states_cannot_be_a_contract() -> No
 
 
 def test_unknown_targets_and_actions_have_no_roles() -> None:
-    assert contract.actions_for("incident") == ()
+    assert contract.actions_for("street") == ()
     for target, action in (("alert", "accept"), ("task", "ack"), ("alert", "auto_close"),
-                           ("task", "cancel"), ("incident", "ack"), ("alert", "")):
+                           ("task", "cancel"), ("incident", "close"), ("street", "ack"),
+                           ("alert", "")):
         assert contract.roles_for(target, action) == frozenset()
         assert not contract.needs_note(target, action)
 
@@ -113,6 +114,25 @@ def test_the_cockpits_copy_is_the_contract() -> None:
     assert data["alert"]["any_state"] == ["handover"] and data["task"]["any_state"] == []
     assert data["alert"]["open"] == ["new", "acknowledged", "dispatched", "resolved"]
     assert set(data["task"]["open"]) == contract.OPEN_TASK
+
+
+def test_an_incident_has_one_command_with_the_alert_acks_rules() -> None:
+    # Acknowledging an incident acknowledges its alerts: whoever may acknowledge an alert
+    # may acknowledge an incident, on the same note rule, and nobody else.
+    assert contract.TARGETS == ("alert", "task", "incident")
+    assert contract.actions_for("incident") == ("ack",)
+    assert contract.roles_for("incident", "ack") == contract.roles_for("alert", "ack") \
+        == contract.OFFICERS
+    assert not contract.needs_note("incident", "ack")
+    part = contract.to_dict()["incident"]
+    assert part["actions"] == {"ack": {"roles": ["admin", "duty_officer"], "needs_note": False}}
+    assert part["any_state"] == ["ack"] and part["next"] == {}
+    assert (part["min_alerts"], part["window_s"]) == (3, 600.0)
+    from gridwatch.agents.decide import DecideConfig
+    from gridwatch.agents.rules import load_rules
+
+    config = DecideConfig(rules=load_rules(), loiter=LOITER)
+    assert (config.incident_min_alerts, config.incident_window_s) == (3, 600.0)
 
 
 # ---- "open": one definition -----------------------------------------------------------

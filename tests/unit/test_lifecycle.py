@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -460,3 +461,19 @@ def test_from_dict_is_strict() -> None:
         Alert.from_dict({**good, "ts_raised": "now"})
     with pytest.raises(ValueError, match="Task.workers"):
         Task.from_dict({**dispatched()[1].to_dict(), "workers": "li"})
+
+
+def test_an_incident_ack_acknowledges_its_new_alerts_each_naming_the_incident() -> None:
+    first = new_alert()
+    second = replace(new_alert(), id="al-2")
+    acked = lc.ack(replace(new_alert(), id="al-3"), ts=T0 + 1, actor="li", role="duty_officer")
+    out = lc.ack_incident("in-1", [first, second, acked], ts=T0 + 9, note=" crowd ", **OFFICER)
+    assert [a.id for a in out] == [first.id, "al-2"]
+    for a in out:
+        assert a.status == "acknowledged" and a.ts_updated == T0 + 9
+        assert (a.audit[-1].action, a.audit[-1].actor, a.audit[-1].note) == (
+            "ack", "wang", "incident in-1: crowd")
+    with pytest.raises(TransitionRefused, match="incident in-1: no alert left to acknowledge"):
+        lc.ack_incident("in-1", [*out, acked], ts=T0 + 10, **OFFICER)
+    with pytest.raises(TransitionRefused, match="only a duty officer or admin"):
+        lc.ack_incident("in-1", [first], ts=T0 + 10, actor="w1", role="grid_worker")

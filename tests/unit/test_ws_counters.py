@@ -13,11 +13,13 @@ SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 def test_every_counter_has_a_window_and_none_is_unlabelled() -> None:
     m = counters.summary_message({"checkpoint_scans": 12, "late": 3, "duplicates": 1},
-                                 open_alerts=4, alerts_today=2,
+                                 open_alerts=4, alerts_today=2, alerts_last_hour=1,
                                  now=datetime(2026, 11, 23, 0, 30, tzinfo=SHANGHAI).timestamp(),
                                  tz=SHANGHAI)
     assert m["windows"] == counters.WINDOWS
-    assert set(counters.WINDOWS.values()) == {"now", "today", "all_time"}
+    assert set(counters.WINDOWS.values()) == {"now", "last_hour", "today", "all_time"}
+    assert m["windows"]["alerts_last_hour"] == "last_hour" and m["alerts_last_hour"] == 1
+    assert m["event_ts"] == datetime(2026, 11, 23, 0, 30, tzinfo=SHANGHAI).timestamp()
     assert m["windows"]["open_alerts"] == "now" and m["windows"]["alerts_today"] == "today"
     assert all(m["windows"][k] == "all_time" for k in ("checkpoint_scans", "loiter_reports",
                                                        "station_tickets", "deadletter", "late"))
@@ -33,5 +35,7 @@ def test_today_begins_at_the_districts_midnight() -> None:
 
 
 def test_before_any_event_there_is_no_day_and_nothing_today() -> None:
-    m = counters.summary_message({}, open_alerts=0, alerts_today=5, now=None, tz=SHANGHAI)
-    assert m["day"] is None and m["alerts_today"] == 0
+    m = counters.summary_message({}, open_alerts=0, alerts_today=5, alerts_last_hour=5,
+                                 now=None, tz=SHANGHAI)
+    assert m["day"] is None and m["alerts_today"] == 0 and m["alerts_last_hour"] == 0
+    assert m["event_ts"] is None

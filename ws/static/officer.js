@@ -1,6 +1,8 @@
 // The duty officer's wall screen (1920x1080): alert feed, risk map, grid detail, counters.
 import { applyLabels, clock, has, lang, t } from "./i18n.js";
-import { beep } from "./net.js";
+import * as feed from "./feed.js";
+import { Sounds } from "./sound.js";
+import { mountWall } from "./wall.js";
 import { allowedNow, needsNote, resultText, toast } from "./app.js";
 
 const BAND_RGB = { red: [229, 72, 77], yellow: [245, 197, 24], blue: [59, 130, 246] };
@@ -24,6 +26,13 @@ const FEED_ROWS = 200;
 
 const TEMPLATE = `
 <section class="officer">
+  <div class="wall panel" id="wall">
+    <div class="clock"><b id="clock"></b><small id="clock-day"></small></div>
+    <div class="health" id="health"></div>
+    <div class="sound">
+      <button type="button" id="sound-on" data-i18n="sound_enable"></button>
+      <button type="button" id="mute"></button></div>
+  </div>
   <div class="counters" id="counters"></div>
   <div class="feed panel">
     <div class="panel-head"><h2 data-i18n="alerts"></h2>
@@ -32,6 +41,11 @@ const TEMPLATE = `
         <button data-hours="6" data-i18n="last_6h"></button>
         <button data-hours="24" data-i18n="last_24h" class="on"></button>
       </span></div>
+    <div class="feed-tools">
+      <select id="f-kind"></select><select id="f-status"></select><select id="f-street"></select>
+      <button type="button" id="f-grid" class="chip" hidden></button>
+      <input id="f-q" type="search" autocomplete="off" data-i18n-ph="search_grid">
+    </div>
     <ol id="alerts" class="alerts"></ol>
   </div>
   <div class="map panel"><div class="panel-head"><h2 data-i18n="map_title"></h2>
@@ -42,9 +56,14 @@ const TEMPLATE = `
       <i style="background:${NO_DATA}"></i><span data-i18n="band_none"></span>
       <span class="shade-hint">· <span data-i18n="shade_hint"></span></span></span></div>
     <div id="map" class="chart"></div></div>
+  <div class="trends panel" id="trends">
+    <div id="trend-scans" class="chart"></div><div id="trend-kinds" class="chart"></div>
+    <div id="trend-open" class="chart"></div></div>
   <div class="side">
     <div class="panel detail" id="alert-detail"><p class="hint" data-i18n="select_alert"></p></div>
     <div class="panel detail" id="grid-detail"><p class="hint" data-i18n="select_grid"></p></div>
+    <div class="panel top10"><div class="panel-head"><h2 data-i18n="top_title"></h2>
+      <small class="window" data-i18n="w_now"></small></div><ol id="top-grids" class="top-grids"></ol></div>
   </div>
 </section>`;
 
@@ -72,6 +91,7 @@ export function mount(root, { me, link, contract }) {
     echarts.registerMap("grids", geo);
     gridNames = new Map(geo.features.map((f) => [f.properties.id, f.properties]));
     drawMap();
+    drawFeed();
   });
   chart.on("click", (p) => selectGrid(p.name));
   new ResizeObserver(() => chart.resize()).observe(root.querySelector("#map"));
@@ -104,42 +124,56 @@ export function mount(root, { me, link, contract }) {
   function visible(a) {
     return a.ts_raised >= Date.now() / 1000 - hours * 3600 || a.status === "new";
   }
-  // Unacknowledged escalated alerts lead the feed (highest level, then severity, then
-  // newest); every other row keeps its place, newest first.
-  const SEV_RANK = { low: 0, medium: 1, high: 2 };
-  function raisedLevel(a) {
-    return a.status === "new" ? a.escalation_level || 0 : 0;
+  const openStates = new Set(contract.alert.open);
+  const expanded = new Set();  // incident ids shown with their alerts
+  const filters = { kind: "", status: "", street: "", grid: "", q: "" };
+
+  function gridLabel(id) {
+    const props = gridNames.get(id);
+    if (!props) return id || "";
+    return `${id} ${lang() === "en" ? props.name : props.name_zh}`;
   }
-  function feedOrder(a, b) {
-    return raisedLevel(b) - raisedLevel(a)
-      || (raisedLevel(a) ? SEV_RANK[b.severity] - SEV_RANK[a.severity] : 0)
-      || b.ts_raised - a.ts_raised;
+  function alertRow(a, level) {
+    const raised = level > 0 && a.status === "new";
+    return `<li data-id="${esc(a.id)}" data-level="${level}" class="alert sev-${a.severity} st-${a.status}${raised ? " escalated" : ""}${a.id === selected ? " selected" : ""}">
+        <span class="sev">${t("sev_" + a.severity)}</span>
+        <span class="title">${level > 0 ? `<b class="esc">${t("escalated_level", { n: level })}</b>` : ""}${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</span>
+        <span class="meta">${esc(a.grid_id ? gridLabel(a.grid_id) : a.station_id || "")} · ${clock(a.ts_raised)}</span>
+        <span class="status">${t("st_" + a.status)}</span></li>`;
+  }
+  function alertVersion(a, level) {
+    return `${a.ts_updated}|${a.status}|${level}|${a.id === selected}`;
+  }
+  const mayAckIncident = allowedNow(contract, "incident", "open", me.user.role).includes("ack");
+  function incidentRow(inc) {
+    const open = expanded.has(inc.id);
+    const ack = mayAckIncident && inc.unacknowledged > 0
+      ? `<button type="button" class="act-ack" data-incident-ack="${esc(inc.id)}">${t("ack_incident", { n: inc.unacknowledged })}</button>` : "";
+    return `<li class="incident sev-${inc.severity}${open ? " open" : ""}${inc.level > 0 && inc.unacknowledged ? " escalated" : ""}" data-incident="${esc(inc.id)}" data-level="${inc.level}">
+        <div class="inc-head"><button type="button" class="expand" data-expand="${esc(inc.id)}" aria-expanded="${open}">${open ? "▾" : "▸"}</button>
+        <span class="sev">${t("sev_" + inc.severity)}</span>
+        <span class="title">${inc.level > 0 ? `<b class="esc">${t("escalated_level", { n: inc.level })}</b>` : ""}<b>${t("incident")}</b> ${esc(gridLabel(inc.grid_id))}
+          · ${t("incident_of", { n: inc.alerts.length })}${inc.unacknowledged ? ` · ${t("incident_new", { n: inc.unacknowledged })}` : ""}</span>${ack}</div>
+        ${open ? `<ol class="members">${inc.alerts.map((r) => alertRow(r.alert, r.level)).join("")}</ol>` : ""}</li>`;
   }
 
   // The feed is redrawn for every alert that arrives: rows are kept by id and only
   // the ones that changed are rebuilt, so a feed of hundreds of alerts stays instant.
   const rowEls = new Map();  // item key -> <li>
   function feedItems() {
-    // The newest FEED_ROWS (and up to as many unacknowledged escalated ones) only: a
-    // wall screen shows a dozen, and laying out thousands of rows for every arriving
-    // alert would hold the page up.
-    const shown = [...alerts.values()].filter(visible);
-    const newest = shown.sort((a, b) => b.ts_raised - a.ts_raised).slice(0, FEED_ROWS);
-    const raised = shown.filter((a) => raisedLevel(a) > 0).sort(feedOrder).slice(0, FEED_ROWS);
-    const rows = [...new Set([...raised, ...newest])].sort(feedOrder);
-    const items = [];
-    for (const a of rows) {
-      items.push({
-        key: `al:${a.id}`, version: `${a.ts_updated}|${a.status}|${a.escalation_level}|${a.id === selected}|${lang()}`,
-        html: () => `<li data-id="${esc(a.id)}" class="alert sev-${a.severity} st-${a.status}${a.id === selected ? " selected" : ""}">
-        <span class="sev">${t("sev_" + a.severity)}</span>
-        <span class="title">${a.escalation_level > 0 ? `<b class="esc">${t("escalated_level", { n: a.escalation_level })}</b>` : ""}${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</span>
-        <span class="meta">${esc(a.grid_id || a.station_id || "")} · ${clock(a.ts_raised)}</span>
-        <span class="status">${t("st_" + a.status)}</span></li>`,
-      });
-    }
-    if (!items.length) items.push({ key: "hint", version: lang(), html: () => `<li class="hint">${t("no_alerts")}</li>` });
-    return items;
+    const shown = new Map();
+    for (const a of alerts.values()) if (visible(a)) shown.set(a.id, a);
+    // A wall screen shows a dozen rows: laying out thousands for every arriving alert
+    // would hold the page up: the first FEED_ROWS items, and those of the FEED_ROWS newest.
+    const list = feed.items(shown, { filters, gridProps: gridNames, openStates,
+                                     minAlerts: contract.incident.min_alerts, limit: FEED_ROWS });
+    const out = list.map((x) => (x.type === "incident"
+      ? { key: `inc:${x.id}`, version: `${x.alerts.map((r) => alertVersion(r.alert, r.level)).join(",")}|${expanded.has(x.id)}|${lang()}`,
+          html: () => incidentRow(x) }
+      : { key: `al:${x.alert.id}`, version: `${alertVersion(x.alert, x.level)}|${lang()}`,
+          html: () => alertRow(x.alert, x.level) }));
+    if (!out.length) out.push({ key: "hint", version: lang(), html: () => `<li class="hint">${t("no_alerts")}</li>` });
+    return out;
   }
 
   // Alerts come in bursts (escalations fire together): draw once per animation frame.
@@ -152,6 +186,7 @@ export function mount(root, { me, link, contract }) {
 
   function drawFeed() {
     feedQueued = false;
+    drawFilters();
     const list = root.querySelector("#alerts");
     const items = feedItems();
     const keep = new Set(items.map((x) => x.key));
@@ -209,7 +244,8 @@ export function mount(root, { me, link, contract }) {
     const contrib = Object.entries(r?.contributions || {}).sort((x, y) => (y[1].points || 0) - (x[1].points || 0));
     const max = Math.max(1, ...contrib.map(([, c]) => c.points || 0));
     const raw = (v) => (Number.isInteger(v) ? v : Number(v || 0).toFixed(2));
-    box.innerHTML = `<h2>${esc(lang() === "en" ? props.name : props.name_zh)} <small>${esc(selectedGrid)}</small></h2>
+    box.innerHTML = `<h2>${esc(lang() === "en" ? props.name : props.name_zh)} <small>${esc(selectedGrid)}</small>
+        <button type="button" class="filter-grid" data-filter-grid="${esc(selectedGrid)}">${t("f_this_grid")}</button></h2>
       <p class="band band-${r?.band || "none"}">${t("score")}: <b>${r ? r.score : "-"}</b> · ${t("band_" + (r?.band || "none"))}</p>
       <h3>${t("contributions")}</h3>
       <ul class="contrib">${contrib.map(([name, c]) => `<li data-indicator="${esc(name)}"><span>${esc(t("i_" + name))} <small>${raw(c.raw)}</small></span>
@@ -256,12 +292,78 @@ export function mount(root, { me, link, contract }) {
     drawFeed();
   });
   root.querySelector("#alerts").addEventListener("click", (ev) => {
+    const open = ev.target.closest("[data-expand]");
+    if (open) {
+      const id = open.dataset.expand;
+      if (expanded.has(id)) expanded.delete(id); else expanded.add(id);
+      drawFeed();
+      return;
+    }
+    const ack = ev.target.closest("[data-incident-ack]");
+    if (ack) {
+      // One command for the incident: the worker acknowledges each of its new alerts,
+      // each audit trail naming the incident.
+      link.command({ target: "incident", id: ack.dataset.incidentAck, action: "ack", note: "" });
+      ack.disabled = true;
+      return;
+    }
     const li = ev.target.closest("li[data-id]");
     if (!li) return;
     selected = li.dataset.id;
     drawFeed();
     drawAlert();
   });
+
+  // Filters: kind, status, street, grid (from the grid panel), and a search by grid id or name.
+  const pick = (id) => root.querySelector(id);
+  function options(el, values, label, value) {
+    const html = [`<option value="">${esc(label)}</option>`,
+      ...values.map(([v, text]) => `<option value="${esc(v)}">${esc(text)}</option>`)].join("");
+    if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html; }
+    el.value = value;
+  }
+  function drawFilters() {
+    const kinds = [...new Set([...alerts.values()].map((a) => a.kind))].sort();
+    options(pick("#f-kind"), kinds.map((k) => [k, has("k_" + k) ? t("k_" + k) : k]), t("f_all_kinds"), filters.kind);
+    const statuses = [...new Set(Object.entries(contract.alert.next)
+      .flatMap(([from, to]) => [from, ...Object.values(to)]))];
+    options(pick("#f-status"), [["open", t("f_open")], ...statuses.map((x) => [x, t("st_" + x)])],
+            t("f_all_statuses"), filters.status);
+    const streets = [...new Set([...gridNames.values()].map((p) => p.street).filter(Boolean))].sort();
+    options(pick("#f-street"), streets.map((x) => [x, x]), t("f_all_streets"), filters.street);
+    const chip = pick("#f-grid");
+    chip.hidden = !filters.grid;
+    chip.textContent = filters.grid ? `${t("grid")} ${gridLabel(filters.grid)} ×` : "";
+    pick("#f-q").placeholder = t("search_grid");
+  }
+  function filterBy(name, value) {
+    filters[name] = value;
+    drawFilters();
+    drawFeed();
+  }
+  for (const name of ["kind", "status", "street"]) {
+    pick(`#f-${name}`).addEventListener("change", (ev) => filterBy(name, ev.target.value));
+  }
+  pick("#f-q").addEventListener("input", (ev) => filterBy("q", ev.target.value));
+  pick("#f-grid").addEventListener("click", () => filterBy("grid", ""));
+  root.querySelector("#grid-detail").addEventListener("click", (ev) => {
+    if (ev.target.dataset.filterGrid) filterBy("grid", ev.target.dataset.filterGrid);
+  });
+
+  // Sound: off until the officer turns it on (a gesture), then on until muted.
+  const sounds = new Sounds();
+  function drawSound() {
+    const on = pick("#sound-on");
+    on.hidden = sounds.enabled();
+    const mute = pick("#mute");
+    mute.hidden = !sounds.enabled();
+    mute.textContent = t(sounds.muted ? "sound_unmute" : "sound_mute");
+    mute.classList.toggle("on", !sounds.muted);
+    pick("#wall").dataset.sound = !sounds.enabled() ? "off" : sounds.muted ? "muted" : "on";
+  }
+  sounds.onchange = drawSound;
+  pick("#sound-on").addEventListener("click", () => sounds.enable().then(drawSound));
+  pick("#mute").addEventListener("click", () => sounds.setMuted(!sounds.muted));
   root.querySelector("#alert-detail").addEventListener("click", (ev) => {
     const action = ev.target.dataset.action;
     if (!action || !selected) return;
@@ -276,15 +378,18 @@ export function mount(root, { me, link, contract }) {
     const before = alerts.get(a.id);
     if (before && before.ts_updated > a.ts_updated) return;
     alerts.set(a.id, a);
-    if (live && !before && a.status === "new") beep({ high: a.severity === "high" });
-    // An escalation raises the same alert: sound it like a new one, louder from level 2.
-    else if (live && before && (a.escalation_level || 0) > (before.escalation_level || 0)) {
-      beep({ high: a.severity === "high" || a.escalation_level >= 2 });
+    if (!live) return;  // no sound for the snapshot, only for what arrives live
+    if (!before && a.status === "new") sounds.play(a.severity);
+    // An escalation raises the same alert (no row of its own): sounded again, repeated.
+    else if (before && a.status === "new" && (a.escalation_level || 0) > (before.escalation_level || 0)) {
+      sounds.play(a.severity, { escalated: true });
     }
   }
 
+  const wall = mountWall(root, { onGrid: selectGrid });
   setInterval(drawFeed, 30000);  // the 1/6/24 h window slides
   drawCounters();
+  drawSound();
   return {
     frame(f) {
       if (f.ch === "alerts") {
@@ -310,12 +415,15 @@ export function mount(root, { me, link, contract }) {
       } else if (f.ch === "summary") {
         counters = f.m;
         drawCounters();
+        wall.summary(f.m);
       } else if (f.op === "welcome") {
         live = false;
         setTimeout(() => { live = true; }, 1500);
       }
     },
     selectGrid,
+    sounds,
+    get live() { return live; },  // past the snapshot: what arrives now is sounded
     result(res) {
       toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
     },
@@ -324,7 +432,8 @@ export function mount(root, { me, link, contract }) {
       const box = root.querySelector("#alert-detail");
       box.dataset.for = "";  // rebuild it in the new language (the note is kept)
       const note = box.querySelector("#note")?.value || "";
-      drawFeed(); drawAlert(); drawGrid(); drawCounters(); drawMap();
+      drawFeed(); drawAlert(); drawGrid(); drawCounters(); drawMap(); drawSound();
+      wall.relabel();
       if (box.querySelector("#note")) box.querySelector("#note").value = note;
     },
   };
