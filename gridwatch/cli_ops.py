@@ -1,5 +1,8 @@
 """CLI for the duty room: traces, alerts, tasks and the commands that move them.
 
+``gridwatch trace PERSON_REF --reason TEXT`` reads a person's trace and writes who
+looked, whom, why and how many rows to the trace audit (``gridwatch trace audit``).
+
 ``gridwatch alert ack ID --actor wang`` (or ``gridwatch incident ack ID``: each new alert
 of the incident) sends a command to the ``gridwatch.commands``
 log (the same path the cockpit uses), waits for the worker's outcome and exits 1 with
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import os
 import sys
 import time
 import uuid
@@ -17,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from . import alert_export, queries, store
+from . import alert_export, queries, store, trace_access
 from .schemas import commands as contract
 from .schemas.errors import GridwatchError
 from .schemas.events import format_time
@@ -166,9 +171,19 @@ def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
 
 
 def cmd_trace(args: argparse.Namespace, s: Settings) -> int:
+    """``gridwatch trace PERSON_REF --reason ...`` (audited), or ``gridwatch trace audit``."""
+    if args.person_ref == "audit":
+        return _trace_audit(args, s)
+    if args.since:
+        raise GridwatchError("--since lists the audit: gridwatch trace audit --since 7d")
+    actor = args.actor or _os_user()
     r = store.connect(s)
     try:
-        rows = queries.trace(r, args.person_ref, days=args.days or s.trace_days)
+        rows = trace_access.lookup(r, actor=actor, role="cli", person=args.person_ref,
+                                   reason=args.reason, via="cli",
+                                   days=args.days or s.trace_days)
+    except trace_access.TraceRefused as exc:
+        raise GridwatchError(f"{exc} (gridwatch trace PERSON_REF --reason TEXT)") from None
     finally:
         r.close()
     if args.json:
@@ -177,6 +192,33 @@ def cmd_trace(args: argparse.Namespace, s: Settings) -> int:
         for row in rows:
             print(f"{row['ts']}  {row['checkpoint_id']:8s} {row['grid_id'] or '-':6s} "
                   f"{row['direction']:3s} {row['code_color']}")
+    return 0
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"uid-{os.getuid()}"
+
+
+def _trace_audit(args: argparse.Namespace, s: Settings) -> int:
+    if args.reason or args.actor or args.days:
+        raise GridwatchError("gridwatch trace audit takes --since, --limit and --json only")
+    r = store.connect(s)
+    try:
+        since = queries.parse_span(args.since) if args.since else None
+        rows = trace_access.audit(r, since_s=since, limit=args.limit)
+    except ValueError as exc:
+        raise GridwatchError(str(exc)) from None
+    finally:
+        r.close()
+    if args.json:
+        _emit(rows, True)
+    else:
+        for row in rows:
+            print(f"{row['at']}  {row['actor']:12s} {row['via']:7s} {row['person']:20s} "
+                  f"{row['rows'] if row['rows'] is not None else '?':>5} rows  {row['reason']}")
     return 0
 
 
@@ -219,8 +261,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tasks)
 
-    p = sub.add_parser("trace", help="where a person scanned in the last 14 days")
-    p.add_argument("person_ref")
+    p = sub.add_parser("trace", help="where a person scanned in the last 14 days (audited); "
+                                     "`trace audit`: who looked up whom")
+    p.add_argument("person_ref", help="the person reference, or `audit` to list the lookups")
+    p.add_argument("--reason", help="why you look (required; kept in the audit)")
+    p.add_argument("--actor", help="who looks (recorded in the audit; default: the OS user)")
     p.add_argument("--days", type=float)
+    p.add_argument("--since", help="audit: e.g. 24h, 7d (wall time)")
+    p.add_argument("--limit", type=int, default=200, help="audit: at most this many rows")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_trace)

@@ -332,3 +332,12 @@ def login_token(token_id: str) -> str:
 def session(session_id: str) -> str:
     """One session: user, salt, hash of its secret, expiry (string, JSON, TTL)."""
     return f"gw:session:{session_id}"
+
+
+# Who looked up whose trace, when and why (stream; fields actor, role, person, reason,
+# rows, via). Written by the gateway and the CLI at every lookup, before the rows are
+# handed out; kept ``TRACE_AUDIT_TTL_S`` (trimmed by id at every write) and never more
+# than ``TRACE_AUDIT_MAXLEN`` entries.
+TRACE_AUDIT = "gw:trace-audit"
+TRACE_AUDIT_TTL_S = 180 * 86400
+TRACE_AUDIT_MAXLEN = 1_000_000

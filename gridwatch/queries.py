@@ -1,4 +1,6 @@
-"""Read-only queries over the live state (CLI and tools): grids, traces, alerts, tasks, risk.
+"""Read-only queries over the live state (CLI and tools): grids, alerts, tasks, risk.
+
+A person's trace is read only through :mod:`gridwatch.trace_access`, which audits it.
 
 Each reader turns the stored strings back into the types the writers meant: counters
 (``HINCRBY``) are whole numbers that add up over hours; the largest-of fields written
@@ -40,18 +42,6 @@ def event_now(r: redis.Redis) -> float:
     """The feed's event time (newest event seen), or the wall clock before any event."""
     marks = [float(v) for v in r.hvals(keys.WATERMARKS)]
     return max(marks) if marks else time.time()
-
-
-def trace(r: redis.Redis, person_ref: str, *, days: float = 14) -> list[dict[str, Any]]:
-    """Where a person scanned in the last ``days`` (of event time), newest first."""
-    since = event_now(r) - days * 86400
-    rows = r.zrevrangebyscore(keys.trace(person_ref), "+inf", since, withscores=True)
-    out = []
-    for member, ts in rows:
-        event_id, checkpoint, grid, direction, color = member.split("|")
-        out.append({"ts": format_time(ts), "checkpoint_id": checkpoint, "grid_id": grid or None,
-                    "direction": direction, "code_color": color, "event_id": event_id})
-    return out
 
 
 # Hour-hash fields written as a running maximum (agents.records_io: ``update.hmax``);

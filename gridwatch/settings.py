@@ -52,6 +52,8 @@ GRIDWATCH_GATEWAY_PROCS    gateway processes sharing the port (SO_REUSEPORT;   t
                            1: one process, no supervisor)
 GRIDWATCH_AUTH_FAIL_RATE   failed logins/session checks a second per address   1
 GRIDWATCH_AUTH_FAIL_BURST  failed checks an address may make at once           30
+GRIDWATCH_TRACE_LOOKUPS    trace lookups an hour per user, per gateway process 60
+GRIDWATCH_TRACE_BURST      trace lookups a user may make at once               10
 GRIDWATCH_SESSION_RECHECK  seconds between re-checks of an open socket's       60
                            session and the user's rights
 GRIDWATCH_TIME_MIN_YEAR    earliest year (UTC) of any time in an input event   2000
@@ -127,6 +129,8 @@ class Settings:
     gateway_procs: int = field(default_factory=lambda: os.cpu_count() or 1)
     auth_fail_rate: float = 1.0
     auth_fail_burst: float = 30.0
+    trace_lookups: float = 60.0  # an hour, per user
+    trace_burst: float = 10.0
     session_recheck_s: float = 60.0
     time_min_year: int = 2000
     time_max_year: int = 2100
@@ -244,6 +248,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         gateway_procs=_int(env, "GRIDWATCH_GATEWAY_PROCS", base.gateway_procs),
         auth_fail_rate=_float(env, "GRIDWATCH_AUTH_FAIL_RATE", base.auth_fail_rate),
         auth_fail_burst=max(1.0, _float(env, "GRIDWATCH_AUTH_FAIL_BURST", base.auth_fail_burst)),
+        trace_lookups=max(0.0, _float(env, "GRIDWATCH_TRACE_LOOKUPS", base.trace_lookups)),
+        trace_burst=max(1.0, _float(env, "GRIDWATCH_TRACE_BURST", base.trace_burst)),
         session_recheck_s=max(0.1, _float(env, "GRIDWATCH_SESSION_RECHECK",
                                           base.session_recheck_s)),
         time_min_year=_int(env, "GRIDWATCH_TIME_MIN_YEAR", base.time_min_year),

@@ -55,6 +55,7 @@ from .relay import Relay
 from .routes import Routes
 from .sending import Sender
 from .sessions import SessionGate
+from .traces import TraceLookups
 
 log = logging.getLogger("gridwatch.gateway")
 
@@ -95,7 +96,8 @@ class Gateway:
         self.routes = Routes(hub=self.hub, gate=self.gate, metrics=self.metrics,
                              origins=origins, user_sockets=settings.user_sockets,
                              sockets=sockets, stations=self.stations,
-                             places=Places(district), proc=proc)
+                             places=Places(district),
+                             traces=TraceLookups(self.hub.r, settings), proc=proc)
         self.process_request = self.routes.process_request
 
     async def serve(self, stop: asyncio.Future[None], ready: asyncio.Event | None = None) -> None:

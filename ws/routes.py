@@ -30,6 +30,8 @@ from .metrics import Metrics
 from .places import Places
 from .policy import may_export_alerts, may_see, may_see_grid, sees_district
 from .sessions import SessionGate
+from .traces import PATHS as TRACE_PATHS
+from .traces import TraceLookups
 
 WALL_TTL_S = {"/api/trends": 30.0, "/api/top": 5.0}  # hour buckets move slowly; scores fast
 
@@ -42,12 +44,13 @@ class Routes:
         stations: the stations as ``/api/me`` lists them.
         places: the district's grids, served as ``/api/grids.geojson`` to each user
             as :mod:`.places` scopes them.
+        traces: the trace lookup and its audit (``/api/trace``, ``/api/trace/audit``).
         proc: this process's index when several share the port (``/healthz`` says it).
     """
 
     def __init__(self, *, hub: Hub, gate: SessionGate, metrics: Metrics, origins: tuple[str, ...],
                  user_sockets: int, sockets: Mapping[str, int],
-                 stations: list[dict[str, Any]], places: Places,
+                 stations: list[dict[str, Any]], places: Places, traces: TraceLookups,
                  proc: int | None = None) -> None:
         self.hub = hub
         self.gate = gate
@@ -57,6 +60,7 @@ class Routes:
         self.sockets = sockets
         self.stations = stations
         self.places = places
+        self.traces = traces
         self.health: dict[str, Any] = {"ok": True} if proc is None else {"ok": True, "proc": proc}
         self.grid_set = frozenset(hub.grid_ids)
         self.files = http.load_static()
@@ -76,7 +80,8 @@ class Routes:
             if request.method == "POST":
                 return await self.gate.login(request, address)
             return await self.gate.login_page(request, address)
-        if request.method != "GET":
+        # The one POST besides the login: a trace lookup (it writes its audit entry).
+        if request.method != "GET" and not (request.method == "POST" and path in TRACE_PATHS):
             return http.response(405, b"method not allowed\n", "text/plain",
                                  extra=[("Allow", "GET")])
         if path in http.PUBLIC:
@@ -107,7 +112,11 @@ class Routes:
         if path == "/logout":
             return await self.gate.logout(token)
         if path == "/api/me":
-            return http.json_response(200, {"user": user.to_dict(), "stations": self.stations})
+            return http.json_response(200, {"user": user.to_dict(), "stations": self.stations,
+                                            "trace": self.traces.rights(user)})
+        if path in TRACE_PATHS:
+            return await self.traces.answer(request, user, path,
+                                            same_origin=self.gate.same_origin(request))
         if path == "/api/contract":
             return http.response(200, self.contract, "application/json")
         if path == "/api/grids.geojson":

@@ -189,7 +189,8 @@ class SessionGate:
             return self._refused()
         return http.confirm_page(token)
 
-    def _same_origin(self, request: Request) -> bool:
+    def same_origin(self, request: Request) -> bool:
+        """Whether a POST comes from the cockpit's own pages (or from a script)."""
         # A browser sends Origin (and Sec-Fetch-Site) with a form POST; scripts send none.
         origin = request.headers.get("Origin")
         if origin is not None and origin.rstrip("/") not in self.origins:
@@ -199,7 +200,7 @@ class SessionGate:
 
     async def login(self, request: Request, address: str) -> Response:
         """``POST /login`` with ``token=`` in the form body: redeem it, set the cookie."""
-        if not self._same_origin(request):
+        if not self.same_origin(request):
             return http.response(403, b"origin not allowed\n", "text/plain")
         if self.over_budget(address):
             return http.response(429, b"too many failed attempts\n", "text/plain")

@@ -10,7 +10,7 @@
 const CACHE = "gw-shell-v1";
 const SHELL = [
   "/", "/app.js", "/net.js", "/i18n.js", "/worker.js", "/mygrids.js", "/notify.js",
-  "/officer.js", "/station.js", "/style.css", "/favicon.svg", "/icon-192.png",
+  "/officer.js", "/trace.js", "/station.js", "/style.css", "/favicon.svg", "/icon-192.png",
   "/icon-512.png", "/manifest.webmanifest", "/vendor/echarts.min.js", "/signin.html",
   "/signin.js",
 ];
