@@ -26,7 +26,7 @@ from gridwatch import keys, redis_client
 from gridwatch.settings import Settings
 from gridwatch.signing import Keyring
 
-from .commands import CommandError, check, command_record, parse
+from .commands import CommandError, check, command_record, parse, record_key
 from .conn import Conn
 from .handler import CLOSE_SESSION
 from .hub import REDIS_ERRORS
@@ -155,8 +155,8 @@ class Relay:
             if verdict is not None:
                 raise CommandError("session_ended" if verdict[0] == CLOSE_SESSION
                                    else "rights_changed")
-            rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
-            raw = await self.r.get(rkey)
+            rkey = record_key(cmd)
+            raw = await self.r.get(rkey) if rkey else b"{}"  # a new silence: nothing to read
             check(user, cmd, orjson.loads(raw) if raw else None)
         except CommandError as exc:
             self.metrics.commands.labels(exc.reason).inc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -102,6 +103,8 @@ class Routes:
             return http.response(200, self.contract, "application/json")
         if path == "/api/grids.geojson":
             return http.response(200, self.geojson, "application/geo+json", cache="private")
+        if path == "/api/silences":
+            return await self.silences(user)
         if path.startswith("/api/forecast/"):
             return await self.forecast(user, unquote(path[len("/api/forecast/"):]))
         if path.startswith("/api/risk/"):
@@ -116,6 +119,22 @@ class Routes:
             return http.response(200, raw, "application/json", cache="no-store")
         return http.static_response(self.files, "/index.html" if path == "/" else path)
 
+
+    async def silences(self, user: Any) -> Response:
+        """The active silences, soonest end first, with the feed's event time (``now``,
+        what their time left counts from) and how many alerts each holds: officers and
+        admins only."""
+        if user.role not in contract.OFFICERS:
+            return http.response(403, b"forbidden\n", "text/plain")
+        r = self.hub.r
+        rows = sorted((orjson.loads(v) for v in (await r.hgetall(keys.SILENCES_ACTIVE)).values()),
+                      key=lambda row: (row["ends_at"], row["id"]))
+        for row in rows:
+            row["held"] = int(await r.scard(keys.silence_alerts(row["id"])))
+        marks = [float(v) for v in await r.hvals(keys.WATERMARKS)]
+        now = max([time.time(), *marks])
+        return http.response(200, orjson.dumps({"now": now, "silences": rows}),
+                             "application/json", cache="no-store")
 
     async def forecast(self, user: Any, name: str) -> Response:
         """A station's forecast as the station page shows it (JSON), or as CSV
