@@ -16,6 +16,7 @@ from collections.abc import Collection
 from typing import Any
 
 from .. import keys
+from ..schemas import commands as contract
 from ..schemas.commands import silence_id_of
 from ..schemas.errors import TransitionRefused
 from ..schemas.records import Alert
@@ -41,6 +42,10 @@ async def decide_silence(redis: Any, cmd: Any, update: BatchUpdate, *,
                          grids: Collection[str], kinds: Collection[str],
                          config: EscalationConfig) -> dict[str, Any]:
     """Decide one ``silence`` or ``end_silence`` command into ``update``; its outcome."""
+    if cmd.role not in contract.roles_for("silence", cmd.action):
+        verb = "set" if cmd.action == "silence" else "end"
+        return {"ok": False, "reason": f"only a duty officer or admin may {verb} a silence, "
+                                       f"not {cmd.role} {cmd.actor}"}
     if cmd.action == "silence":
         sid = silence_id_of(cmd.command_id)
         match = next((m for m in ("grid", "source", "kind") if cmd.params.get(m)), "")
