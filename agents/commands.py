@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,10 +25,10 @@ from ..grid_index import GridIndex
 from ..schemas import commands as contract
 from ..schemas.errors import DecodeError, TransitionRefused
 from ..schemas.events import DEFAULT_BOUNDS, Bounds, parse_time
-from ..schemas.records import Alert, Task
+from ..schemas.records import ALERT_KINDS, Alert, Task
 from ..signing import Keyring, verify_raw
 from ..store import ApplyConflict, AsyncStore
-from . import escalation, lifecycle
+from . import escalation, lifecycle, silence_io
 from .escalation import Deadline, EscalationConfig
 from .ingest import _transient, internal_reason
 from .records_io import bump_grid, load_records, write_alert, write_deadline, write_task
@@ -50,6 +51,26 @@ class Command:
     grids: tuple[str, ...]
     note: str
     ts: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def decode_params(obj: Any) -> dict[str, Any]:
+    """A command's ``params`` (a silence's match and duration, a shelf time): at most 8
+    short strings or finite numbers.
+
+    Raises:
+        DecodeError: not an object of such values.
+    """
+    if obj is None:
+        return {}
+    ok = isinstance(obj, dict) and len(obj) <= 8 and all(
+        isinstance(k, str) and len(k) <= 40 and (
+            (isinstance(v, str) and len(v) <= 200)
+            or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)))
+        for k, v in obj.items())
+    if not ok:
+        raise DecodeError("params: must be an object of at most 8 short values", "params")
+    return dict(obj)
 
 
 def decode_command(raw: bytes | None) -> Command:
@@ -88,7 +109,21 @@ def decode_command(raw: bytes | None) -> Command:
     except (KeyError, TypeError, ValueError):
         raise DecodeError("ts: missing or not an RFC 3339 time", "ts") from None
     return Command(obj["command_id"], obj["target"], obj["id"], obj["action"], obj["actor"],
-                   obj["role"], tuple(grids), note, ts)
+                   obj["role"], tuple(grids), note, ts, decode_params(obj.get("params")))
+
+
+def shelf_time(cmd: Command) -> dict[str, Any]:
+    """The ``for_s`` of a shelve command (absent: the longest allowed).
+
+    Raises:
+        TransitionRefused: not a number of seconds.
+    """
+    if cmd.action != "shelve" or "for_s" not in cmd.params:
+        return {}
+    value = cmd.params["for_s"]
+    if not isinstance(value, (int, float)):
+        raise TransitionRefused(f"alert {cmd.id}: shelve for a number of seconds, not {value!r}")
+    return {"for_s": float(value)}
 
 
 class CommandApplier:
@@ -97,7 +132,9 @@ class CommandApplier:
     def __init__(self, store: AsyncStore, index: GridIndex, config: EscalationConfig,
                  *, sla_s: float = 7200.0, input_ends: Callable[[], Awaitable[dict[str, int]]] | None = None,
                  catch_up_s: float = 120.0, keyring: Keyring,
-                 bounds: Bounds = DEFAULT_BOUNDS) -> None:
+                 bounds: Bounds = DEFAULT_BOUNDS,
+                 alert_kinds: frozenset[str] = frozenset(ALERT_KINDS)) -> None:
+        self.alert_kinds = alert_kinds  # what a kind silence may name
         self.keyring = keyring  # only commands signed with one of its keys are applied
         self.input_ends = input_ends
         self.bounds = bounds  # the years a command's time (its "now") may fall in
@@ -113,6 +150,10 @@ class CommandApplier:
         """Decide one command into ``update``; returns its outcome."""
         if cmd.target == "incident":
             return await self.decide_incident(cmd, update)
+        if cmd.target == "silence":
+            return await silence_io.decide_silence(
+                self.store.redis, cmd, update, grids=self.index.by_id,
+                kinds=self.alert_kinds, config=self.config)
         if cmd.target == "task":
             found, versions = await load_records(self.store.redis, [keys.task(cmd.id)])
             task_raw = found.get(keys.task(cmd.id))
@@ -138,7 +179,8 @@ class CommandApplier:
         try:
             new_alert, new_task = lifecycle.apply(
                 cmd.target, cmd.action, alert, task, actor=cmd.actor, role=cmd.role, ts=cmd.ts,
-                note=cmd.note, grids=cmd.grids, workers=workers, sla_s=self.sla_s)
+                note=cmd.note, grids=cmd.grids, workers=workers, sla_s=self.sla_s,
+                **shelf_time(cmd))
         except TransitionRefused as exc:
             return {"ok": False, "reason": exc.reason}
         current = found.get(keys.deadline(alert_id))

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field, replace
 from ..schemas.commands import INCIDENT_MIN_ALERTS, INCIDENT_WINDOW_S
 from ..schemas.events import CheckpointScan, CrowdLoiter, Event, StationTicket, format_time
 from ..schemas.records import Alert
-from . import escalation, lifecycle, liveness, loiter, rules
+from . import escalation, lifecycle, liveness, loiter, rules, silences
 from .escalation import Deadline, EscalationConfig
 from .liveness import LivenessConfig, SourceState
+from .silences import Silence
 
 # Event kinds that count as "loiter alerts" / "stale tests" in a grid's risk.
 RISK_FIELDS = {"stale_test": "stale", "cross_grid": "cross_grid", "loiter": "loiter_alerts"}
@@ -77,6 +78,7 @@ class View:
     alerts: dict[str, Alert] = field(default_factory=dict)
     silent: dict[str, str] = field(default_factory=dict)  # source id -> open silent alert id
     train_high_risk: dict[str, int] = field(default_factory=dict)  # train key -> seats so far
+    silences: dict[str, Silence] = field(default_factory=dict)  # the active ones, by id
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Decisions:
     uncount: dict[tuple[str, int, str], int] = field(default_factory=dict)
     incidents_left: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     grid_index_left: list[tuple[str, str]] = field(default_factory=list)
+    silenced: dict[str, list[str]] = field(default_factory=dict)  # silence id -> alert ids held
 
 
 def incident_id(grid_id: str, window: int) -> str:
@@ -160,6 +163,8 @@ class _Batch:
         return self.out.alerts.get(alert_id) or self.view.alerts.get(alert_id)
 
     def store(self, alert: Alert, *, new: bool) -> None:
+        if new and alert.status == "new":
+            alert = hold_if_silenced(alert, self.view.silences, self.out.silenced)
         self.out.alerts[alert.id] = alert
         if new:
             self.out.new_alert_ids.append(alert.id)
@@ -289,6 +294,17 @@ class _Batch:
                 self.out.alerts[recovered.id] = recovered
                 self.out.deadlines[recovered.id] = None
             self.out.silent_cleared.append(source_id)
+
+
+def hold_if_silenced(alert: Alert, active: dict[str, Silence],
+                     held: dict[str, list[str]]) -> Alert:
+    """A new alert as raised: ``silenced`` (its id noted in ``held`` under the silence)
+    when an active silence matches it, else unchanged."""
+    silence = silences.first_match(active.values(), alert)
+    if silence is None:
+        return alert
+    held.setdefault(silence.id, []).append(alert.id)
+    return silences.hold(alert, silence)
 
 
 def train_key(ticket: StationTicket) -> str:

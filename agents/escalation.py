@@ -9,6 +9,11 @@ Each alert has at most one running chain of deadlines, chosen by its state:
 * ``done``: its task accepted or on site at ``due_at`` (the SLA, 2 h by default);
   level k at ``due_at + (k - 1) * done_repeat_s`` (30 min).
 
+A silenced or shelved alert is not escalated: a shelved one is watched by its shelf end
+(kind ``shelf``, at ``held_until``), a silenced one by its silence's end (stored with the
+silence). An alert new again after either is acknowledged from then: its ``ack`` chain
+counts from the time it became new last (:func:`new_since`), not from its raise.
+
 The caller stores the one :class:`Deadline` per alert (e.g. a Redis sorted set scored by
 ``due_at`` plus the deadline JSON under the alert id), recomputes it with
 :func:`next_deadline` after every change of the alert or its task, and on a timer
@@ -33,7 +38,9 @@ from ..schemas.errors import ConfigError
 from ..schemas.records import Alert, AuditEntry, Task
 from .lifecycle import DEFAULT_SLA_S, SYSTEM_ACTOR
 
-KINDS = ("ack", "accept", "done")
+KINDS = ("ack", "accept", "done", "shelf")
+"""``shelf`` is no escalation: the end of a shelved alert's shelf time, stored and fired
+like one (the timers unshelve the alert then, and its ``ack`` chain starts)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,14 @@ def _make(kind: str, alert: Alert, task: Task | None, level: int, first_due: flo
                     due_at=first_due + (level - 1) * interval, interval_s=interval)
 
 
+def new_since(alert: Alert) -> float:
+    """When the alert last became ``new``: raised, or reopened or unshelved since."""
+    for entry in reversed(alert.audit):
+        if entry.to_state == "new" and entry.from_state != "new":
+            return entry.ts
+    return alert.ts_raised
+
+
 def next_deadline(alert: Alert, task: Task | None, config: EscalationConfig = EscalationConfig(),
                   current: Deadline | None = None) -> Deadline | None:
     """The deadline the alert should be watched by now, given its state.
@@ -159,9 +174,12 @@ def next_deadline(alert: Alert, task: Task | None, config: EscalationConfig = Es
     """
     if alert.kind in config.exempt_kinds:
         return None
+    if alert.status == "shelved" and alert.held_until is not None:
+        return Deadline(id=f"es-shelf-1-{alert.id}", kind="shelf", alert_id=alert.id,
+                        task_id=None, level=1, due_at=alert.held_until, interval_s=0.0)
     if alert.status == "new":
         kind, subject, interval = "ack", None, config.ack_s[alert.severity]
-        first = alert.ts_raised + interval
+        first = new_since(alert) + interval
     elif alert.status == "dispatched" and task is not None and task.id == alert.task_id:
         if task.status == "offered":
             kind, subject, interval = "accept", task, config.accept_s
@@ -188,6 +206,8 @@ def _applies(deadline: Deadline, alert: Alert, task: Task | None) -> bool:
         return False
     if deadline.kind == "ack":
         return alert.status == "new"
+    if deadline.kind == "shelf":
+        return False  # not an escalation: the timers unshelve the alert
     if task is None or task.id != deadline.task_id or alert.task_id != task.id:
         return False
     if alert.status != "dispatched":
@@ -201,7 +221,7 @@ def reason(deadline: Deadline, alert: Alert, task: Task | None) -> str:
     """Why the deadline escalates, in English (the note of the ``escalate`` audit entry)."""
     k = deadline.level
     if deadline.kind == "ack":
-        minutes = round((deadline.due_at - alert.ts_raised) / 60)
+        minutes = round((deadline.due_at - new_since(alert)) / 60)
         return f"Not acknowledged for {minutes} min (level {k})"
     assert task is not None
     if deadline.kind == "accept":

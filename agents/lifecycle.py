@@ -18,6 +18,9 @@ Alert::
                  dispatched --(task rejected)--> acknowledged   (back to the officer)
     new | acknowledged | dispatched --dismiss (reason)--> dismissed
     new | acknowledged | dispatched | resolved --auto_close (system)--> closed
+    new --(raised under a silence)--> silenced --(the silence ends)--> new
+    new --shelve (reason, for at most 8 h)--> shelved --unshelve (or the shelf time ends)--> new
+    silenced | shelved --dismiss (reason)--> dismissed; --auto_close (system)--> closed
 
 Decisions: dispatch and resolve need an acknowledgement first, so every alert has
 an owner before it is worked on. Closing is only from ``resolved``: a task done
@@ -48,6 +51,7 @@ from ..schemas.commands import (  # noqa: F401 - the tables are read from here t
     HANDOVER,
     HANDOVER_ROLES,
     OPEN_TASK,
+    SHELVE_MAX_S,
     SYSTEM,
     TASK_COMMANDS,
     TASK_TABLE,
@@ -64,7 +68,8 @@ DISPLAY_TZ = timezone(timedelta(hours=8))
 
 
 # Progress order, to tell "already done" from "not yet possible" in refusals.
-_ALERT_RANK = {"new": 0, "acknowledged": 1, "dispatched": 2, "resolved": 3}
+_ALERT_RANK = {"new": 0, "silenced": 0, "shelved": 0, "acknowledged": 1, "dispatched": 2,
+               "resolved": 3}
 _ALERT_AIM = {"ack": 1, "dispatch": 2, "resolve": 3, "task_done": 3, "task_rejected": 2}
 _TASK_RANK = {"offered": 0, "accepted": 1, "on_site": 2}
 _TASK_AIM = {"accept": 1, "arrive": 2}
@@ -107,7 +112,10 @@ def _refusal(noun: str, rid: str, status: str, action: str, audit: tuple[AuditEn
         return TransitionRefused(f"cannot {verb} a {status} {noun} ({noun} {rid} was {status}{by})")
     if action in aim and aim[action] <= rank[status]:
         return TransitionRefused(f"{noun} {rid} is already {status}{by}")
-    allowed = sorted(a for (s, a), r in table.items() if s == status and r.roles != SYSTEM)
+    # a silence holding or reopening an alert is no one's command (a task's cancel is
+    # an officer's, taken through the alert)
+    allowed = sorted(a for (s, a), r in table.items() if s == status and r.roles != SYSTEM
+                     and not (r.effect and table is ALERT_TABLE))
     if status == "new" and last:  # "new by the system" reads oddly: say who raised it
         by = f" (raised by {_who(last)})"
     return TransitionRefused(
@@ -300,6 +308,37 @@ def auto_close(alert: Alert, task: Task | None = None, *, ts: float,
                        note=note), task
 
 
+def shelve(alert: Alert, *, actor: str, role: str, ts: float, note: str,
+           for_s: float = SHELVE_MAX_S, max_s: float = SHELVE_MAX_S) -> Alert:
+    """An officer shelves a nuisance alert: out of the live feed and not escalated until
+    ``ts + for_s`` (:func:`unshelve` then, by the system), with a reason.
+
+    Raises:
+        TransitionRefused: not new, no reason, not an officer, or ``for_s`` not in
+            ``(0, max_s]``.
+    """
+    if not 0 < for_s <= max_s:  # also NaN
+        raise TransitionRefused(f"alert {alert.id}: shelve for more than 0 and at most "
+                                f"{max_s / 3600:g} h, not {for_s / 3600:g} h")
+    until = ts + for_s
+    note = f"{note.strip()} (until {when(until)})" if note.strip() else note
+    return _step_alert(alert, "shelve", actor=actor, role=role, ts=ts, note=note,
+                       held_until=until)
+
+
+def unshelve(alert: Alert, *, actor: str = SYSTEM_ACTOR, role: str = "system", ts: float,
+             note: str = "") -> Alert:
+    """A shelved alert comes back as new: its shelf time ended (the system, at
+    ``held_until``) or an officer took it off the shelf early.
+
+    Raises:
+        TransitionRefused: not shelved, or not an officer or the system.
+    """
+    note = note or "shelf time ended"
+    return _step_alert(alert, "unshelve", actor=actor, role=role, ts=ts, note=note,
+                       held_until=None)
+
+
 def accept(task: Task, *, actor: str, role: str, grids: Collection[str], ts: float,
            note: str = "") -> Task:
     """A worker of the task's grid takes an offered task and becomes its assignee.
@@ -389,7 +428,8 @@ def ack_incident(incident_id: str, alerts: Collection[Alert], *, actor: str, rol
 
 def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: str, role: str,
           ts: float, note: str = "", grids: Collection[str] = (),
-          workers: Collection[str] = (), sla_s: float = DEFAULT_SLA_S) -> tuple[Alert, Task | None]:
+          workers: Collection[str] = (), sla_s: float = DEFAULT_SLA_S,
+          for_s: float = SHELVE_MAX_S) -> tuple[Alert, Task | None]:
     """Apply one command from the command log, whatever its action.
 
     Args:
@@ -400,6 +440,7 @@ def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: s
         task: the alert's latest task (needed to dispatch-resolve/dismiss), or the task.
         grids: the grids ``actor`` works (task commands).
         workers: the grid's workers (dispatch).
+        for_s: how long to shelve the alert (shelve).
 
     Returns:
         the alert and the task after the command (a new task after a dispatch).
@@ -419,6 +460,10 @@ def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: s
             return close(alert, note=note, **kw), task
         if action == "dismiss":
             return dismiss(alert, task, note=note, **kw)
+        if action == "shelve":
+            return shelve(alert, note=note, for_s=for_s, **kw), task
+        if action == "unshelve":
+            return unshelve(alert, note=note, **kw), task
         if action == HANDOVER:
             return handover_note(alert, actor, role, ts, note), task
     elif target == "task" and task is not None:

@@ -21,6 +21,7 @@ from ..schemas.records import Alert, Task
 from . import rules
 from .decide import Decisions, View, incident_id
 from .escalation import Deadline
+from .silences import Silence
 
 
 def write_alert(update: BatchUpdate, alert: Alert, version: int) -> None:
@@ -75,6 +76,45 @@ def write_deadline(update: BatchUpdate, alert_id: str, deadline: Deadline | None
         update.dels.discard(keys.deadline(alert_id))
 
 
+def write_silence(update: BatchUpdate, silence: Silence, version: int) -> None:
+    """Store a silence (compare-and-set at ``version``): active, it is in the active hash
+    and its end is a stored deadline; ended, it leaves both."""
+    key = keys.silence(silence.id)
+    data = orjson.dumps(silence.to_dict())
+    update.cas[key] = version
+    update.sets[key] = (data, keys.ALERT_TTL_S)
+    update.zadd[keys.SILENCES][silence.id] = silence.starts_at
+    if silence.active:
+        update.hset[(keys.SILENCES_ACTIVE, silence.id)] = data.decode()
+        update.zadd[keys.SILENCE_ENDS][silence.id] = silence.ends_at
+    else:
+        update.hset.pop((keys.SILENCES_ACTIVE, silence.id), None)
+        update.hdel[keys.SILENCES_ACTIVE].add(silence.id)
+        update.zadd[keys.SILENCE_ENDS].pop(silence.id, None)
+        update.zrem[keys.SILENCE_ENDS].add(silence.id)
+
+
+def note_held(update: BatchUpdate, silence_id: str, alert_ids: Iterable[str]) -> None:
+    """Note the alerts a silence holds (those it reopens when it ends)."""
+    update.sadd[keys.silence_alerts(silence_id)].update(alert_ids)
+    update.expire[keys.silence_alerts(silence_id)] = keys.ALERT_TTL_S
+
+
+async def load_silences(redis: Any) -> dict[str, Silence]:
+    """The active silences, by id."""
+    raw = await redis.hgetall(keys.SILENCES_ACTIVE)
+    return decode_silences(raw)
+
+
+def decode_silences(raw: dict[Any, Any]) -> dict[str, Silence]:
+    """The silences of an ``HGETALL`` of :data:`keys.SILENCES_ACTIVE`."""
+    out = {}
+    for sid, value in raw.items():
+        silence = Silence.from_dict(orjson.loads(value))
+        out[sid.decode() if isinstance(sid, bytes) else sid] = silence
+    return out
+
+
 def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str, int], *,
                   visit_horizon_s: float, trace_s: float) -> None:
     """Add a batch's decided records to its update.
@@ -88,6 +128,8 @@ def add_decisions(update: BatchUpdate, decisions: Decisions, versions: dict[str,
         write_alert(update, alert, versions.get(keys.alert(alert.id), 0))
     for alert_id, deadline in decisions.deadlines.items():
         write_deadline(update, alert_id, deadline)
+    for silence_id, alert_ids in decisions.silenced.items():
+        note_held(update, silence_id, alert_ids)
     for key, alert_id in decisions.loiter_latest.items():
         update.hset[(keys.LOITER_LATEST, key)] = alert_id
     for person, members in decisions.red_visits.items():
@@ -169,7 +211,7 @@ def bump_grid(update: BatchUpdate, grid: str) -> None:
 
 async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
                     visit_window_s: float) -> tuple[View, dict[str, int]]:
-    """Read what the decisions of a batch need (two round trips).
+    """Read what the decisions of a batch need (two round trips), active silences too.
 
     Returns:
         the view, and the version of every alert key it read.
@@ -217,7 +259,9 @@ async def load_view(redis: Any, events: list[tuple[Event, str | None]], *,
     train_list = sorted(trains)
     for tkey in train_list:
         pipe.hget(trains[tkey], "high_risk")
+    pipe.hgetall(keys.SILENCES_ACTIVE)
     replies = await pipe.execute()
+    view.silences = decode_silences(replies.pop())
     visit_versions: dict[str, int] = {}
     if visit_keys:
         got = replies[:len(visit_keys)] if cluster else replies[0]

@@ -1,4 +1,4 @@
-"""Stored deadlines that fire: escalations and silent sources.
+"""Stored deadlines that fire: escalations, shelf ends, silence ends and silent sources.
 
 Nothing here lives only in memory. Escalation deadlines are a sorted set in Redis;
 every worker looks at the overdue ones every few seconds, and firing one rewrites the
@@ -25,10 +25,10 @@ from .. import keys
 from ..batch import BatchUpdate
 from ..schemas.records import Alert, Task
 from ..store import ApplyConflict, AsyncStore
-from . import escalation, liveness
-from .decide import DecideConfig, source_state
+from . import escalation, lifecycle, liveness, silence_io
+from .decide import DecideConfig, hold_if_silenced, source_state
 from .escalation import Deadline
-from .records_io import load_records, write_alert, write_deadline
+from .records_io import load_records, load_silences, note_held, write_alert, write_deadline
 
 log = logging.getLogger("gridwatch.timers")
 
@@ -60,7 +60,7 @@ class Timers:
         self.store = store
         self.config = config
         self.max_future_s = max_future_s  # how far ahead of the wall clock time may run
-        self.stats = {"escalations": 0, "silent": 0}
+        self.stats = {"escalations": 0, "silent": 0, "unshelved": 0, "silences_ended": 0}
 
     async def fire_due(self, now: float, *, limit: int = 200) -> int:
         """Fire every deadline due at ``now``; returns the escalation levels fired."""
@@ -89,6 +89,8 @@ class Timers:
             return 0
         alert = Alert.from_dict(found[a_key])
         deadline = Deadline.from_dict(found[d_key])
+        if deadline.kind == "shelf":
+            return await self._unshelve(alert, versions[a_key], deadline, now)
         task: Task | None = None
         if alert.task_id:
             t_found, _ = await load_records(self.store.redis, [keys.task(alert.task_id)])
@@ -105,6 +107,31 @@ class Timers:
         await self.store.apply(update)
         return len(raised)
 
+    async def _unshelve(self, alert: Alert, version: int, deadline: Deadline, now: float) -> int:
+        """A shelf time that ended: the alert is new again (its ``ack`` chain from then)."""
+        update = BatchUpdate()
+        if now < deadline.due_at:
+            update.cas[keys.alert(alert.id)] = version
+            write_deadline(update, alert.id, deadline)
+        elif alert.status == "shelved":
+            back = lifecycle.unshelve(alert, ts=deadline.due_at)
+            write_alert(update, back, version)
+            write_deadline(update, alert.id, escalation.next_deadline(
+                back, None, self.config.escalation))
+            self.stats["unshelved"] += 1
+        else:
+            update.cas[keys.alert(alert.id)] = version
+            write_deadline(update, alert.id, escalation.next_deadline(
+                alert, None, self.config.escalation))
+        await self.store.apply(update)
+        return 0
+
+    async def end_silences(self, now: float) -> int:
+        """End every silence whose time is up at ``now``; returns how many ended."""
+        ended = await silence_io.fire_ends(self.store, now, self.config.escalation)
+        self.stats["silences_ended"] += ended
+        return ended
+
     async def check_sources(self, now: float) -> int:
         """Raise a silent-source alert for each source overdue at ``now``."""
         redis = self.store.redis
@@ -114,6 +141,7 @@ class Timers:
             sid, _, name = field.decode().rpartition(":")
             stats.setdefault(sid, {})[name] = value.decode()
         silent = {k.decode() for k in await redis.hkeys(keys.SILENT)}
+        active = await load_silences(redis)
         raised = 0
         for sid, s in stats.items():
             if sid in silent or "last" not in s:
@@ -129,7 +157,13 @@ class Timers:
             version = int(await redis.hget(keys.VERSIONS, key) or 0)
             if version:
                 continue  # raised already for this silence
+            held: dict[str, list[str]] = {}
+            alert = hold_if_silenced(alert, active, held)
+            for silence_id, ids in held.items():
+                note_held(update, silence_id, ids)
             write_alert(update, alert, 0)
+            if alert.status == "silenced":
+                write_deadline(update, alert.id, None)
             update.hset[(keys.SILENT, sid)] = alert.id
             try:
                 await self.store.apply(update)
@@ -150,6 +184,7 @@ class Timers:
                 if now is None:
                     continue
                 await self.fire_due(now)
+                await self.end_silences(now)
                 if loop.time() - last_sources >= sources_every:
                     last_sources = loop.time()
                     await self.check_sources(now)

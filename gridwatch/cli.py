@@ -355,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_forecast)
 
     from .cli_ops import add_parsers as add_ops_parsers
+    from .cli_silence import add_parser as add_silence_parser
     from .cli_users import add_parser as add_user_parser
 
     add_user_parser(sub)
     add_ops_parsers(sub)
+    add_silence_parser(sub)
 
     p = sub.add_parser("demo", help="stack + worker + gateway + simulated city, in one go")
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")

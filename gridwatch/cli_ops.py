@@ -93,6 +93,13 @@ def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
         "grids": [g for g in (args.grids or "").split(",") if g], "note": args.note or "",
         "ts": format_time(args.at if args.at is not None else _control_room_now(s)),
     }
+    if getattr(args, "for_", None):
+        from .agents.silences import parse_duration
+
+        try:
+            command["params"] = {"for_s": parse_duration(args.for_, max_s=contract.SHELVE_MAX_S)}
+        except ValueError as exc:
+            raise GridwatchError(f"{args.action}: {exc}") from None
     outcome = send_command(s, command)
     if args.json:
         _emit(outcome, True)
@@ -225,6 +232,8 @@ def _trace_audit(args: argparse.Namespace, s: Settings) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``alert``, ``task``, ``incident``, ``alerts``, ``tasks`` and ``trace``."""
     for target in contract.TARGETS:
+        if target == "silence":  # silences: cli_silence.py
+            continue
         p = sub.add_parser(target, help="acknowledge every new alert of an incident"
                            if target == "incident" else f"move a {target} through its life cycle")
         p.add_argument("action", choices=contract.actions_for(target))
@@ -235,6 +244,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         p.add_argument("--grids", help="the actor's grids (grid workers), comma separated")
         noted = [a for a in contract.actions_for(target) if contract.needs_note(target, a)]
         p.add_argument("--note", help=f"a note (required to {', '.join(noted)})")
+        if target == "alert":
+            p.add_argument("--for", dest="for_", metavar="DURATION", help="how long to shelve (e.g. 2h, at most "
+                           f"{contract.SHELVE_MAX_S / 3600:g} h)")
         p.add_argument("--at", type=float, help=argparse.SUPPRESS)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_transition, target=target)

@@ -216,6 +216,24 @@ def update_marks(tag: str, update_id: str) -> str:
 RISK_RANK = "gw:risk:rank"  # grid -> risk score (zset): the worst grids first
 
 
+# Silences (agents/silences.py): every one set (zset, score starts_at), the active ones
+# (hash id -> silence JSON: what a batch's decisions read, one HGETALL), and when each
+# active one ends by itself (zset, score ends_at: fired by the timers like a deadline).
+SILENCES = CORE + "silences"
+SILENCES_ACTIVE = CORE + "silences:active"
+SILENCE_ENDS = CORE + "silences:ends"
+
+
+def silence(silence_id: str) -> str:
+    """One silence record, active or ended, with its audit (string, JSON)."""
+    return f"{CORE}silence:{silence_id}"
+
+
+def silence_alerts(silence_id: str) -> str:
+    """The ids of the alerts one silence has held (set)."""
+    return f"{CORE}silence:{silence_id}:alerts"
+
+
 def deadline(alert_id: str) -> str:
     """The next escalation deadline of one alert (string, JSON)."""
     return f"{CORE}deadline:{alert_id}"

@@ -11,6 +11,10 @@ cockpit (``GET /api/contract``, :func:`to_dict`) check commands against the same
   not a transition, so not in the table): :data:`ALERT_ACTIONS`, :data:`TASK_ACTIONS`;
 * who may send each (:func:`roles_for`) and which need a note (:data:`NOTE_REQUIRED`);
 * the incident's one command, ``ack`` (each of its alerts still new acknowledged);
+* silences (target ``silence``: ``silence`` with a reason, ``end_silence``) and
+  shelving (``shelve``/``unshelve`` on an alert): :data:`HELD_ALERT` are the open states
+  an alert is held in, out of the live feed and not escalated, for at most
+  :data:`SILENCE_MAX_S` / :data:`SHELVE_MAX_S`;
 * the open states: an alert is open until it is closed or dismissed, i.e. while the
   table leads on from its state (:data:`OPEN_ALERT`, which includes ``resolved``: it
   waits for an officer to close it); :data:`UNRESOLVED_ALERT` is open and not yet
@@ -59,9 +63,16 @@ ALERT_TABLE: dict[tuple[str, str], Rule] = {
     ("dispatched", "task_rejected"): Rule("acknowledged", SYSTEM),
     ("resolved", "close"): Rule("closed", OFFICERS),
     **{(s, "dismiss"): Rule("dismissed", OFFICERS, needs_note=True)
-       for s in ("new", "acknowledged", "dispatched")},
+       for s in ("new", "acknowledged", "dispatched", "silenced", "shelved")},
     **{(s, "auto_close"): Rule("closed", SYSTEM, needs_note=True)
-       for s in ("new", "acknowledged", "dispatched", "resolved")},
+       for s in ("new", "acknowledged", "dispatched", "resolved", "silenced", "shelved")},
+    # Held out of the live feed: raised under a silence (the effect of the silence, in
+    # the name of the officer who set it), or shelved by an officer (with a reason and
+    # for at most SHELVE_MAX_S); back to new when the silence or the shelf time ends.
+    ("new", "silence"): Rule("silenced", OFFICERS, effect=True),
+    ("silenced", "reopen"): Rule("new", OFFICERS | SYSTEM, effect=True),
+    ("new", "shelve"): Rule("shelved", OFFICERS, needs_note=True),
+    ("shelved", "unshelve"): Rule("new", OFFICERS | SYSTEM),
 }
 
 TASK_TABLE: dict[tuple[str, str], Rule] = {
@@ -78,6 +89,15 @@ INCIDENT_MIN_ALERTS = 3
 INCIDENT_WINDOW_S = 600.0
 """An incident: at least this many alerts of one grid raised in one fixed window of this
 many seconds of event time (the worker groups them, the cockpit shows them as one row)."""
+HELD_ALERT = frozenset({"silenced", "shelved"})
+"""Open but held out of the live feed: not escalated, no task dispatched."""
+SHELVE_MAX_S = 8 * 3600.0
+"""The longest an officer may shelve one alert."""
+SILENCE_MAX_S = 24 * 3600.0
+"""The longest a silence may last."""
+SILENCE_MATCH = ("grid", "source", "kind")
+"""What a silence mutes: every alert of one grid, of one source (a camera or
+checkpoint: any of the alert's ``source_ids``), or of one kind."""
 
 HANDOVER = "handover"
 HANDOVER_ROLES = OFFICERS
@@ -129,7 +149,10 @@ _INCIDENT = {INCIDENT_ACK: _ALERT["ack"]}
 """An incident (a grid's alerts grouped in one window) has one command: ``ack``
 acknowledges each of its alerts still new, as that alert's own ``ack`` would, with the
 same roles and note rule; the incident has no state of its own."""
-_BY_TARGET = {"alert": _ALERT, "task": _TASK, "incident": _INCIDENT}
+# A silence is no life-cycle table: set (with a reason) and ended early, by officers.
+_SILENCE = {"silence": Action(OFFICERS, needs_note=True),
+            "end_silence": Action(OFFICERS, needs_note=False)}
+_BY_TARGET = {"alert": _ALERT, "task": _TASK, "incident": _INCIDENT, "silence": _SILENCE}
 
 ALERT_COMMANDS: tuple[str, ...] = tuple(commands_of(ALERT_TABLE))
 """The alert commands that move an alert through :data:`ALERT_TABLE`."""
@@ -137,6 +160,7 @@ TASK_COMMANDS: tuple[str, ...] = tuple(_TASK)
 ALERT_ACTIONS: tuple[str, ...] = tuple(_ALERT)
 """Every alert command: :data:`ALERT_COMMANDS` and ``handover``."""
 TASK_ACTIONS: tuple[str, ...] = TASK_COMMANDS
+SILENCE_ACTIONS: tuple[str, ...] = tuple(_SILENCE)
 TARGETS: tuple[str, ...] = tuple(_BY_TARGET)
 NOTE_REQUIRED = frozenset(a for rules in _BY_TARGET.values() for a, r in rules.items()
                           if r.needs_note)
@@ -149,8 +173,9 @@ UNRESOLVED_ALERT = OPEN_ALERT - {"resolved"}
 OPEN_TASK = frozenset(s for s, _ in TASK_TABLE)
 """A task is open while the table leads on from its state."""
 
-if set(_ALERT) & set(_TASK):  # NOTE_REQUIRED and the cockpit's labels go by action name
-    raise ValueError(f"actions of both targets: {sorted(set(_ALERT) & set(_TASK))}")
+_SHARED = (set(_ALERT) & set(_TASK)) | (set(_SILENCE) & (set(_ALERT) | set(_TASK)))
+if _SHARED:  # NOTE_REQUIRED and the cockpit's labels go by action name
+    raise ValueError(f"actions of two targets: {sorted(_SHARED)}")
 if any(_ALERT.get(a) != rule for a, rule in _INCIDENT.items()):  # the alert's own rules
     raise ValueError("an incident command must keep its alert command's roles and note rule")
 
@@ -171,6 +196,12 @@ def needs_note(target: str, action: str) -> bool:
     """Whether ``action`` on a ``target`` is refused without a note."""
     rule = _BY_TARGET.get(target, {}).get(action)
     return bool(rule and rule.needs_note)
+
+
+def silence_id_of(command_id: str) -> str:
+    """The id of the silence a ``silence`` command sets: ``si-`` and its command id's
+    first 12 hex digits (the gateway, the CLI and a replay of the log agree on it)."""
+    return "si-" + command_id.replace("-", "")[:12].lower()
 
 
 def to_dict() -> dict[str, Any]:
@@ -199,5 +230,12 @@ def to_dict() -> dict[str, Any]:
                     for a, r in _INCIDENT.items()},
         "next": {}, "any_state": list(_INCIDENT), "open": [],
         "min_alerts": INCIDENT_MIN_ALERTS, "window_s": INCIDENT_WINDOW_S,
+    }
+    out["alert"]["held"] = sorted(HELD_ALERT)
+    out["alert"]["shelve_max_s"] = SHELVE_MAX_S
+    out["silence"] = {
+        "actions": {a: {"roles": sorted(r.roles), "needs_note": r.needs_note}
+                    for a, r in _SILENCE.items()},
+        "match": list(SILENCE_MATCH), "max_s": SILENCE_MAX_S,
     }
     return out

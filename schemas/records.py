@@ -25,7 +25,8 @@ SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
 SEVERITY_RANK: dict[str, int] = {name: i for i, name in enumerate(SEVERITIES)}
 
 ALERT_STATUSES: tuple[str, ...] = (
-    "new", "acknowledged", "dispatched", "resolved", "closed", "dismissed",
+    "new", "acknowledged", "dispatched", "resolved", "closed", "dismissed", "silenced",
+    "shelved",
 )
 TASK_STATUSES: tuple[str, ...] = (
     "offered", "accepted", "on_site", "done", "rejected", "cancelled",
@@ -227,6 +228,9 @@ class Alert(_Record):
         audit: every transition, oldest first.
         handover: shift-handover notes, oldest first (action ``"handover"``).
         task_id: the latest task dispatched for it, or ``None``.
+        held_until: while ``silenced`` or ``shelved``, when the silence or the shelf time
+            ends (it is new again then), else ``None``.
+        silence_id: while ``silenced``, the silence that holds it, else ``None``.
     """
 
     id: str
@@ -247,6 +251,8 @@ class Alert(_Record):
     audit: tuple[AuditEntry, ...] = ()
     handover: tuple[AuditEntry, ...] = ()
     task_id: str | None = None
+    held_until: float | None = None
+    silence_id: str | None = None
 
     _CHECKS: ClassVar[dict[str, Check]] = {
         "id": _str, "kind": _str, "severity": _one_of(SEVERITIES),
@@ -255,8 +261,9 @@ class Alert(_Record):
         "source_ids": _str_dict, "details": _json_dict, "incident_id": _opt(_str),
         "escalation_level": _int, "escalated_at": _opt(_num), "audit": _records(AuditEntry),
         "handover": _records(AuditEntry), "task_id": _opt(_str),
+        "held_until": _opt(_num), "silence_id": _opt(_str),
     }
-    _LATER: ClassVar[frozenset[str]] = frozenset({"escalated_at"})
+    _LATER: ClassVar[frozenset[str]] = frozenset({"escalated_at", "held_until", "silence_id"})
 
 
 @dataclass(frozen=True)

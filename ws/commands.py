@@ -7,6 +7,7 @@ result of :func:`command_record` to ``gridwatch.commands`` keyed by the target i
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from typing import Any
 
 from gridwatch.schemas import commands as contract
 
+from gridwatch import keys
 from gridwatch.signing import Keyring, sign
 
 from .auth import User
@@ -55,8 +57,30 @@ def parse(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise CommandError("bad_command_id")
     if contract.needs_note(target, action) and not note.strip():
         raise CommandError("note_required")
-    return {"target": target, "id": rid, "action": action, "note": note.strip(),
-            "command_id": command_id}
+    params = raw.get("params") or {}
+    if not isinstance(params, dict) or len(params) > 8 or not all(
+            isinstance(k, str) and len(k) <= 40 and _short_value(v) for k, v in params.items()):
+        raise CommandError("bad_params")
+    if target == "silence" and action == "silence":  # a new silence: its id is derived
+        rid = contract.silence_id_of(command_id)
+    out = {"target": target, "id": rid, "action": action, "note": note.strip(),
+           "command_id": command_id}
+    if params:
+        out["params"] = dict(params)
+    return out
+
+
+def _short_value(v: Any) -> bool:
+    if isinstance(v, str):
+        return len(v) <= 200
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def record_key(cmd: Mapping[str, Any]) -> str | None:
+    """The stored record a command acts on (``None``: a new silence, nothing to read)."""
+    if cmd["target"] == "silence":
+        return None if cmd["action"] == "silence" else keys.silence(cmd["id"])
+    return keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
 
 
 def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) -> None:
@@ -96,4 +120,6 @@ def command_record(user: User, cmd: Mapping[str, Any], *, now: float,
         "note": cmd["note"],
         "ts": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
     }
+    if cmd.get("params"):
+        record["params"] = dict(cmd["params"])
     return sign(record, keyring) if keyring is not None else record

@@ -19,7 +19,8 @@ MAX_FRAME = 16 * 1024  # bytes of one client frame; a command with its note is ~
 MAX_REQ = 100  # characters of a client's request id
 FIELDS: dict[str, frozenset[str]] = {
     "hello": frozenset({"op", "last", "req"}),
-    "cmd": frozenset({"op", "req", "command_id", "target", "id", "action", "note"}),
+    # params: a silence's match and duration, a shelf time (checked in .commands.parse)
+    "cmd": frozenset({"op", "req", "command_id", "target", "id", "action", "note", "params"}),
     "ping": frozenset({"op", "req"}),
 }
 CMD_STRINGS = ("command_id", "target", "id", "action", "note")

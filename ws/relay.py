@@ -26,7 +26,7 @@ from gridwatch import keys, redis_client
 from gridwatch.settings import Settings
 from gridwatch.signing import Keyring
 
-from .commands import CommandError, check, command_record, parse
+from .commands import CommandError, check, command_record, parse, record_key
 from .conn import Conn
 from .handler import CLOSE_SESSION
 from .hub import REDIS_ERRORS
@@ -193,7 +193,9 @@ class Relay:
         if cmd["target"] == "incident":
             raw = await self.r.hgetall(keys.incident(cmd["id"]))
             return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
-        rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
+        rkey = record_key(cmd)
+        if rkey is None:  # a new silence: nothing to read
+            return {}
         found = await self.r.get(rkey)
         return orjson.loads(found) if found else None
 

@@ -128,6 +128,8 @@ class Routes:
             if not sees_district(user):
                 return http.response(403, b"forbidden\n", "text/plain")
             return await self.wall(path)
+        if path == "/api/silences":
+            return await self.silences(user)
         if path.startswith("/api/forecast/"):
             return await self.forecast(user, unquote(path[len("/api/forecast/"):]))
         if path.startswith("/api/risk/"):
@@ -156,6 +158,22 @@ class Routes:
             hit = (now + WALL_TTL_S[path], body)
             self.wall_cache[path] = hit
         return http.response(200, hit[1], "application/json", cache="no-store")
+
+    async def silences(self, user: Any) -> Response:
+        """The active silences, soonest end first, with the feed's event time (``now``,
+        what their time left counts from) and how many alerts each holds: officers and
+        admins only."""
+        if user.role not in contract.OFFICERS:
+            return http.response(403, b"forbidden\n", "text/plain")
+        r = self.hub.r
+        rows = sorted((orjson.loads(v) for v in (await r.hgetall(keys.SILENCES_ACTIVE)).values()),
+                      key=lambda row: (row["ends_at"], row["id"]))
+        for row in rows:
+            row["held"] = int(await r.scard(keys.silence_alerts(row["id"])))
+        marks = [float(v) for v in await r.hvals(keys.WATERMARKS)]
+        now = max([time.time(), *marks])
+        return http.response(200, orjson.dumps({"now": now, "silences": rows}),
+                             "application/json", cache="no-store")
 
     async def forecast(self, user: Any, name: str) -> Response:
         """A station's forecast as the station page shows it (JSON), or as CSV

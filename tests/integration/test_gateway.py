@@ -391,3 +391,45 @@ def test_the_gateway_stops_on_sigterm_soon_after_it_starts(
     assert g.proc is not None
     g.proc.terminate()
     assert g.proc.wait(15) == 0
+
+
+def test_a_grid_worker_cannot_silence_or_shelve_and_only_officers_list_silences(
+        gw: tuple[GatewayProcess, redis.Redis]) -> None:
+    g, r = gw
+    put_alert(r, "a1", "G0001")
+    officer = session_for(g, r, User("o1", "duty_officer"))
+    worker = session_for(g, r, User("w0001", "grid_worker", grids=("G0001",)))
+
+    async def main() -> None:
+        o, w = Client(g, officer).start(), Client(g, worker).start()
+        await until(lambda: all(len(c.snapshots) >= 2 for c in (o, w)), timeout=15)
+        for req, body in (("s1", {"target": "silence", "id": "new", "action": "silence",
+                                  "note": "drill", "params": {"grid": "G0001", "for_s": 600}}),
+                          ("s2", {"target": "alert", "id": "a1", "action": "shelve",
+                                  "note": "nuisance", "params": {"for_s": 600}}),
+                          ("s3", {"target": "silence", "id": "si-x", "action": "end_silence"})):
+            await w.ws.send(orjson.dumps({"op": "cmd", "req": req, **body}).decode())
+        await until(lambda: len(w.results) == 3, timeout=20)
+        assert {x["req"]: (x["ok"], x["reason"]) for x in w.results} == {
+            "s1": (False, "forbidden"), "s2": (False, "forbidden"), "s3": (False, "forbidden")}
+        # The officer's silence goes to the log (no worker runs here: sent, then pending).
+        await o.ws.send(orjson.dumps({"op": "cmd", "req": "o1", "target": "silence",
+                                      "id": "new", "action": "silence", "note": "drill",
+                                      "params": {"grid": "G0001", "for_s": 600}}).decode())
+        await until(lambda: o.results, timeout=20)
+        assert o.results[0]["state"] == "sent", o.results
+        for c in (o, w):
+            await c.stop()
+
+    run_async(main)
+    for session, status in ((worker, 403), (officer, 200)):
+        request = urllib.request.Request(f"{g.origin}/api/silences",
+                                         headers={"Cookie": f"gw_session={session}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as reply:
+                got, body = reply.status, orjson.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            got, body = exc.code, None
+        assert got == status
+        if body is not None:
+            assert body["silences"] == [] and body["now"] > 0

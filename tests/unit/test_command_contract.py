@@ -68,11 +68,13 @@ def test_the_command_names_are_those_of_the_command_log() -> None:
     # labels them (act_<name>) and the CLI takes them as arguments: a table that drops
     # or renames one must change this test too, knowingly.
     assert contract.ALERT_ACTIONS == ("ack", "dispatch", "resolve", "close", "dismiss",
-                                      "handover")
+                                      "shelve", "unshelve", "handover")
+    assert contract.SILENCE_ACTIONS == ("silence", "end_silence")
     assert contract.TASK_ACTIONS == ("accept", "arrive", "done", "reject")
     assert contract.ALERT_COMMANDS == lc.ALERT_COMMANDS == contract.ALERT_ACTIONS[:-1]
     assert contract.TASK_COMMANDS == lc.TASK_COMMANDS == contract.TASK_ACTIONS
-    assert contract.NOTE_REQUIRED == {"resolve", "dismiss", "handover", "reject", "done"}
+    assert contract.NOTE_REQUIRED == {"resolve", "dismiss", "handover", "reject", "done",
+                                      "shelve", "silence"}
     assert contract.PERSON_ROLES == ("duty_officer", "grid_worker", "station_manager", "admin")
 
 
@@ -112,7 +114,9 @@ def test_the_cockpits_copy_is_the_contract() -> None:
         moving = {a for by in part["next"].values() for a in by}
         assert part["any_state"] == [a for a in contract.actions_for(target) if a not in moving]
     assert data["alert"]["any_state"] == ["handover"] and data["task"]["any_state"] == []
-    assert data["alert"]["open"] == ["new", "acknowledged", "dispatched", "resolved"]
+    assert data["alert"]["open"] == ["new", "acknowledged", "dispatched", "resolved",
+                                     "silenced", "shelved"]
+    assert data["alert"]["held"] == ["shelved", "silenced"]
     assert set(data["task"]["open"]) == contract.OPEN_TASK
 
 
@@ -139,7 +143,8 @@ def test_an_incident_has_one_command_with_the_alert_acks_rules() -> None:
 
 
 def test_open_is_every_state_the_table_leads_on_from() -> None:
-    assert contract.OPEN_ALERT == {"new", "acknowledged", "dispatched", "resolved"}
+    assert contract.OPEN_ALERT == {"new", "acknowledged", "dispatched", "resolved",
+                                   "silenced", "shelved"}
     assert contract.UNRESOLVED_ALERT == contract.OPEN_ALERT - {"resolved"}
     assert contract.OPEN_TASK == {"offered", "accepted", "on_site"}
     for statuses, table, open_ in ((ALERT_STATUSES, ALERT_TABLE, contract.OPEN_ALERT),

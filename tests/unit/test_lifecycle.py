@@ -234,7 +234,7 @@ def test_dispatch_before_acknowledgement_says_what_is_allowed() -> None:
         lc.dispatch(new_alert(), workers=WORKERS, ts=T0 + 10, **OFFICER)
     assert refused.value.reason == (
         "cannot dispatch alert al-1: it is new (raised by the system at 2026-11-22T08:00:00+08:00); "
-        "allowed now: ack, dismiss"
+        "allowed now: ack, dismiss, shelve"
     )
 
 
