@@ -155,8 +155,8 @@ class Relay:
             if verdict is not None:
                 raise CommandError("session_ended" if verdict[0] == CLOSE_SESSION
                                    else "rights_changed")
-            rkey = keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
-            raw = await self.r.get(rkey)
+            rkey = {"alert": keys.alert, "task": keys.task, "duty": keys.user}[cmd["target"]]
+            raw = await self.r.get(rkey(cmd["id"]))
             check(user, cmd, orjson.loads(raw) if raw else None)
         except CommandError as exc:
             self.metrics.commands.labels(exc.reason).inc()
