@@ -7,8 +7,15 @@ flagged; going off duty with an offered task withdraws it when no one else is on
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
 import orjson
 import pytest
+import redis
+from gridwatch.ws.auth import SESSION_COOKIE, User
 
 from gridwatch import keys, store
 from gridwatch import settings as settings_mod
@@ -16,6 +23,7 @@ from gridwatch.city import load_grids
 
 from .conftest import Workers
 from .test_alerts_e2e import T0, Place, _raise_loiter, alert, gw, ok, refused, task, trail
+from .test_gateway import Client, GatewayProcess, run_async, session_for, until
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +106,74 @@ def test_tasks_go_to_the_workers_on_duty_and_with_none_back_to_the_officers(
     stored = orjson.loads(r.hget(keys.DUTY, a))
     assert stored["on"] is True and stored["actor"] == a
     r.close()
+
+
+def test_through_the_gateway_a_worker_sets_only_their_own_duty(
+        workers: Workers, tmp_path: Path) -> None:
+    """Each role against the real gateway and worker: a grid worker sets their own duty
+    and no one else's, an officer anyone's, a station manager nobody's; ``/api/duty``
+    answers each role with what it may see."""
+    here = shared_grid()
+    a, b = here.workers
+    g = GatewayProcess(workers.settings, tmp_path)
+    rr = redis.Redis.from_url(workers.settings.redis)
+    try:
+        workers.start()
+        g.start()
+        people = {
+            "a": User(a, "grid_worker", grids=(here.grid,)),
+            "b": User(b, "grid_worker", grids=(here.grid,)),
+            "officer": User("o1", "duty_officer"),
+            "manager": User("m1", "station_manager", stations=("SHS",)),
+        }
+        sessions = {k: session_for(g, rr, u) for k, u in people.items()}
+
+        def send(who: str, target_id: str, action: str) -> dict[str, Any]:
+            results: list[dict[str, Any]] = []
+
+            async def main() -> None:
+                c = Client(g, sessions[who]).start()
+                c.results = results
+                await until(lambda: c.ws is not None and bool(c.snapshots), timeout=20)
+                await c.ws.send(orjson.dumps({"op": "cmd", "req": "r1", "target": "duty",
+                                              "id": target_id, "action": action}).decode())
+                await until(lambda: any(x.get("state") == "applied" or x.get("ok") is False
+                                        for x in c.results), timeout=30)
+                await c.stop()
+
+            run_async(main)
+            return next(x for x in results if x.get("state") == "applied" or x.get("ok") is False)
+
+        def duty_of(name: str) -> dict[str, Any] | None:
+            raw = rr.hget(keys.DUTY, name)
+            return orjson.loads(raw) if raw else None
+
+        assert send("a", a, "off_duty")["ok"] is True
+        assert duty_of(a)["on"] is False and duty_of(a)["actor"] == a
+        refused_ = send("a", b, "off_duty")
+        assert (refused_["ok"], refused_["reason"]) == (False, "forbidden")
+        assert duty_of(b) is None  # never reached the log
+        assert send("officer", b, "off_duty")["ok"] is True
+        assert duty_of(b)["actor"] == "o1" and duty_of(b)["role"] == "duty_officer"
+        assert send("officer", "o1", "off_duty")["reason"] == "not_found"  # not a grid worker
+        refused_ = send("manager", a, "on_duty")
+        assert (refused_["ok"], refused_["reason"]) == (False, "forbidden")
+        assert duty_of(a)["on"] is False
+
+        def api(who: str) -> tuple[int, Any]:
+            req = urllib.request.Request(f"{g.origin}/api/duty",
+                                         headers={"Cookie": f"{SESSION_COOKIE}={sessions[who]}"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as rep:
+                    return rep.status, orjson.loads(rep.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, None
+
+        status, body = api("a")
+        assert status == 200 and [(d["worker"], d["on"]) for d in body["duty"]] == [(a, False)]
+        status, body = api("officer")
+        assert status == 200 and {d["worker"] for d in body["duty"]} == {a, b}
+        assert api("manager")[0] == 403
+    finally:
+        g.stop()
+        rr.close()
