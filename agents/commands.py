@@ -28,7 +28,7 @@ from ..schemas.events import DEFAULT_BOUNDS, Bounds, parse_time
 from ..schemas.records import ALERT_KINDS, Alert, Task
 from ..signing import Keyring, verify_raw
 from ..store import ApplyConflict, AsyncStore
-from . import escalation, lifecycle, silence_io
+from . import duty, escalation, lifecycle, silence_io
 from .escalation import Deadline, EscalationConfig
 from .ingest import _transient, internal_reason
 from .records_io import bump_grid, load_records, write_alert, write_deadline, write_task
@@ -154,6 +154,8 @@ class CommandApplier:
             return await silence_io.decide_silence(
                 self.store.redis, cmd, update, grids=self.index.by_id,
                 kinds=self.alert_kinds, config=self.config)
+        if cmd.target == "duty":
+            return await duty.decide(self, cmd, update)
         if cmd.target == "task":
             found, versions = await load_records(self.store.redis, [keys.task(cmd.id)])
             task_raw = found.get(keys.task(cmd.id))
@@ -175,13 +177,27 @@ class CommandApplier:
             if keys.task(alert.task_id) in tfound:
                 task = Task.from_dict(tfound[keys.task(alert.task_id)])
             versions.update(tvers)
-        workers = self.index.workers_of(alert.grid_id) if alert.grid_id else ()
+        workers: tuple[str, ...] = ()
+        off_duty: tuple[str, ...] = ()
+        if (cmd.target, cmd.action) == ("alert", "dispatch") and alert.grid_id:
+            # offered to the grid's workers on duty, as the duty commands applied so far
+            # left it (compare-and-set: a duty change applied meanwhile decides again)
+            grid_workers = self.index.workers_of(alert.grid_id)
+            on_duty, update.cas[keys.DUTY] = await duty.load(self.store.redis, grid_workers)
+            workers, off_duty = duty.split(grid_workers, on_duty)
+        elif (cmd.target, cmd.action, cmd.role) == ("task", "accept", "grid_worker"):
+            mine, update.cas[keys.DUTY] = await duty.load(self.store.redis, [cmd.actor])
+            if not duty.is_on(mine, cmd.actor):
+                update.cas.pop(keys.DUTY)
+                return {"ok": False, "reason": f"task {cmd.id}: worker {cmd.actor} is off duty; "
+                                               "go on duty to accept it"}
         try:
             new_alert, new_task = lifecycle.apply(
                 cmd.target, cmd.action, alert, task, actor=cmd.actor, role=cmd.role, ts=cmd.ts,
-                note=cmd.note, grids=cmd.grids, workers=workers, sla_s=self.sla_s,
-                **shelf_time(cmd))
+                note=cmd.note, grids=cmd.grids, workers=workers, off_duty=off_duty,
+                sla_s=self.sla_s, **shelf_time(cmd))
         except TransitionRefused as exc:
+            update.cas.pop(keys.DUTY, None)
             return {"ok": False, "reason": exc.reason}
         current = found.get(keys.deadline(alert_id))
         deadline = escalation.next_deadline(
@@ -196,6 +212,10 @@ class CommandApplier:
         write_deadline(update, alert_id, deadline)
         if new_alert.grid_id:
             bump_grid(update, new_alert.grid_id)
+        if cmd.action == "dispatch" and new_alert.status == "acknowledged":
+            # no one on duty: recorded on the alert, and the officer is told no task went out
+            return {"ok": False, "reason": new_alert.needs_officer, "alert": new_alert.to_dict(),
+                    "task": None}
         return {"ok": True, "alert": new_alert.to_dict(),
                 "task": new_task.to_dict() if new_task else None}
 

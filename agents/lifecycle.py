@@ -16,6 +16,7 @@ Alert::
                  acknowledged --resolve (note)--> resolved      (handled by phone, no task)
                  dispatched --resolve (note)--> resolved        (the open task is cancelled)
                  dispatched --(task rejected)--> acknowledged   (back to the officer)
+    acknowledged | dispatched --(no one on duty)--> acknowledged  (flagged needs_officer)
     new | acknowledged | dispatched --dismiss (reason)--> dismissed
     new | acknowledged | dispatched | resolved --auto_close (system)--> closed
     new --(raised under a silence)--> silenced --(the silence ends)--> new
@@ -33,6 +34,8 @@ Task::
     offered | accepted --reject (reason)--> rejected
     offered | accepted | on_site --cancel (reason; officer, admin or system)--> cancelled
 
+A task is offered to the grid's workers on duty (:mod:`.duty`); with none on duty no
+task is made and the alert stays with the officers, flagged ``needs_officer``.
 Only a grid worker of the task's grid (or one named in the offer) may accept or
 reject an offered task; once accepted, only its assignee may act on it. Roles: ``duty_officer``, ``grid_worker``,
 ``station_manager``, ``admin`` (may do whatever an officer may) and ``system``.
@@ -143,6 +146,8 @@ def _step_alert(alert: Alert, action: str, *, actor: str, role: str, ts: float, 
                 **changes: Any) -> Alert:
     rule = _alert_rule(alert, action, actor, role, note)
     entry = AuditEntry(action, alert.status, rule.to_state, actor, role, ts, note)
+    if rule.to_state != alert.status:
+        changes.setdefault("needs_officer", None)  # a person moved it on
     return replace(alert, status=rule.to_state, ts_updated=ts, audit=(*alert.audit, entry),
                    **changes)
 
@@ -210,13 +215,13 @@ def ack(alert: Alert, *, actor: str, role: str, ts: float, note: str = "") -> Al
 
 def dispatch(alert: Alert, *, workers: Collection[str], actor: str, role: str, ts: float,
              note: str = "", sla_s: float = DEFAULT_SLA_S) -> tuple[Alert, Task]:
-    """Dispatch an acknowledged alert: offer a task to the workers of its grid.
+    """Dispatch an acknowledged alert: offer a task to the workers of its grid on duty.
 
     The task id is ``tk-<alert id>-<n>`` for the n-th dispatch of the alert, so a
     replay of the same commands makes the same task.
 
     Args:
-        workers: the grid's workers now (whom the task is offered to).
+        workers: the grid's workers on duty now (whom the task is offered to).
         sla_s: the task should be done within this many seconds.
 
     Returns:
@@ -240,7 +245,46 @@ def dispatch(alert: Alert, *, workers: Collection[str], actor: str, role: str, t
                 ts_created=ts, ts_updated=ts, due_at=ts + sla_s, note=note, audit=(offer,))
     entry = AuditEntry("dispatch", alert.status, rule.to_state, actor, role, ts, note)
     return replace(alert, status=rule.to_state, ts_updated=ts, task_id=task_id,
-                   audit=(*alert.audit, entry)), task
+                   audit=(*alert.audit, entry), needs_officer=None), task
+
+
+def no_one_on_duty(alert: Alert, task: Task | None = None, *, ts: float,
+                   note: str) -> tuple[Alert, Task | None]:
+    """No worker of the alert's grid is on duty: the alert stays with (acknowledged) or
+    goes back to (dispatched) the officers, flagged ``needs_officer`` with ``note``, and
+    its open task is withdrawn (cancelled by the system). Audited as the system.
+
+    Raises:
+        TransitionRefused: the alert is neither acknowledged nor dispatched.
+        ValueError: the alert is dispatched and ``task`` is not its task.
+    """
+    _alert_rule(alert, "no_one_on_duty", SYSTEM_ACTOR, "system", note)
+    task = _cancel_open(alert, task, SYSTEM_ACTOR, "system", ts, note)
+    return _step_alert(alert, "no_one_on_duty", actor=SYSTEM_ACTOR, role="system", ts=ts,
+                       note=note, needs_officer=note), task
+
+
+def withdraw(task: Task, *, ts: float, note: str) -> Task:
+    """The system cancels an open task no one may take any more (no worker on duty)."""
+    return _step_task(task, "cancel", actor=SYSTEM_ACTOR, role="system", ts=ts, note=note)
+
+
+def dispatch_unstaffed(alert: Alert, *, off_duty: Collection[str], actor: str, role: str,
+                       ts: float, note: str = "") -> Alert:
+    """An officer dispatches an alert whose grid has workers, none of them on duty: no
+    task is offered to nobody; the alert stays acknowledged, flagged ``needs_officer``.
+
+    Raises:
+        TransitionRefused: the dispatch itself is not allowed (state, role, no grid).
+    """
+    _alert_rule(alert, "dispatch", actor, role, note)
+    if alert.grid_id is None:
+        raise TransitionRefused(f"alert {alert.id} has no grid: there are no grid workers "
+                                "to dispatch it to")
+    why = (f"dispatch by {_ROLE_WORD.get(role, role)} {actor}: no worker of grid "
+           f"{alert.grid_id} is on duty (off duty: {', '.join(sorted(off_duty))}); "
+           "no task offered, the alert stays with the officers")
+    return no_one_on_duty(alert, None, ts=ts, note=why)[0]
 
 
 def _cancel_open(alert: Alert, task: Task | None, actor: str, role: str, ts: float,
@@ -428,8 +472,8 @@ def ack_incident(incident_id: str, alerts: Collection[Alert], *, actor: str, rol
 
 def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: str, role: str,
           ts: float, note: str = "", grids: Collection[str] = (),
-          workers: Collection[str] = (), sla_s: float = DEFAULT_SLA_S,
-          for_s: float = SHELVE_MAX_S) -> tuple[Alert, Task | None]:
+          workers: Collection[str] = (), off_duty: Collection[str] = (),
+          sla_s: float = DEFAULT_SLA_S, for_s: float = SHELVE_MAX_S) -> tuple[Alert, Task | None]:
     """Apply one command from the command log, whatever its action.
 
     Args:
@@ -439,7 +483,9 @@ def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: s
         alert: the alert (for a task command: the task's alert).
         task: the alert's latest task (needed to dispatch-resolve/dismiss), or the task.
         grids: the grids ``actor`` works (task commands).
-        workers: the grid's workers (dispatch).
+        workers: the grid's workers on duty (dispatch).
+        off_duty: the grid's workers off duty (dispatch: with none on duty, the alert
+            stays with the officers, :func:`dispatch_unstaffed`).
         for_s: how long to shelve the alert (shelve).
 
     Returns:
@@ -452,6 +498,8 @@ def apply(target: str, action: str, alert: Alert, task: Task | None, *, actor: s
     if target == "alert":
         if action == "ack":
             return ack(alert, note=note, **kw), task
+        if action == "dispatch" and not workers and off_duty:
+            return dispatch_unstaffed(alert, off_duty=off_duty, note=note, **kw), task
         if action == "dispatch":
             return dispatch(alert, workers=workers, note=note, sla_s=sla_s, **kw)
         if action == "resolve":

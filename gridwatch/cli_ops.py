@@ -116,6 +116,47 @@ def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
     return 0 if outcome.get("ok") else 1
 
 
+def cmd_duty(args: argparse.Namespace, s: Settings) -> int:
+    """``gridwatch duty on|off --worker NAME --actor NAME`` sets a grid worker's duty (a
+    command, as from the phone); ``gridwatch duty list`` shows every marked worker's."""
+    if args.change == "list":
+        from . import keys
+
+        r = store.connect(s)
+        try:
+            rows = [orjson.loads(v) for _, v in sorted(r.hgetall(keys.DUTY).items())]
+        finally:
+            r.close()
+        if args.json:
+            _emit(rows, True)
+        else:
+            for row in rows:
+                print(f"{row['worker']:12s} {'on' if row['on'] else 'off':3s}  since "
+                      f"{format_time(row['ts'])}  by {row['role']} {row['actor']}")
+            if not rows:
+                print("no worker has marked their duty (all on duty)", file=sys.stderr)
+        return 0
+    if not args.worker or not args.actor:
+        raise GridwatchError("duty on|off needs --worker and --actor")
+    role = args.role or ("grid_worker" if args.actor == args.worker else "duty_officer")
+    command = {
+        "v": 1, "command_id": str(uuid.uuid4()), "target": "duty", "id": args.worker,
+        "action": f"{args.change}_duty", "actor": args.actor, "role": role, "grids": [],
+        "note": args.note or "",
+        "ts": format_time(args.at if args.at is not None else _control_room_now(s)),
+    }
+    outcome = send_command(s, command)
+    if args.json:
+        _emit(outcome, True)
+    elif outcome.get("ok"):
+        moved = outcome.get("tasks") or []
+        print(f"{args.worker}: {args.change} duty" + (f"; tasks re-offered: {', '.join(moved)}"
+                                                       if moved else ""))
+    else:
+        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
+    return 0 if outcome.get("ok") else 1
+
+
 def cmd_alerts_export(args: argparse.Namespace, s: Settings) -> int:
     """``gridwatch alerts export --from .. --to .. [--out FILE]``: the rows of the
     officer's download (``/api/alerts.csv``), from :mod:`.alert_export`."""
@@ -232,7 +273,7 @@ def _trace_audit(args: argparse.Namespace, s: Settings) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``alert``, ``task``, ``incident``, ``alerts``, ``tasks`` and ``trace``."""
     for target in contract.TARGETS:
-        if target == "silence":  # silences: cli_silence.py
+        if target in ("silence", "duty"):  # their own parsers: cli_silence.py, cli_duty
             continue
         p = sub.add_parser(target, help="acknowledge every new alert of an incident"
                            if target == "incident" else f"move a {target} through its life cycle")
@@ -250,6 +291,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         p.add_argument("--at", type=float, help=argparse.SUPPRESS)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=cmd_transition, target=target)
+
+    p = sub.add_parser("duty", help="set a grid worker on or off duty, or list who is",
+                       description="gridwatch duty on|off --worker NAME --actor NAME | "
+                       "gridwatch duty list")
+    p.add_argument("change", choices=["on", "off", "list"])
+    p.add_argument("--worker", help="the grid worker (on, off)")
+    p.add_argument("--actor", help="who sets it: the worker, or an officer or admin")
+    p.add_argument("--role", choices=sorted(contract.roles_for("duty", "on_duty")),
+                   help="the actor's role (default: grid_worker for oneself, else duty_officer)")
+    p.add_argument("--note")
+    p.add_argument("--at", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_duty)
 
     p = sub.add_parser("alerts", help="list alerts (newest first), or `alerts export` a period",
                        description="gridwatch alerts [--status ..] [--grid ..] [--since ..] | "

@@ -303,6 +303,12 @@ def task(task_id: str) -> str:
     return f"{CORE}task:{task_id}"
 
 
+DUTY = CORE + "duty"
+"""Grid worker -> their duty record (hash of JSON, :class:`~gridwatch.schemas.records.Duty`);
+a worker absent from it is on duty. One record version for the whole hash: a dispatch
+compare-and-sets it, so it is decided on the duty that is stored when it is applied."""
+
+
 def tasks_by_worker(worker: str) -> str:
     """Task ids offered to one worker (zset, score ts_created)."""
     return f"{CORE}tasks:by_worker:{worker}"

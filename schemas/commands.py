@@ -15,6 +15,9 @@ cockpit (``GET /api/contract``, :func:`to_dict`) check commands against the same
   shelving (``shelve``/``unshelve`` on an alert): :data:`HELD_ALERT` are the open states
   an alert is held in, out of the live feed and not escalated, for at most
   :data:`SILENCE_MAX_S` / :data:`SHELVE_MAX_S`;
+* duty: a grid worker goes on or off duty (target ``duty``, the worker's name as its
+  id; :data:`DUTY_ACTIONS`); a grid worker may set only their own (:data:`DUTY_SELF_ONLY`),
+  an officer or admin anyone's;
 * the open states: an alert is open until it is closed or dismissed, i.e. while the
   table leads on from its state (:data:`OPEN_ALERT`, which includes ``resolved``: it
   waits for an officer to close it); :data:`UNRESOLVED_ALERT` is open and not yet
@@ -61,6 +64,10 @@ ALERT_TABLE: dict[tuple[str, str], Rule] = {
     ("dispatched", "resolve"): Rule("resolved", OFFICERS, needs_note=True),
     ("dispatched", "task_done"): Rule("resolved", SYSTEM),
     ("dispatched", "task_rejected"): Rule("acknowledged", SYSTEM),
+    # No worker of the grid on duty (at dispatch, or when the last one offered the task
+    # went off duty): the alert stays with, or goes back to, the officers.
+    ("acknowledged", "no_one_on_duty"): Rule("acknowledged", SYSTEM),
+    ("dispatched", "no_one_on_duty"): Rule("acknowledged", SYSTEM),
     ("resolved", "close"): Rule("closed", OFFICERS),
     **{(s, "dismiss"): Rule("dismissed", OFFICERS, needs_note=True)
        for s in ("new", "acknowledged", "dispatched", "silenced", "shelved")},
@@ -139,6 +146,11 @@ def _commands_by_state(table: dict[tuple[str, str], Rule]) -> dict[str, dict[str
     for (state, action), rule in table.items():
         if not rule.effect and rule.roles & people:
             out.setdefault(state, {})[action] = rule.to_state
+    out["duty"] = {
+        "actions": {a: {"roles": sorted(r.roles), "needs_note": r.needs_note}
+                    for a, r in _DUTY.items()},
+        "self_only": sorted(DUTY_SELF_ONLY),
+    }
     return out
 
 
@@ -152,7 +164,13 @@ same roles and note rule; the incident has no state of its own."""
 # A silence is no life-cycle table: set (with a reason) and ended early, by officers.
 _SILENCE = {"silence": Action(OFFICERS, needs_note=True),
             "end_silence": Action(OFFICERS, needs_note=False)}
-_BY_TARGET = {"alert": _ALERT, "task": _TASK, "incident": _INCIDENT, "silence": _SILENCE}
+DUTY_SELF_ONLY = WORKERS
+"""The roles that may set only their own duty (the command's id is the actor)."""
+_DUTY = {a: Action(OFFICERS | WORKERS, needs_note=False) for a in ("on_duty", "off_duty")}
+DUTY_ACTIONS: tuple[str, ...] = tuple(_DUTY)
+"""A grid worker goes on or off duty (see :mod:`gridwatch.agents.duty`)."""
+_BY_TARGET = {"alert": _ALERT, "task": _TASK, "incident": _INCIDENT, "silence": _SILENCE,
+              "duty": _DUTY}
 
 ALERT_COMMANDS: tuple[str, ...] = tuple(commands_of(ALERT_TABLE))
 """The alert commands that move an alert through :data:`ALERT_TABLE`."""
@@ -207,12 +225,14 @@ def silence_id_of(command_id: str) -> str:
 def to_dict() -> dict[str, Any]:
     """The contract as the cockpit reads it (``GET /api/contract``).
 
-    ``{"roles": [...], "alert": {...}, "task": {...}}``; per target: ``actions`` (each
+    ``{"roles": [...], "alert": {...}, "task": {...}, "incident": {...}, "silence": {...},
+    "duty": {...}}``; per target: ``actions`` (each
     command's ``roles`` and ``needs_note``), ``next`` (per state, the commands that lead
     on from it and the state each leads to, in table order), ``any_state`` (commands
     taken in any state without changing it) and ``open`` (its open states). The
     ``incident`` target has its commands (``any_state``), no states, and how many alerts
-    of a grid in one window make an incident (``min_alerts``, ``window_s``).
+    of a grid in one window make an incident (``min_alerts``, ``window_s``); ``duty``
+    has only ``actions`` and ``self_only`` (the roles that set only their own duty).
     """
     out: dict[str, Any] = {"roles": list(PERSON_ROLES)}
     for target, table in (("alert", ALERT_TABLE), ("task", TASK_TABLE)):
@@ -237,5 +257,10 @@ def to_dict() -> dict[str, Any]:
         "actions": {a: {"roles": sorted(r.roles), "needs_note": r.needs_note}
                     for a, r in _SILENCE.items()},
         "match": list(SILENCE_MATCH), "max_s": SILENCE_MAX_S,
+    }
+    out["duty"] = {
+        "actions": {a: {"roles": sorted(r.roles), "needs_note": r.needs_note}
+                    for a, r in _DUTY.items()},
+        "self_only": sorted(DUTY_SELF_ONLY),
     }
     return out

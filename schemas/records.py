@@ -68,6 +68,12 @@ def _text(value: Any) -> str:
     return value
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
 def _opt(check: Check) -> Check:
     return lambda value: None if value is None else check(value)
 
@@ -231,6 +237,8 @@ class Alert(_Record):
         held_until: while ``silenced`` or ``shelved``, when the silence or the shelf time
             ends (it is new again then), else ``None``.
         silence_id: while ``silenced``, the silence that holds it, else ``None``.
+        needs_officer: why it is back with the officers with no task (no worker of its
+            grid on duty), or ``None``; cleared by its next change of status.
     """
 
     id: str
@@ -253,6 +261,7 @@ class Alert(_Record):
     task_id: str | None = None
     held_until: float | None = None
     silence_id: str | None = None
+    needs_officer: str | None = None
 
     _CHECKS: ClassVar[dict[str, Check]] = {
         "id": _str, "kind": _str, "severity": _one_of(SEVERITIES),
@@ -261,9 +270,10 @@ class Alert(_Record):
         "source_ids": _str_dict, "details": _json_dict, "incident_id": _opt(_str),
         "escalation_level": _int, "escalated_at": _opt(_num), "audit": _records(AuditEntry),
         "handover": _records(AuditEntry), "task_id": _opt(_str),
-        "held_until": _opt(_num), "silence_id": _opt(_str),
+        "held_until": _opt(_num), "silence_id": _opt(_str), "needs_officer": _opt(_text),
     }
-    _LATER: ClassVar[frozenset[str]] = frozenset({"escalated_at", "held_until", "silence_id"})
+    _LATER: ClassVar[frozenset[str]] = frozenset({"escalated_at", "held_until", "silence_id",
+                                                  "needs_officer"})
 
 
 @dataclass(frozen=True)
@@ -274,7 +284,8 @@ class Task(_Record):
         id: ``tk-<alert id>-<n>`` for the n-th dispatch of that alert (stable on replay).
         alert_id: the alert it handles.
         grid_id: the grid whose workers may take it.
-        workers: the grid's workers at dispatch time (whom it was offered to).
+        workers: whom it is offered to: the grid's workers on duty at dispatch, changed
+            while it is offered as they go on or off duty.
         status: one of :data:`TASK_STATUSES` (see ``agents/lifecycle.py``).
         assignee: the worker who accepted it, or ``None`` while offered.
         ts_created: when it was dispatched.
@@ -300,4 +311,33 @@ class Task(_Record):
         "id": _str, "alert_id": _str, "grid_id": _str, "workers": _str_tuple,
         "status": _one_of(TASK_STATUSES), "assignee": _opt(_str), "ts_created": _num,
         "ts_updated": _num, "due_at": _num, "note": _text, "audit": _records(AuditEntry),
+    }
+
+
+@dataclass(frozen=True)
+class Duty(_Record):
+    """Whether a grid worker is on duty, as the latest duty command left it.
+
+    A worker with no record is on duty (tasks are offered to every worker of a grid
+    until its workers start marking their shifts).
+
+    Attributes:
+        worker: the grid worker's name.
+        on: on duty (tasks of their grids are offered to them) or off.
+        ts: when it was set (the command's time).
+        actor: who set it (the worker, an officer or an admin).
+        role: the actor's role.
+        note: the actor's note (may be empty).
+    """
+
+    worker: str
+    on: bool
+    ts: float
+    actor: str
+    role: str
+    note: str = ""
+
+    _CHECKS: ClassVar[dict[str, Check]] = {
+        "worker": _str, "on": _bool, "ts": _num, "actor": _str, "role": _one_of(ROLES),
+        "note": _text,
     }

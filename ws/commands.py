@@ -80,6 +80,8 @@ def record_key(cmd: Mapping[str, Any]) -> str | None:
     """The stored record a command acts on (``None``: a new silence, nothing to read)."""
     if cmd["target"] == "silence":
         return None if cmd["action"] == "silence" else keys.silence(cmd["id"])
+    if cmd["target"] == "duty":  # the worker whose duty it sets
+        return keys.user(cmd["id"])
     return keys.alert(cmd["id"]) if cmd["target"] == "alert" else keys.task(cmd["id"])
 
 
@@ -88,7 +90,9 @@ def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) 
 
     The roles that may send each action are the contract's: duty officers and admins act
     on alerts, grid workers on tasks, and only on tasks of their own grids (or offered
-    to them by name); station managers only watch. What a role may never do is
+    to them by name); station managers only watch. A duty command's record is the
+    worker's user record: a grid worker sets only their own duty, an officer or admin
+    any grid worker's. What a role may never do is
     ``forbidden`` whatever the record; a record the user may not see is ``not_found``,
     exactly as one that does not exist, so an id's existence is not revealed to whoever
     may not see it.
@@ -98,6 +102,12 @@ def check(user: User, cmd: Mapping[str, Any], record: Mapping[str, Any] | None) 
     """
     if user.role not in contract.roles_for(cmd["target"], cmd["action"]):
         raise CommandError("forbidden")
+    if cmd["target"] == "duty":  # the record: the worker's user record
+        if user.role in contract.DUTY_SELF_ONLY and cmd["id"] != user.name:
+            raise CommandError("forbidden")
+        if record is None or record.get("role") != "grid_worker":
+            raise CommandError("not_found")
+        return
     if record is None:
         raise CommandError("not_found")
     if not owns(user, record):

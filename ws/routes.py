@@ -119,6 +119,8 @@ class Routes:
                                             same_origin=self.gate.same_origin(request))
         if path == "/api/contract":
             return http.response(200, self.contract, "application/json")
+        if path == "/api/duty":
+            return await self.duty(user)
         if path == "/api/grids.geojson":
             return http.response(200, self.places.geojson_for(user), "application/geo+json",
                                  cache="private")
@@ -174,6 +176,20 @@ class Routes:
         now = max([time.time(), *marks])
         return http.response(200, orjson.dumps({"now": now, "silences": rows}),
                              "application/json", cache="no-store")
+
+    async def duty(self, user: Any) -> Response:
+        """Who is on duty: a grid worker their own duty, an officer or admin every marked
+        worker's (``{"duty": [records]}``; a worker never marked is on duty, shown as
+        ``{"worker": name, "on": true, "ts": null}``); a station manager nothing (403)."""
+        if user.role == "station_manager":
+            return http.response(403, b"forbidden\n", "text/plain")
+        r = self.hub.r
+        if user.role == "grid_worker":
+            raw = await r.hget(keys.DUTY, user.name)
+            rows = [orjson.loads(raw) if raw else {"worker": user.name, "on": True, "ts": None}]
+        else:
+            rows = [orjson.loads(v) for _, v in sorted((await r.hgetall(keys.DUTY)).items())]
+        return http.json_response(200, {"duty": rows})
 
     async def forecast(self, user: Any, name: str) -> Response:
         """A station's forecast as the station page shows it (JSON), or as CSV

@@ -28,8 +28,8 @@ ACTIONS = sorted({*contract.ALERT_ACTIONS, *contract.TASK_ACTIONS,
                   *(a for _, a in contract.ALERT_TABLE), *(a for _, a in contract.TASK_TABLE),
                   "raise", "bogus"})
 ROLES = [*contract.PERSON_ROLES, "system", "root"]
-# The targets with a life-cycle table; silences are checked in test_silences.py.
-RECORDS = [t for t in contract.TARGETS if t != "silence"]
+# The targets with a life-cycle table; silences: test_silences.py, duty: test_duty.py.
+RECORDS = [t for t in contract.TARGETS if t not in ("silence", "duty")]
 CASES = list(itertools.product(RECORDS, ACTIONS, ROLES))
 
 
