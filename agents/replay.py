@@ -31,12 +31,12 @@ import orjson
 from .. import keys
 from ..city import load_city, load_grids
 from ..grid_index import GridIndex
+from ..risk import RiskConfig, RiskScore, load_risk_config, score_grid
 from ..schemas.events import Bounds, CheckpointScan, CrowdLoiter
 from ..settings import DATA_DIR
 from . import loiter, rules
 from .decide import DecideConfig, View, decide, red_visits
 from .fold import RawRecord, fold_batch
-from .risk import RiskConfig, RiskScore, load_risk_config, score_grid
 from .risk_cluster import FIELDS, row_of
 from .risk_refresh import indicators_of
 

@@ -3,7 +3,7 @@
 Each applied batch bumps the input version of the grids it touched. The refresher
 reads the indicators of those grids in one Lua call (24 hourly buckets each, the same
 hour a week earlier, open and overdue tasks), scores them with the pure
-:func:`~gridwatch.agents.risk.score_grid`, and writes each score only if the grid's
+:func:`~gridwatch.risk.score_grid`, and writes each score only if the grid's
 input version is still the one it read: if another batch changed the grid meanwhile,
 that batch's own refresh writes the newer score. The window is the grid's own newest
 event hour, so the score is a function of the grid's events alone (a replay, a crash
@@ -28,8 +28,8 @@ import orjson
 
 from .. import keys
 from ..redis_client import is_cluster
+from ..risk import RiskConfig, score_grid, volume_ratio
 from . import risk_cluster
-from .risk import RiskConfig, score_grid, volume_ratio
 
 log = logging.getLogger("gridwatch.risk")
 

@@ -25,6 +25,7 @@ import faust
 from .. import command_keys, heap
 from ..city import load_grids
 from ..grid_index import GridIndex
+from ..risk import load_risk_config
 from ..schemas.events import Bounds
 from ..settings import Settings
 from ..store import AsyncStore
@@ -39,7 +40,6 @@ from .forecast_refresh import ForecastRefresher
 from .ingest import BatchApplier, _transient, publisher
 from .metrics import WorkerMetrics
 from .metrics import serve as serve_metrics
-from .risk import load_risk_config
 from .risk_refresh import RiskRefresher
 from .timers import Timers
 

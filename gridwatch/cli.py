@@ -167,7 +167,7 @@ def cmd_state(args: argparse.Namespace, s: settings_mod.Settings) -> int:
                     raise GridwatchError(f"unknown grid {args.id!r}")
             state["risk"] = queries.risk_of(r, args.id)
             if not args.json and state["risk"]:
-                from .agents.risk import RiskScore, explain
+                from .risk import RiskScore, explain
 
                 state["why"] = explain(RiskScore.from_dict(state["risk"]), lang=args.lang)
             emit(state, as_json=args.json)

@@ -9,7 +9,7 @@ Read from what the worker already keeps, nothing written for them:
   records (raised since :data:`OPEN_LOOKBACK_H` hours before the window, and every alert
   open now), each closed or dismissed at the time of its audit entry that did it;
 * the top grids by score (``keys.RISK_RANK``) with their main reason, the first line of
-  :func:`gridwatch.agents.risk.explain` after its headline.
+  :func:`gridwatch.risk.explain` after its headline.
 
 Hours are event-time hours ending with the feed's newest event (the watermarks), as
 everywhere else. :func:`trends` and :func:`top` are pure; :func:`read_trends` and
@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-from gridwatch.agents.risk import RiskScore, explain
 
 from gridwatch import keys, redis_client
+from gridwatch.risk import RiskScore, explain
 
 HOURS = 24
 OPEN_LOOKBACK_H = 72  # alerts raised this long before the window may still be open in it

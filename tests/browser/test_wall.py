@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 import pytest
-from gridwatch.agents.risk import load_risk_config, score_grid
 from gridwatch.streams.topics import CHECKPOINT_SCANS
 from gridwatch.ws.auth import User
 from playwright.sync_api import expect
 
 from gridwatch import keys
+from gridwatch.risk import load_risk_config, score_grid
 
 from .test_cockpit import login
 from .test_feed import WALL, announce, make, store_alerts

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import pytest
 from gridwatch.agents.forecast_refresh import ForecastRefresher
-from gridwatch.agents.risk import load_risk_config
 from gridwatch.agents.risk_cluster import put_rows, read_rows
 from gridwatch.agents.risk_refresh import RiskRefresher
 from gridwatch.ws import users
@@ -29,6 +28,7 @@ from redis.cluster import RedisCluster
 
 from gridwatch import keys, redis_client, store
 from gridwatch import settings as settings_mod
+from gridwatch.risk import load_risk_config
 from tests.drill import run_async
 
 from .test_gateway import Client, GatewayProcess, put_alert, redeem, until

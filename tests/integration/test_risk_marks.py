@@ -16,7 +16,6 @@ import pytest
 import redis
 from gridwatch.agents.fold import RawRecord
 from gridwatch.agents.ingest import BatchApplier
-from gridwatch.agents.risk import load_risk_config
 from gridwatch.agents.risk_refresh import RiskRefresher
 from gridwatch.agents.worker import decide_config
 from gridwatch.schemas.events import format_time
@@ -27,6 +26,7 @@ from gridwatch import keys, redis_client
 from gridwatch import settings as settings_mod
 from gridwatch.city import Grid
 from gridwatch.grid_index import GridIndex
+from gridwatch.risk import load_risk_config
 from gridwatch.store import AsyncStore
 from tests import aio
 

@@ -8,13 +8,13 @@ import redis
 import redis.asyncio as aioredis
 from gridwatch.agents import risk_cluster
 from gridwatch.agents.forecast_refresh import ForecastRefresher
-from gridwatch.agents.risk import load_risk_config
 from gridwatch.agents.risk_refresh import RiskRefresher
 from gridwatch.ws.hub import Hub
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from gridwatch import keys, redis_client, store
 from gridwatch import settings as settings_mod
+from gridwatch.risk import load_risk_config
 from tests import aio
 
 CLUSTER_ENV = {"GRIDWATCH_REDIS": "redis://:pw@127.0.0.1:6390/0",

@@ -30,7 +30,7 @@ LAYER_NAMES = ("schemas", "core", "streams", "agents/ws", "shells")
 SHELL_MODULES = frozenset({"cli", "cli_ops", "cli_silence", "cli_users", "demo", "crew",
                            "stack", "stack_kafka", "stack_proc", "stack_redis"})
 #: The modules of gridwatch/ that are the core every part builds on.
-CORE_MODULES = frozenset({"__init__", "alert_export", "trace_access", "batch", "calendars", "city", "command_keys", "heap",
+CORE_MODULES = frozenset({"__init__", "alert_export", "risk", "trace_access", "batch", "calendars", "city", "command_keys", "heap",
                           "grid_index", "keys", "logs", "queries", "redis_client",
                           "settings", "signing", "station_view", "store"})
 SUB_PACKAGES = {"gridwatch.schemas": SCHEMAS, "gridwatch.streams": STREAMS,

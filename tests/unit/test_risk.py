@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gridwatch.agents.risk import (
+from gridwatch.schemas.errors import ConfigError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridwatch.risk import (
     INDICATORS,
     RiskScore,
     band_for,
@@ -21,9 +25,6 @@ from gridwatch.agents.risk import (
     score_grid,
     volume_ratio,
 )
-from gridwatch.schemas.errors import ConfigError
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 WEIGHTS = {
     "red_scans": 20,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gridwatch.agents.risk import load_risk_config, score_grid
 from gridwatch.ws import wall
+
+from gridwatch.risk import load_risk_config, score_grid
 
 H = 500_000  # an event-time hour number
 NOW = H * 3600 + 1800  # half past that hour

@@ -45,8 +45,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
-from ..schemas.errors import ConfigError
-from ..settings import DATA_DIR
+from .schemas.errors import ConfigError
+from .settings import DATA_DIR
 
 DEFAULT_RISK_PATH = DATA_DIR / "risk.json"
 INDICATORS: tuple[str, ...] = (
