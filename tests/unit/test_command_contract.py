@@ -123,7 +123,7 @@ def test_the_cockpits_copy_is_the_contract() -> None:
 def test_an_incident_has_one_command_with_the_alert_acks_rules() -> None:
     # Acknowledging an incident acknowledges its alerts: whoever may acknowledge an alert
     # may acknowledge an incident, on the same note rule, and nobody else.
-    assert contract.TARGETS == ("alert", "task", "incident", "silence")
+    assert contract.TARGETS == ("alert", "task", "incident", "silence", "duty")
     assert contract.actions_for("incident") == ("ack",)
     assert contract.roles_for("incident", "ack") == contract.roles_for("alert", "ack") \
         == contract.OFFICERS
