@@ -10,9 +10,9 @@
 const CACHE = "gw-shell-v1";
 const SHELL = [
   "/", "/app.js", "/net.js", "/i18n.js", "/worker.js", "/mygrids.js", "/notify.js",
-  "/officer.js", "/trace.js", "/station.js", "/style.css", "/favicon.svg", "/icon-192.png",
-  "/icon-512.png", "/manifest.webmanifest", "/vendor/echarts.min.js", "/signin.html",
-  "/signin.js",
+  "/duty.js", "/officer.js", "/trace.js", "/station.js", "/style.css", "/favicon.svg",
+  "/icon-192.png", "/icon-512.png", "/manifest.webmanifest", "/vendor/echarts.min.js",
+  "/signin.html", "/signin.js",
 ];
 const SHELL_SET = new Set(SHELL);
 

@@ -1,5 +1,6 @@
-// The grid worker's phone view (390x844): my grids (band, score, open alerts, a small
-// map), then my tasks, newest first, each with its place, its deadline counting down and
+// The grid worker's phone view (390x844): the on-duty switch (and, while off duty, a
+// banner saying no new tasks come), my grids (band, score, open alerts, a small map),
+// then my tasks, newest first, each with its place, its deadline counting down and
 // what to do next. Commands typed while offline wait in the link's queue and go out on
 // reconnect.
 import { applyLabels, clock, lang, t } from "./i18n.js";
@@ -7,6 +8,7 @@ import { beep } from "./net.js";
 import { allowedNow, leadsTo, needsNote, resultText, toast } from "./app.js";
 import { myGrids } from "./mygrids.js";
 import { taskNotifier } from "./notify.js";
+import { DUTY_ACTIONS, dutySwitch } from "./duty.js";
 
 // What a worker can do to a task in each status, and which action needs text, is the
 // server's command contract (`contract`, from GET /api/contract); the text box's hint:
@@ -42,6 +44,8 @@ function finite(...xs) {
 
 export function mount(root, { me, link, contract }) {
   root.innerHTML = `<section class="worker">
+    <div id="duty" class="duty"></div>
+    <p id="off-duty" class="off-duty" hidden></p>
     <div id="notify" class="notify"></div>
     <div id="my-grids" class="my-grids"></div>
     <h2 data-i18n="my_tasks"></h2>
@@ -51,6 +55,8 @@ export function mount(root, { me, link, contract }) {
   const alerts = new Map();
   const panel = myGrids(root.querySelector("#my-grids"), { me, alerts });
   const notifier = taskNotifier(root.querySelector("#notify"));
+  const duty = dutySwitch(root.querySelector("#duty"), root.querySelector("#off-duty"),
+    { me, link, onChange: () => draw() });
   applyLabels(root);
   const optimistic = new Map();  // task id -> status shown while the command is on its way
   let open = null;  // {id, action} of the form being filled
@@ -104,7 +110,11 @@ export function mount(root, { me, link, contract }) {
         ? `<div class="form"><textarea id="text" rows="3" placeholder="${t(PLACEHOLDER[open.action] || "reason_placeholder")}"></textarea>
            <button data-send="${open.action}" class="primary">${t("send")}</button>
            <button data-cancel="1">${t("cancel")}</button></div>` : "";
-      const queued = link.pending().some((c) => c.id === task.id);
+      const queued = link.pending().some((c) => c.target === "task" && c.id === task.id);
+      // Off duty, an offered task is shown but cannot be accepted (the worker refuses it).
+      const resting = status === "offered" && !duty.on();
+      const actions = allowedNow(contract, "task", status, me.user.role)
+        .filter((a) => !(resting && a === "accept"));
       return `<li class="task st-${status}" data-id="${esc(task.id)}">
         <div class="row"><b>${esc(title)}</b><span class="status">${t("st_" + status)}</span></div>
         <div class="meta">${t("grid")} ${esc(panel.name(task.grid_id))} · ${clock(task.ts_created)} · ${t("due")} ${clock(task.due_at)}</div>
@@ -112,7 +122,8 @@ export function mount(root, { me, link, contract }) {
         ${placeHtml(task)}
         ${task.note ? `<div class="note">${esc(task.note)}</div>` : ""}
         ${queued ? `<div class="queued">${t("queued_offline")}</div>` : ""}
-        <div class="actions">${allowedNow(contract, "task", status, me.user.role).map((a) => `<button data-action="${a}" class="act-${a}">${t("act_" + a)}</button>`).join("")}</div>
+        ${resting ? `<div class="off-duty-note">${t("off_duty_no_accept")}</div>` : ""}
+        <div class="actions">${actions.map((a) => `<button data-action="${a}" class="act-${a}">${t("act_" + a)}</button>`).join("")}</div>
         ${form}</li>`;
     }).join("");
     const text = list.querySelector("#text");
@@ -120,6 +131,8 @@ export function mount(root, { me, link, contract }) {
     if (text && focused) text.focus();
     tick();
   }
+
+  duty.refresh();  // the state on load (and after each reconnect, below)
 
   let gridTimer = null;
   function scheduleGrids() {
@@ -189,12 +202,20 @@ export function mount(root, { me, link, contract }) {
       } else return;
       draw();
     },
-    status() { draw(); },
-    result(res) {
-      if (res.ok === false) optimistic.delete(res.id);
-      toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
+    status(s) {
+      // The duty may have changed while the link was down: read it again.
+      if (s === "resumed") duty.refresh(); else duty.relabel();
       draw();
     },
-    relabel() { applyLabels(root); notifier.relabel(); panel.draw(); draw(); },
+    result(res) {
+      const text = `${t("act_" + res.action)} · ${resultText(res)}`;
+      if (DUTY_ACTIONS.has(res.action)) {
+        duty.note(text, res.ok === false);
+        duty.result(res);
+      } else if (res.ok === false) optimistic.delete(res.id);
+      toast(text, res.ok === false);
+      draw();
+    },
+    relabel() { applyLabels(root); duty.relabel(); notifier.relabel(); panel.draw(); draw(); },
   };
 }
