@@ -3,7 +3,7 @@
 
 const QUEUE_KEY = "gw.queue";
 
-function uuid() {
+export function uuid() {
   if (crypto.randomUUID) return crypto.randomUUID();
   // crypto.randomUUID needs a secure context; a phone on plain http over the LAN lacks it.
   const b = crypto.getRandomValues(new Uint8Array(16));

@@ -1,25 +1,14 @@
 // The duty officer's wall screen (1920x1080): alert feed, risk map, grid detail, counters.
 import { applyLabels, clock, has, lang, t } from "./i18n.js";
 import * as feed from "./feed.js";
+import { drawTools } from "./feed_tools.js";
 import { Sounds } from "./sound.js";
 import { mountWall } from "./wall.js";
+import { BAND_COLOUR, NO_DATA, areaColour } from "./bands.js";
 import { allowedNow, needsNote, resultText, toast } from "./app.js";
+import { askShelve, exportHref, heldStates, today } from "./held.js";
+import { mountSilences } from "./silences.js";
 
-const BAND_RGB = { red: [229, 72, 77], yellow: [245, 197, 24], blue: [59, 130, 246] };
-const BAND_COLOUR = Object.fromEntries(
-  Object.entries(BAND_RGB).map(([band, rgb]) => [band, `rgb(${rgb.join(",")})`]));
-const NO_DATA = "#4b5563";
-// Within a band the shade follows the score, so a district that is all "general" still
-// shows where its risk gathers: blue is dim at 0 and full at 40; yellow and red start
-// strong, so they stand out from any blue.
-const BAND_SPAN = { blue: [0, 40, 0.22], yellow: [40, 60, 0.75], red: [60, 100, 0.85] };
-function areaColour(r) {
-  if (!r || !BAND_RGB[r.band]) return NO_DATA;
-  const [lo, hi, floor] = BAND_SPAN[r.band];
-  const f = Math.min(1, Math.max(0, (Number(r.score) - lo) / (hi - lo)));
-  const [red, green, blue] = BAND_RGB[r.band];
-  return `rgba(${red},${green},${blue},${(floor + (1 - floor) * f).toFixed(2)})`;
-}
 const FEED_ROWS = 200;
 // Each counter says its window (now, today, all time): which counter has which comes from
 // the gateway with the numbers (ws/counters.py), never guessed here.
@@ -34,6 +23,7 @@ const TEMPLATE = `
       <button type="button" id="mute"></button></div>
   </div>
   <div class="counters" id="counters"></div>
+  <div class="left">
   <div class="feed panel">
     <div class="panel-head"><h2 data-i18n="alerts"></h2>
       <span class="filters">
@@ -46,7 +36,14 @@ const TEMPLATE = `
       <button type="button" id="f-grid" class="chip" hidden></button>
       <input id="f-q" type="search" autocomplete="off" data-i18n-ph="search_grid">
     </div>
+    <div class="feed-more">
+      <button type="button" id="held" class="chip"></button><span class="spacer"></span>
+      <input type="date" id="x-from"><span>–</span><input type="date" id="x-to">
+      <a id="export" class="button" download data-i18n="export_csv"></a>
+    </div>
     <ol id="alerts" class="alerts"></ol>
+  </div>
+  <div class="panel silences" id="silences"></div>
   </div>
   <div class="map panel"><div class="panel-head"><h2 data-i18n="map_title"></h2>
     <span class="legend">
@@ -121,8 +118,13 @@ export function mount(root, { me, link, contract }) {
     if (!mapTimer) mapTimer = setTimeout(() => { mapTimer = null; drawMap(); }, 1000);
   }
 
+  // Held alerts (silenced, shelved) are out of the live feed: counted on the "held"
+  // chip, which shows them (alone) while it is on.
+  const held = heldStates(contract);
+  let showHeld = false;
   function visible(a) {
-    return a.ts_raised >= Date.now() / 1000 - hours * 3600 || a.status === "new";
+    if (held.has(a.status) !== showHeld) return false;
+    return showHeld || a.ts_raised >= Date.now() / 1000 - hours * 3600 || a.status === "new";
   }
   const openStates = new Set(contract.alert.open);
   const expanded = new Set();  // incident ids shown with their alerts
@@ -139,11 +141,14 @@ export function mount(root, { me, link, contract }) {
         <span class="sev">${t("sev_" + a.severity)}</span>
         <span class="title">${level > 0 ? `<b class="esc">${t("escalated_level", { n: level })}</b>` : ""}${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</span>
         <span class="meta">${esc(a.grid_id ? gridLabel(a.grid_id) : a.station_id || "")} · ${clock(a.ts_raised)}</span>
-        <span class="status">${t("st_" + a.status)}</span></li>`;
+        <span class="status">${t("st_" + a.status)}${mayShelve && a.status === "new"
+          ? `<button type="button" class="row-shelve" data-shelve="${esc(a.id)}">${t("act_shelve")}</button>` : ""}</span>
+        ${a.needs_officer ? `<b class="no-duty" title="${esc(a.needs_officer)}">${t("no_one_on_duty")}</b>` : ""}</li>`;
   }
   function alertVersion(a, level) {
-    return `${a.ts_updated}|${a.status}|${level}|${a.id === selected}`;
+    return `${a.ts_updated}|${a.status}|${level}|${a.id === selected}|${a.needs_officer || ""}`;
   }
+  const mayShelve = allowedNow(contract, "alert", "new", me.user.role).includes("shelve");
   const mayAckIncident = allowedNow(contract, "incident", "open", me.user.role).includes("ack");
   function incidentRow(inc) {
     const open = expanded.has(inc.id);
@@ -307,6 +312,8 @@ export function mount(root, { me, link, contract }) {
       ack.disabled = true;
       return;
     }
+    const shelf = ev.target.closest("[data-shelve]");
+    if (shelf) { askShelve(shelf.dataset.shelve, { contract, send: (c) => link.command(c) }); return; }
     const li = ev.target.closest("li[data-id]");
     if (!li) return;
     selected = li.dataset.id;
@@ -316,25 +323,8 @@ export function mount(root, { me, link, contract }) {
 
   // Filters: kind, status, street, grid (from the grid panel), and a search by grid id or name.
   const pick = (id) => root.querySelector(id);
-  function options(el, values, label, value) {
-    const html = [`<option value="">${esc(label)}</option>`,
-      ...values.map(([v, text]) => `<option value="${esc(v)}">${esc(text)}</option>`)].join("");
-    if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html; }
-    el.value = value;
-  }
   function drawFilters() {
-    const kinds = [...new Set([...alerts.values()].map((a) => a.kind))].sort();
-    options(pick("#f-kind"), kinds.map((k) => [k, has("k_" + k) ? t("k_" + k) : k]), t("f_all_kinds"), filters.kind);
-    const statuses = [...new Set(Object.entries(contract.alert.next)
-      .flatMap(([from, to]) => [from, ...Object.values(to)]))];
-    options(pick("#f-status"), [["open", t("f_open")], ...statuses.map((x) => [x, t("st_" + x)])],
-            t("f_all_statuses"), filters.status);
-    const streets = [...new Set([...gridNames.values()].map((p) => p.street).filter(Boolean))].sort();
-    options(pick("#f-street"), streets.map((x) => [x, x]), t("f_all_streets"), filters.street);
-    const chip = pick("#f-grid");
-    chip.hidden = !filters.grid;
-    chip.textContent = filters.grid ? `${t("grid")} ${gridLabel(filters.grid)} ×` : "";
-    pick("#f-q").placeholder = t("search_grid");
+    drawTools(root, { alerts, contract, gridNames, filters, gridLabel, held, showHeld });
   }
   function filterBy(name, value) {
     filters[name] = value;
@@ -369,6 +359,10 @@ export function mount(root, { me, link, contract }) {
     if (!action || !selected) return;
     const box = root.querySelector("#note");
     const note = box.value.trim();
+    if (action === "shelve") {  // a time as well as a reason: the dialog asks for both
+      askShelve(selected, { contract, note, send: (c) => { link.command(c); box.value = ""; } });
+      return;
+    }
     if (needsNote(contract, "alert", action) && !note) { toast(t("note_required"), true); box.focus(); return; }
     link.command({ target: "alert", id: selected, action, note });
     box.value = "";
@@ -387,6 +381,19 @@ export function mount(root, { me, link, contract }) {
   }
 
   const wall = mountWall(root, { onGrid: selectGrid });
+  const silences = mountSilences(pick("#silences"), { link, contract, grids: () => [...gridNames.keys()] });
+  pick("#held").addEventListener("click", () => { showHeld = !showHeld; drawFeed(); });
+  // The export: /api/alerts.csv for the days chosen (today unless changed).
+  const drawExport = () => {
+    const [from, to] = [pick("#x-from"), pick("#x-to")];
+    if (to.value < from.value) to.value = from.value;  // at least the one day chosen
+    pick("#export").href = exportHref(from.value || today(), to.value || today());
+  };
+  for (const id of ["#x-from", "#x-to"]) {
+    pick(id).value = today();
+    pick(id).addEventListener("change", drawExport);
+  }
+  drawExport();
   setInterval(drawFeed, 30000);  // the 1/6/24 h window slides
   drawCounters();
   drawSound();
@@ -424,7 +431,9 @@ export function mount(root, { me, link, contract }) {
     selectGrid,
     sounds,
     get live() { return live; },  // past the snapshot: what arrives now is sounded
+    silences,
     result(res) {
+      silences.result(res);
       toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
     },
     relabel() {
@@ -434,6 +443,7 @@ export function mount(root, { me, link, contract }) {
       const note = box.querySelector("#note")?.value || "";
       drawFeed(); drawAlert(); drawGrid(); drawCounters(); drawMap(); drawSound();
       wall.relabel();
+      silences.relabel();
       if (box.querySelector("#note")) box.querySelector("#note").value = note;
     },
   };
