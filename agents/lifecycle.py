@@ -54,6 +54,7 @@ from ..schemas.commands import (  # noqa: F401 - the tables are read from here t
     HANDOVER,
     HANDOVER_ROLES,
     OPEN_TASK,
+    ROLE_WORDS,
     SHELVE_MAX_S,
     SYSTEM,
     TASK_COMMANDS,
@@ -78,8 +79,7 @@ _TASK_RANK = {"offered": 0, "accepted": 1, "on_site": 2}
 _TASK_AIM = {"accept": 1, "arrive": 2}
 _VERB = {"ack": "acknowledge", "arrive": "report arrival on", "done": "finish",
          "auto_close": "close"}
-_ROLE_WORD = {"duty_officer": "officer", "grid_worker": "worker", "admin": "admin",
-              "station_manager": "station manager", "system": "the system"}
+_ROLE_WORD = ROLE_WORDS  # one word per role, the contract's
 
 
 def when(ts: float) -> str:

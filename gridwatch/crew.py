@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from .agents.escalation import EscalationConfig
+from .schemas import commands as contract
 from .schemas.events import format_time
 from .settings import Settings
 
@@ -142,7 +143,7 @@ class Crew:
     def _task_step(self, task: Mapping[str, Any], alert: Mapping[str, Any], now: float,
                    live: set[str], wall: float) -> dict[str, Any] | None:
         status = task.get("status")
-        action = {"offered": "accept", "accepted": "arrive", "on_site": "done"}.get(status or "")
+        action = dict(contract.TASK_HAPPY_PATH).get(status or "")
         if action is None:
             return None
         worker = task.get("assignee") or next(

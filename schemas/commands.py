@@ -38,6 +38,13 @@ SYSTEM_ROLE = "system"
 ROLES: tuple[str, ...] = (*PERSON_ROLES, SYSTEM_ROLE)
 """Every role an audit entry may name."""
 
+ROLE_WORDS: dict[str, str] = {"duty_officer": "officer", "grid_worker": "worker",
+                               "admin": "admin", "station_manager": "station manager",
+                               SYSTEM_ROLE: "the system"}
+"""How an audit sentence or a refusal names each role."""
+if set(ROLE_WORDS) != set(ROLES):
+    raise ValueError(f"ROLE_WORDS must name every role: {sorted(set(ROLES) ^ set(ROLE_WORDS))}")
+
 OFFICERS = frozenset({"duty_officer", "admin"})
 WORKERS = frozenset({"grid_worker"})
 SYSTEM = frozenset({SYSTEM_ROLE})
@@ -91,6 +98,12 @@ TASK_TABLE: dict[tuple[str, str], Rule] = {
     **{(s, "cancel"): Rule("cancelled", OFFICERS | SYSTEM, needs_note=True, effect=True)
        for s in ("offered", "accepted", "on_site")},
 }
+
+TASK_HAPPY_PATH: tuple[tuple[str, str], ...] = (("offered", "accept"), ("accepted", "arrive"),
+                                                ("on_site", "done"))
+"""A task's way from offered to done, one worker command a state (the demo's crew)."""
+if any(step not in TASK_TABLE for step in TASK_HAPPY_PATH):
+    raise ValueError("TASK_HAPPY_PATH must be steps of TASK_TABLE")
 
 INCIDENT_MIN_ALERTS = 3
 INCIDENT_WINDOW_S = 600.0
