@@ -358,6 +358,19 @@ def session(session_id: str) -> str:
     return f"gw:session:{session_id}"
 
 
+AUTH_KEY = "gw:auth-key"  # the server key of the keyed hashes of logins and sessions (hex, made once)
+
+
+def user_sessions(name: str) -> str:
+    """The ids of a user's sessions (a set; ids of expired sessions may linger)."""
+    return f"gw:user-sessions:{name}"
+
+
+def user_logins(name: str) -> str:
+    """The ids of a user's unused login links (a set, like :func:`user_sessions`)."""
+    return f"gw:user-logins:{name}"
+
+
 # Who looked up whose trace, when and why (stream; fields actor, role, person, reason,
 # rows, via). Written by the gateway and the CLI at every lookup, before the rows are
 # handed out; kept ``TRACE_AUDIT_TTL_S`` (trimmed by id at every write) and never more

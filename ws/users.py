@@ -32,17 +32,9 @@ from gridwatch.settings import Settings
 
 from .auth import AuthError, User, is_legacy, issue, split_token, verify
 
-AUTH_KEY = "gw:auth-key"  # the server key of the keyed hashes (hex, made once)
-
-
-def user_sessions(name: str) -> str:
-    """The ids of a user's sessions (a set; ids of expired sessions may linger)."""
-    return f"gw:user-sessions:{name}"
-
-
-def user_logins(name: str) -> str:
-    """The ids of a user's unused login links (a set, like :func:`user_sessions`)."""
-    return f"gw:user-logins:{name}"
+AUTH_KEY = keys.AUTH_KEY
+user_sessions = keys.user_sessions
+user_logins = keys.user_logins
 
 
 def server_key(r: redis.Redis) -> bytes:
