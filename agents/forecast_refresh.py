@@ -293,7 +293,7 @@ class ForecastRefresher:
         # record in its next snapshot).
         pipe = self.redis.pipeline(transaction=not is_cluster(self.redis))
         pipe.set(keys.forecast(station), data)
-        pipe.xadd(keys.CHAN_FORECASTS, {"d": b'{"type":"forecast","forecast":' + data + b"}"},
+        pipe.xadd(keys.CHAN_FORECASTS, {"d": keys.channel_message("forecast", data)},
                   maxlen=keys.CHAN_MAXLEN, approximate=True)
         await pipe.execute()
         if self.publish is not None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+import orjson
 import redis.exceptions as redis_errors
 
 from .. import keys
@@ -376,11 +377,9 @@ def alert_messages(update: BatchUpdate) -> list[tuple[bytes, bytes]]:
     """(key, value) of each changed alert for the ``gridwatch.alerts`` topic."""
     out = []
     for key, _, data in update.streams:
-        if key == keys.CHAN_ALERTS:
-            # The channel message wraps the record: {"type":"alert","alert":{...}}
-            record = data[len(b'{"type":"alert","alert":'):-1]
-            alert_id = record.split(b'"id":"', 1)[1].split(b'"', 1)[0]
-            out.append((alert_id, record))
+        record = keys.channel_record("alert", data) if key == keys.CHAN_ALERTS else None
+        if record is not None:
+            out.append((orjson.loads(record)["id"].encode(), record))
     return out
 
 

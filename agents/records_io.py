@@ -40,7 +40,7 @@ def write_alert(update: BatchUpdate, alert: Alert, version: int) -> None:
         update.zadd[keys.ALERTS_OPEN].pop(alert.id, None)
         update.zrem[keys.ALERTS_OPEN].add(alert.id)
     update.streams.append((keys.CHAN_ALERTS, keys.CHAN_MAXLEN,
-                           b'{"type":"alert","alert":' + data + b"}"))
+                           keys.channel_message("alert", data)))
 
 
 def write_task(update: BatchUpdate, task: Task, version: int) -> None:
@@ -60,7 +60,7 @@ def write_task(update: BatchUpdate, task: Task, version: int) -> None:
         update.zrem[open_key].add(task.id)
     bump_grid(update, task.grid_id)  # open/overdue tasks feed the risk
     update.streams.append((keys.CHAN_TASKS, keys.CHAN_MAXLEN,
-                           b'{"type":"task","task":' + data + b"}"))
+                           keys.channel_message("task", data)))
 
 
 def write_deadline(update: BatchUpdate, alert_id: str, deadline: Deadline | None) -> None:

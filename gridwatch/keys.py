@@ -288,6 +288,22 @@ CHAN_FORECASTS = CORE + "chan:forecasts"  # station forecasts (stream, field "d"
 CHAN_MAXLEN = 20_000  # XADD MAXLEN ~ bound of every channel stream
 
 
+def channel_message(kind: str, record: bytes) -> bytes:
+    """A channel stream entry (field ``d``) wrapping one record's JSON:
+    ``{"type": kind, kind: record}`` (``alert``, ``task``, ``forecast``), built without
+    decoding the record again."""
+    k = kind.encode()
+    return b'{"type":"' + k + b'","' + k + b'":' + record + b"}"
+
+
+def channel_record(kind: str, message: bytes) -> bytes | None:
+    """The record's JSON inside a :func:`channel_message` of ``kind``, or None when the
+    message is of another kind."""
+    k = kind.encode()
+    head = b'{"type":"' + k + b'","' + k + b'":'
+    return message[len(head):-1] if message.startswith(head) else None
+
+
 def alert(alert_id: str) -> str:
     """One alert record (string, JSON)."""
     return f"{CORE}alert:{alert_id}"
