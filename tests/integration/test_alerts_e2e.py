@@ -405,7 +405,7 @@ def test_refused_transitions_exit_nonzero_with_the_reason(workers: Workers) -> N
 
     reason = refused(workers, "alert", "dispatch", aid, "--actor", "wang")
     assert reason.startswith(f"cannot dispatch alert {aid}: it is new")
-    assert reason.endswith("; allowed now: ack, dismiss")
+    assert reason.endswith("; allowed now: ack, dismiss, shelve")
     reason = refused(workers, "alert", "close", aid, "--actor", "wang")
     assert reason.startswith(f"cannot close alert {aid}: it is new")
     reason = refused(workers, "alert", "resolve", aid, "--actor", "wang", "--note", "fine")
