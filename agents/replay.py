@@ -5,7 +5,7 @@ go through the worker's own pure steps — the strict decoder and the grid looku
 (:func:`.fold.fold_batch`), the rules, cross-grid movements and loiter folding
 (:func:`.decide.decide`) — into grid-hour counters kept in memory as the apply script
 keeps them in Redis, and every grid is scored with the refresher's own row layout
-(:func:`.risk_cluster.row_of`, :func:`.risk_refresh.indicators_of`) and
+(:func:`.risk_rows.row_of`, :func:`.risk_refresh.indicators_of`) and
 :func:`.risk.score_grid`, over the 24 hours up to its newest event hour.
 
 Left out: tasks (no one dispatches here, so ``open_tasks`` and ``overdue_tasks`` are 0:
@@ -37,8 +37,8 @@ from ..settings import DATA_DIR
 from . import loiter, rules
 from .decide import DecideConfig, View, decide, red_visits
 from .fold import RawRecord, fold_batch
-from .risk_cluster import FIELDS, row_of
 from .risk_refresh import indicators_of
+from .risk_rows import FIELDS, row_of
 
 BANDS = ("red", "yellow", "blue")
 

@@ -1,19 +1,17 @@
 """Keeping every grid's risk score live: recompute the grids whose inputs changed.
 
 Each applied batch bumps the input version of the grids it touched. The refresher
-reads the indicators of those grids in one Lua call (24 hourly buckets each, the same
-hour a week earlier, open and overdue tasks), scores them with the pure
+reads the indicators of those grids (24 hourly buckets each, the same hour a week
+earlier, open and overdue tasks), scores them with the pure
 :func:`~gridwatch.risk.score_grid`, and writes each score only if the grid's
 input version is still the one it read: if another batch changed the grid meanwhile,
 that batch's own refresh writes the newer score. The window is the grid's own newest
 event hour, so the score is a function of the grid's events alone (a replay, a crash
 or a second worker give the same scores).
 
-On a Redis Cluster the grids' keys live in many slots, which one script may not touch:
-there the same indicators are read with pipelines split by node (:mod:`.risk_cluster`),
-and a score is written after checking the version, then the version is read again; a
-grid whose version moved meanwhile is marked dirty, so the newest inputs are scored at
-the next tick (the same end state, reached one refresh later at worst).
+The reads are :mod:`.risk_rows`; the write is one script in the core slot (every key it
+touches is there: the scores, the rank, the grids' channel, the versions and the marks),
+so one server and a Redis Cluster run the same calls.
 """
 
 from __future__ import annotations
@@ -27,55 +25,11 @@ from typing import Any
 import orjson
 
 from .. import keys
-from ..redis_client import is_cluster
+from ..redis_client import SlotRouter
 from ..risk import RiskConfig, score_grid, volume_ratio
-from . import risk_cluster
+from . import risk_rows
 
 log = logging.getLogger("gridwatch.risk")
-
-# One server only: the hour keys (24 per grid and the week before) are built inside Lua,
-# which a cluster refuses; there :func:`.risk_cluster.read_rows` reads the same rows.
-INDICATORS = """
--- grids: {grid, the start of its hour keys (keys.grid_hours_prefix)}
-local tasks_fmt, grids = ARGV[1], cjson.decode(ARGV[2])
-local out = {}
-for _, row in ipairs(grids) do
-  local g, hours = row[1], row[2]
-  local hour = tonumber(redis.call('HGET', KEYS[1], g) or '0')
-  local ver = redis.call('HGET', KEYS[2], g) or '0'
-  local red, yellow, stale, cross, loit, crowd = 0, 0, 0, 0, 0, 0
-  for h = hour - 23, hour do
-    local v = redis.call('HMGET', hours .. h,
-      'scan:red:in', 'scan:red:out', 'late:scan:red:in', 'late:scan:red:out',
-      'scan:yellow:in', 'scan:yellow:out', 'late:scan:yellow:in', 'late:scan:yellow:out',
-      'stale', 'cross_grid', 'loiter_alerts', 'loiter_max')
-    for k = 1, 4 do red = red + tonumber(v[k] or 0) end
-    for k = 5, 8 do yellow = yellow + tonumber(v[k] or 0) end
-    stale = stale + tonumber(v[9] or 0)
-    cross = cross + tonumber(v[10] or 0)
-    loit = loit + tonumber(v[11] or 0)
-    local m = tonumber(v[12] or 0)
-    if m > crowd then crowd = m end
-  end
-  local function scans(h)
-    local all = redis.call('HGETALL', hours .. h)
-    local n = 0
-    for k = 1, #all, 2 do
-      local f = all[k]
-      if string.sub(f, 1, 5) == 'scan:' or string.sub(f, 1, 10) == 'late:scan:' then
-        n = n + tonumber(all[k + 1])
-      end
-    end
-    return n
-  end
-  local tkey = string.format(tasks_fmt, g)
-  local open = redis.call('ZCARD', tkey)
-  local overdue = redis.call('ZCOUNT', tkey, '-inf', '(' .. tostring((hour + 1) * 3600))
-  table.insert(out, {g, ver, hour, red, yellow, stale, cross, loit, crowd,
-                     scans(hour), scans(hour - 168), open, overdue})
-end
-return cjson.encode(out)
-"""
 
 # Every key it writes is declared: KEYS[4 + i] is the risk key of item i. A grid scored
 # from its current inputs leaves the dirty set in the same step; one whose version moved
@@ -98,7 +52,7 @@ return written
 
 
 def indicators_of(row: list[Any], config: RiskConfig) -> dict[str, float]:
-    """The risk indicators of one row of the INDICATORS script."""
+    """The risk indicators of one row (:func:`.risk_rows.read_rows`)."""
     (_, _, _, red, yellow, stale, cross, loit, crowd, now_scans, week_scans, open_t, overdue) = row
     return {
         "red_scans": float(red),
@@ -126,29 +80,22 @@ class RiskRefresher:
         self.every = every
         self.dirty: set[str] = set()
         self._scored_at: dict[str, float] = {}  # grid -> monotonic time of its last score
-        self.cluster = is_cluster(redis)
-        self._read = redis.register_script(INDICATORS)
+        self.route = SlotRouter(redis)
+        self.cluster = self.route.cluster
+        self._rows = redis.register_script(risk_rows.CORE_ROWS)
+        self._hours = redis.register_script(risk_rows.HOURS)
         self._write = redis.register_script(PUT_RISK)
         self.written = 0
 
     async def _indicators(self, chunk: list[str]) -> list[list[Any]]:
-        # One script on one server; pipelines split by node on a cluster (same rows).
-        if self.cluster:
-            return await risk_cluster.read_rows(self.redis, chunk)
-        raw = await self._read(keys=[keys.GRID_HOUR, keys.GRID_VERSION],
-                               args=[keys.TASKS_OPEN_FMT,
-                                     orjson.dumps([[g, keys.grid_hours_prefix(g)] for g in chunk])])
-        return orjson.loads(raw) if raw not in (b"{}", "{}") else []
+        return await risk_rows.read_rows(self.route, self._rows, self._hours, chunk)
 
     async def _put(self, items: list[list[Any]]) -> int:
-        if self.cluster:
-            written, moved = await risk_cluster.put_rows(self.redis, items)
-            self.dirty |= moved  # scored from older inputs: score again next tick
-            return written
-        return int(await self._write(
-            keys=[keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS, keys.RISK_DIRTY,
-                  *(it[2] for it in items)],
-            args=[orjson.dumps(items), keys.CHAN_MAXLEN]))
+        return int(await self.route.script(
+            self._write,
+            [keys.GRID_VERSION, keys.RISK_RANK, keys.CHAN_GRIDS, keys.RISK_DIRTY,
+             *(it[2] for it in items)],
+            [orjson.dumps(items), keys.CHAN_MAXLEN]))
 
     def mark(self, grids: Iterable[str]) -> None:
         self.dirty.update(grids)

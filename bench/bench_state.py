@@ -9,7 +9,7 @@
     ``red_scans`` raw value equals the number of probes applied. A separate process
     blocks on ``XREAD`` of ``gw:chan:alerts`` and ``gw:chan:grids``; it records when
     each probe's alert appears, and, on each delta of the probe grid, reads
-    ``gw:risk:{grid}`` and records when ``red_scans`` first reached each probe's number.
+    the grid's risk key and records when ``red_scans`` first reached each probe's number.
     Reported: event -> alert readable and event -> score readable, p50 and p99, per run
     and the median over runs.
 
@@ -322,7 +322,7 @@ def latency_run(s: settings_mod.Settings, traffic: list[Message], *, rate: float
 FAMILIES = [
     ("gw:grid:*:h:*", lambda k: k.startswith("gw:grid:") and ":h:" in k),
     ("gw:grid:*:total", lambda k: k.startswith("gw:grid:") and k.endswith(":total")),
-    ("gw:risk:{grid}", lambda k: k.startswith("gw:risk:") and k != keys.RISK_RANK),
+    ("risk:{grid}", lambda k: k.startswith(keys.RISK_PREFIX)),
     ("gw:alerts:by_grid:*", lambda k: k.startswith("gw:alerts:by_grid:")),
     ("gw:trace:*", lambda k: k.startswith("gw:t:")),  # gw:{tag}:t:{person}
     ("gw:redvisits:*", lambda k: k.startswith("gw:redvisits:")),
@@ -356,8 +356,8 @@ def grid_of_key(key: str) -> str | None:
     key = untagged(key)
     if key.startswith("gw:grid:"):
         return key.split(":")[2]
-    if key.startswith("gw:risk:") and key != keys.RISK_RANK:
-        return key[len("gw:risk:"):]
+    if key.startswith(keys.RISK_PREFIX):
+        return key[len(keys.RISK_PREFIX):]
     if key.startswith("gw:alerts:by_grid:"):
         return key[len("gw:alerts:by_grid:"):]
     if key.startswith("gw:tasks:open:"):

@@ -213,7 +213,10 @@ def update_marks(tag: str, update_id: str) -> str:
     return f"gw:{{{tag}}}:applied:u:{update_id}"
 
 
-RISK_RANK = "gw:risk:rank"  # grid -> risk score (zset): the worst grids first
+# Scores live in the core slot with the versions they were computed for, so the
+# refresher writes a chunk of them in one checked step, on one server or a cluster.
+RISK_RANK = CORE + "riskrank"  # grid -> risk score (zset): the worst grids first
+RISK_PREFIX = CORE + "risk:"
 
 
 # Silences (agents/silences.py): every one set (zset, score starts_at), the active ones
@@ -332,7 +335,7 @@ def tasks_by_worker(worker: str) -> str:
 
 def risk(grid_id: str) -> str:
     """One grid's risk: score, band, contributions (string, JSON)."""
-    return f"gw:risk:{grid_id}"
+    return RISK_PREFIX + grid_id
 
 
 def forecast(station_id: str) -> str:

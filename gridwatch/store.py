@@ -229,6 +229,7 @@ class AsyncStore:
         self.cluster = redis_client.is_cluster(self.redis)
         self._apply = self.redis.register_script(APPLY)
         self._unstage = self.redis.register_script(UNSTAGE)
+        self.route = redis_client.SlotRouter(self.redis)  # each call to its slot's master
         self.stats = {"parts": 0, "parts_skipped": 0, "parts_failed": 0, "completed": 0}
 
     async def close(self) -> None:
@@ -260,7 +261,7 @@ class AsyncStore:
         bid, staged = await self.stage(update)
         if staged:
             await self.apply_parts(staged)
-            await self._unstage(keys=[keys.PENDING], args=[bid, *_partition_fields(bid)])
+            await self.route.script(self._unstage, [keys.PENDING], [bid, *_partition_fields(bid)])
 
     async def stage(self, update: BatchUpdate) -> tuple[str, list[list[Any]]]:
         """On a cluster, the first step of :meth:`apply` alone: the checks and the core
@@ -274,9 +275,9 @@ class AsyncStore:
         # of it): no second escaping of every part.
         blob = (b"[" + b",".join(b"[" + orjson.dumps(k) + b"," + payload + b"]"
                                  for k, payload in staged) + b"]") if staged else b""
-        _conflict(await self._apply(
-            keys=[keys.OFFSETS, keys.WATERMARKS, keys.VERSIONS, keys.PENDING, *core.keys],
-            args=["stage", core.encode(), blob, bid]))
+        _conflict(await self.route.script(
+            self._apply, [keys.OFFSETS, keys.WATERMARKS, keys.VERSIONS, keys.PENDING,
+                          *core.keys], ["stage", core.encode(), blob, bid]))
         return bid, staged
 
     @staticmethod
@@ -284,9 +285,11 @@ class AsyncStore:
                       ) -> list[tuple[list[str], bytes]]:
         """(keys (the marks first), payload) of each slot's part."""
         out = []
+        # One list for every part (orjson writes it into each payload).
+        offsets = [[f, str(last)] for f, (_, last) in update.offsets.items()]
         for tag, part in parts.items():
-            if update.offsets:
-                part.p["o"] = [[f, str(last)] for f, (_, last) in update.offsets.items()]
+            if offsets:
+                part.p["o"] = offsets
                 marks = keys.applied_marks(tag)
             else:
                 part.p["o"], part.p["u"] = [["u", "1"]], 1
@@ -307,7 +310,7 @@ class AsyncStore:
         for _ in range(3):
             pipe = self.redis.pipeline(transaction=False)
             for part_keys, payload in todo:
-                pipe.evalsha(sha, len(part_keys), *part_keys, "part", payload)
+                self.route.queue(pipe, sha, part_keys, ["part", payload])
             replies = await pipe.execute(raise_on_error=False)
             again = []
             for part, reply in zip(todo, replies):
@@ -343,7 +346,7 @@ class AsyncStore:
             await self.apply_parts([(k, payload.encode() if isinstance(payload, str)
                                      else orjson.dumps(payload))
                                     for k, payload in orjson.loads(blob)])
-            await self._unstage(keys=[keys.PENDING], args=[bid, *_partition_fields(bid)])
+            await self.route.script(self._unstage, [keys.PENDING], [bid, *_partition_fields(bid)])
             done += 1
         self.stats["completed"] += done
         return done

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import pytest
 from gridwatch.agents.forecast_refresh import ForecastRefresher
-from gridwatch.agents.risk_cluster import put_rows, read_rows
 from gridwatch.agents.risk_refresh import RiskRefresher
 from gridwatch.ws import users
 from gridwatch.ws.auth import User
@@ -113,13 +112,13 @@ def test_risk_refresher_dump_and_cli_reads_agree_with_one_server(
             ac = redis_client.async_client(redis_cluster)
             asg = redis_client.async_client(single_s)
             try:
-                script = RiskRefresher(asg, load_risk_config())
-                return await read_rows(ac, GRIDS), await script._indicators(GRIDS)
+                return (await RiskRefresher(ac, load_risk_config())._indicators(GRIDS),
+                        await RiskRefresher(asg, load_risk_config())._indicators(GRIDS))
             finally:
                 await ac.aclose()
                 await asg.aclose()
 
-        # The pipelined reads give the very rows of the one-server script.
+        # The reads routed by slot give the very rows of one server.
         on_cluster, by_script = arun(rows)
         assert on_cluster == by_script and len(on_cluster) == len(GRIDS)
         assert on_cluster[5][2] == HOUR and on_cluster[5][12] == 1  # one task overdue
@@ -160,23 +159,27 @@ def test_risk_refresher_dump_and_cli_reads_agree_with_one_server(
         single.close()
 
 
-def test_risk_write_of_a_moved_grid_is_skipped_and_marked_again(
+def test_risk_write_of_a_moved_grid_is_skipped_and_stays_marked(
         redis_cluster: settings_mod.Settings) -> None:
-    async def run() -> tuple[int, set[str], list[Any]]:
+    async def run() -> tuple[int, set[bytes], list[Any], list[Any]]:
         ac = redis_client.async_client(redis_cluster)
         try:
             await ac.hset(keys.GRID_VERSION, mapping={"G0001": 3, "G0002": 7})
+            await ac.sadd(keys.RISK_DIRTY, "G0001", "G0002")
             items = [[g, "3", keys.risk(g), orjson.dumps({"grid_id": g}).decode(), 1.5, "{}"]
                      for g in ("G0001", "G0002")]
-            written, moved = await put_rows(ac, items)
-            return written, moved, await ac.mget_nonatomic([keys.risk("G0001"),
-                                                            keys.risk("G0002")])
+            refresher = RiskRefresher(ac, load_risk_config())
+            written = await refresher._put(items)
+            return (written, await ac.smembers(keys.RISK_DIRTY),
+                    await ac.mget_nonatomic([keys.risk("G0001"), keys.risk("G0002")]),
+                    await ac.zrange(keys.RISK_RANK, 0, -1))
         finally:
             await ac.aclose()
 
-    written, moved, stored = arun(run)
-    assert (written, moved) == (1, {"G0002"})
-    assert stored == [b'{"grid_id":"G0001"}', None]
+    written, dirty, stored, rank = arun(run)
+    # Scored for version 3: G0001 is at 3 (written, unmarked), G0002 moved on to 7.
+    assert written == 1 and dirty == {b"G0002"}
+    assert stored == [b'{"grid_id":"G0001"}', None] and rank == [b"G0001"]
 
 
 def test_forecast_lease_and_refresh_on_the_cluster(

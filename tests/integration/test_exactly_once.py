@@ -214,7 +214,7 @@ def reference(s: settings_mod.Settings, logdir: Path) -> dict[str, Any]:
     assert sm["checkpoint_scans"] + sm["loiter_reports"] + sm["station_tickets"] == w.valid
     assert sm["late"] >= w.late_past_grace // 2, sm
     assert any(k.startswith(keys.alert("")) for k in dump), "the day raised no alerts"
-    assert any(k.startswith("gw:risk:") for k in dump), "no risk scores were written"
+    assert any(k.startswith(keys.RISK_PREFIX) for k in dump), "no risk scores were written"
     _REFERENCE.append(dump)
     return dump
 

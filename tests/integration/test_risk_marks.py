@@ -66,7 +66,7 @@ def test_a_dead_workers_grids_are_scored_by_another(clean_stack: settings_mod.Se
             assert not other.dirty
             written = await other.tick(durable=True)
             left = {m.decode() for m in await store.redis.smembers(keys.RISK_DIRTY)}
-            risks = {k for k in await store.redis.keys("gw:risk:M-*")}
+            risks = {k for k in await store.redis.keys(keys.risk("M-*"))}
             return marked, written, left, risks
         finally:
             await store.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 import redis.asyncio as aioredis
-from gridwatch.agents import risk_cluster
+from gridwatch.agents import risk_rows
 from gridwatch.agents.forecast_refresh import ForecastRefresher
 from gridwatch.agents.risk_refresh import RiskRefresher
 from gridwatch.ws.hub import Hub
@@ -71,18 +71,18 @@ def test_one_server_keeps_the_bounded_blocking_pool_and_the_scripts() -> None:
 
 
 def test_risk_rows_from_pipelined_replies_match_the_scripts_arithmetic() -> None:
-    empty = [None] * len(risk_cluster.FIELDS)
+    empty = [None] * len(risk_rows.FIELDS)
     busy = [b"2", b"1", None, b"1", b"3", None, None, None, b"1", b"2", b"1", b"11.0"]
     hours = [empty] * 22 + [busy, [b"1", None, None, None, None, None, None, None,
                                    None, None, None, b"4.5"]]
     now = {b"scan:red:in": b"3", b"scan:green:out": b"5", b"late:scan:red:out": b"1",
            b"stale": b"9", b"loiter_max": b"11.0"}
     week = {"scan:green:in": "4"}
-    row = risk_cluster.row_of("G7", "12", 1000, hours, now, week, 3, 1)
+    row = risk_rows.row_of("G7", "12", 1000, hours, now, week, 3, 1)
     assert row == ["G7", "12", 1000, 5, 3, 1, 2, 1, 11, 9, 4, 3, 1]
     assert all(type(v) is int for v in row[3:])  # as cjson encodes whole numbers
-    assert risk_cluster.row_of("G8", "0", 0, [empty] * 24, {}, {}, 0, 0)[3:] == [0] * 10
-    half = risk_cluster.row_of("G9", "1", 5, [empty] * 23 + [[*[None] * 11, b"2.5"]],
+    assert risk_rows.row_of("G8", "0", 0, [empty] * 24, {}, {}, 0, 0)[3:] == [0] * 10
+    half = risk_rows.row_of("G9", "1", 5, [empty] * 23 + [[*[None] * 11, b"2.5"]],
                                {}, {}, 0, 0)
     assert half[8] == 2.5
 
