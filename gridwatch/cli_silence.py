@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from . import keys, store
+from . import keys
 from .agents.silences import parse_duration
 from .schemas import commands as contract
 from .schemas.errors import GridwatchError
@@ -92,21 +92,14 @@ def active(r: Any) -> list[dict[str, Any]]:
 
 def cmd_list(args: argparse.Namespace, s: Settings) -> int:
     from . import queries
-    from .cli_ops import _emit
+    from .cli_ops import read_store, show_rows
 
-    r = store.connect(s)
-    try:
-        rows, now = active(r), queries.event_now(r)
-    finally:
-        r.close()
-    if args.json:
-        _emit(rows, True)
-        return 0
-    if not rows:
+    rows, now = read_store(s, lambda r: (active(r), queries.event_now(r)))
+    if not rows and not args.json:
         print("no active silence")
-    for row in rows:
-        print(f"{row['id']}  {row['match']:6s} {row['value']:14s} {_left(row['ends_at'] - now)} left"
-              f"  held {row['held']:<4d} by {row['actor']}: {row['reason']}")
+    show_rows(rows, args.json, lambda row: f"{row['id']}  {row['match']:6s} {row['value']:14s} "
+              f"{_left(row['ends_at'] - now)} left  held {row['held']:<4d} by {row['actor']}: "
+              f"{row['reason']}")
     return 0
 
 
