@@ -62,6 +62,18 @@ def show_rows(rows: list[dict[str, Any]], as_json: bool,
             print(line(row))
 
 
+def report(outcome: dict[str, Any], as_json: bool, done: Callable[[dict[str, Any]], str]) -> int:
+    """Print a command's outcome: as JSON (``--json``), ``done(outcome)`` when it was
+    carried out, else the worker's reason on stderr. The exit status: 0 done, 1 refused."""
+    if as_json:
+        _emit(outcome, True)
+    elif outcome.get("ok"):
+        print(done(outcome))
+    else:
+        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
+    return 0 if outcome.get("ok") else 1
+
+
 def send_command(settings: Settings, command: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
     """Sign one command with this host's command key, send it and wait for its outcome.
 
@@ -123,20 +135,16 @@ def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
             command["params"] = {"for_s": parse_duration(args.for_, max_s=contract.SHELVE_MAX_S)}
         except ValueError as exc:
             raise GridwatchError(f"{args.action}: {exc}") from None
-    outcome = send_command(s, command)
-    if args.json:
-        _emit(outcome, True)
-    elif outcome.get("ok"):
+
+    def done(outcome: dict[str, Any]) -> str:
         if args.target == "incident":
-            done = outcome.get("acknowledged") or []
-            print(f"incident {args.id}: {args.action} done; {len(done)} alerts: {' '.join(done)}")
-        else:
-            record = outcome.get("task") if args.target == "task" else outcome.get("alert")
-            print(f"{args.target} {args.id}: {args.action} done; "
-                  f"status {record['status'] if record else '?'}")
-    else:
-        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
-    return 0 if outcome.get("ok") else 1
+            acked = outcome.get("acknowledged") or []
+            return f"incident {args.id}: {args.action} done; {len(acked)} alerts: {' '.join(acked)}"
+        record = outcome.get("task") if args.target == "task" else outcome.get("alert")
+        return (f"{args.target} {args.id}: {args.action} done; "
+                f"status {record['status'] if record else '?'}")
+
+    return report(send_command(s, command), args.json, done)
 
 
 def cmd_duty(args: argparse.Namespace, s: Settings) -> int:
@@ -162,16 +170,13 @@ def cmd_duty(args: argparse.Namespace, s: Settings) -> int:
         "note": args.note or "",
         "ts": format_time(args.at if args.at is not None else _control_room_now(s)),
     }
-    outcome = send_command(s, command)
-    if args.json:
-        _emit(outcome, True)
-    elif outcome.get("ok"):
+
+    def done(outcome: dict[str, Any]) -> str:
         moved = outcome.get("tasks") or []
-        print(f"{args.worker}: {args.change} duty" + (f"; tasks re-offered: {', '.join(moved)}"
-                                                       if moved else ""))
-    else:
-        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
-    return 0 if outcome.get("ok") else 1
+        return f"{args.worker}: {args.change} duty" + (f"; tasks re-offered: {', '.join(moved)}"
+                                                        if moved else "")
+
+    return report(send_command(s, command), args.json, done)
 
 
 def cmd_alerts_export(args: argparse.Namespace, s: Settings) -> int:
