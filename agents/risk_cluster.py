@@ -64,12 +64,9 @@ def row_of(grid: str, ver: str, hour: int, hours: list[list[Any]], now_fields: d
     return [grid, ver, hour, *(_int_or_float(n) for n in numbers), open_tasks, overdue]
 
 
-# One grid shard's part of the rows: every hour key a script reads is declared, and a
-# grid's hour keys share its shard's slot (``keys.grid_hour``), so one call per shard
-# reads the 24 hours and the same hour a week earlier of each of its grids. KEYS: 25 per
-# grid (its 24 hours up to the newest, then the hour a week before the newest).
-HOURS = """
-local out = {}
+# The Lua this script and :data:`~gridwatch.agents.risk_refresh.INDICATORS` share.
+# ``scans(key)``: the scans of one grid-hour hash (as :func:`scans`).
+SCANS_LUA = """
 local function scans(key)
   local all = redis.call('HGETALL', key)
   local n = 0
@@ -80,15 +77,18 @@ local function scans(key)
     end
   end
   return n
-end
-for g = 0, #KEYS / 25 - 1 do
-  local b = g * 25
+end"""
+
+
+def sum_hours_lua(first: str, last: str, key: str) -> str:
+    """Lua (inside a loop over grids) that sums the grid-hour hashes ``key``, a Lua
+    expression of ``h``, for ``h`` from ``first`` to ``last`` into ``red, yellow, stale,
+    cross, loit, crowd``, as :func:`row_of` sums the HMGET of :data:`FIELDS`."""
+    fields = ", ".join(f"'{f}'" for f in FIELDS)
+    return f"""
   local red, yellow, stale, cross, loit, crowd = 0, 0, 0, 0, 0, 0
-  for h = 1, 24 do
-    local v = redis.call('HMGET', KEYS[b + h],
-      'scan:red:in', 'scan:red:out', 'late:scan:red:in', 'late:scan:red:out',
-      'scan:yellow:in', 'scan:yellow:out', 'late:scan:yellow:in', 'late:scan:yellow:out',
-      'stale', 'cross_grid', 'loiter_alerts', 'loiter_max')
+  for h = {first}, {last} do
+    local v = redis.call('HMGET', {key}, {fields})
     for k = 1, 4 do red = red + tonumber(v[k] or 0) end
     for k = 5, 8 do yellow = yellow + tonumber(v[k] or 0) end
     stale = stale + tonumber(v[9] or 0)
@@ -96,7 +96,17 @@ for g = 0, #KEYS / 25 - 1 do
     loit = loit + tonumber(v[11] or 0)
     local m = tonumber(v[12] or 0)
     if m > crowd then crowd = m end
-  end
+  end"""
+
+
+# One grid shard's part of the rows: every hour key a script reads is declared, and a
+# grid's hour keys share its shard's slot (``keys.grid_hour``), so one call per shard
+# reads the 24 hours and the same hour a week earlier of each of its grids. KEYS: 25 per
+# grid (its 24 hours up to the newest, then the hour a week before the newest).
+HOURS = """
+local out = {}""" + SCANS_LUA + """
+for g = 0, #KEYS / 25 - 1 do
+  local b = g * 25""" + sum_hours_lua("1", "24", "KEYS[b + h]") + """
   table.insert(out, {red, yellow, stale, cross, loit, crowd, scans(KEYS[b + 24]), scans(KEYS[b + 25])})
 end
 return cjson.encode(out)

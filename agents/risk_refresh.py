@@ -38,41 +38,17 @@ log = logging.getLogger("gridwatch.risk")
 INDICATORS = """
 -- grids: {grid, the start of its hour keys (keys.grid_hours_prefix)}
 local tasks_fmt, grids = ARGV[1], cjson.decode(ARGV[2])
-local out = {}
+local out = {}""" + risk_cluster.SCANS_LUA + """
 for _, row in ipairs(grids) do
   local g, hours = row[1], row[2]
   local hour = tonumber(redis.call('HGET', KEYS[1], g) or '0')
-  local ver = redis.call('HGET', KEYS[2], g) or '0'
-  local red, yellow, stale, cross, loit, crowd = 0, 0, 0, 0, 0, 0
-  for h = hour - 23, hour do
-    local v = redis.call('HMGET', hours .. h,
-      'scan:red:in', 'scan:red:out', 'late:scan:red:in', 'late:scan:red:out',
-      'scan:yellow:in', 'scan:yellow:out', 'late:scan:yellow:in', 'late:scan:yellow:out',
-      'stale', 'cross_grid', 'loiter_alerts', 'loiter_max')
-    for k = 1, 4 do red = red + tonumber(v[k] or 0) end
-    for k = 5, 8 do yellow = yellow + tonumber(v[k] or 0) end
-    stale = stale + tonumber(v[9] or 0)
-    cross = cross + tonumber(v[10] or 0)
-    loit = loit + tonumber(v[11] or 0)
-    local m = tonumber(v[12] or 0)
-    if m > crowd then crowd = m end
-  end
-  local function scans(h)
-    local all = redis.call('HGETALL', hours .. h)
-    local n = 0
-    for k = 1, #all, 2 do
-      local f = all[k]
-      if string.sub(f, 1, 5) == 'scan:' or string.sub(f, 1, 10) == 'late:scan:' then
-        n = n + tonumber(all[k + 1])
-      end
-    end
-    return n
-  end
+  local ver = redis.call('HGET', KEYS[2], g) or '0'""" + risk_cluster.sum_hours_lua(
+    "hour - 23", "hour", "hours .. h") + """
   local tkey = string.format(tasks_fmt, g)
   local open = redis.call('ZCARD', tkey)
   local overdue = redis.call('ZCOUNT', tkey, '-inf', '(' .. tostring((hour + 1) * 3600))
   table.insert(out, {g, ver, hour, red, yellow, stale, cross, loit, crowd,
-                     scans(hour), scans(hour - 168), open, overdue})
+                     scans(hours .. hour), scans(hours .. (hour - 168)), open, overdue})
 end
 return cjson.encode(out)
 """
