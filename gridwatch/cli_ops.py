@@ -18,7 +18,8 @@ import os
 import sys
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -28,11 +29,49 @@ from .schemas.errors import GridwatchError
 from .schemas.events import format_time
 from .settings import Settings
 
+T = TypeVar("T")
+
 
 def _emit(obj: Any, as_json: bool) -> None:
     from .cli import emit
 
     emit(obj, as_json=as_json)
+
+
+def read_store(s: Settings, query: Callable[[Any], T], *,
+               bad: type[Exception] | tuple[type[Exception], ...] = (), say: str = "{}") -> T:
+    """``query(r)`` on a Redis connection of its own, closed after; an exception of a
+    ``bad`` type (the person's input refused: a span, a period) is raised again as a
+    :class:`GridwatchError` whose text is ``say`` with the exception's."""
+    r = store.connect(s)
+    try:
+        return query(r)
+    except bad as exc:
+        raise GridwatchError(say.format(exc)) from None
+    finally:
+        r.close()
+
+
+def show_rows(rows: list[dict[str, Any]], as_json: bool,
+              line: Callable[[dict[str, Any]], str]) -> None:
+    """Print ``rows`` as JSON (``--json``), or one ``line(row)`` each."""
+    if as_json:
+        _emit(rows, True)
+    else:
+        for row in rows:
+            print(line(row))
+
+
+def report(outcome: dict[str, Any], as_json: bool, done: Callable[[dict[str, Any]], str]) -> int:
+    """Print a command's outcome: as JSON (``--json``), ``done(outcome)`` when it was
+    carried out, else the worker's reason on stderr. The exit status: 0 done, 1 refused."""
+    if as_json:
+        _emit(outcome, True)
+    elif outcome.get("ok"):
+        print(done(outcome))
+    else:
+        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
+    return 0 if outcome.get("ok") else 1
 
 
 def send_command(settings: Settings, command: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
@@ -79,11 +118,7 @@ def _control_room_now(s: Settings) -> float:
     The command is stamped once, here, so a replay of the command log gives the same
     audit trail and deadlines.
     """
-    r = store.connect(s)
-    try:
-        return max(time.time(), queries.event_now(r))
-    finally:
-        r.close()
+    return read_store(s, lambda r: max(time.time(), queries.event_now(r)))
 
 
 def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
@@ -100,20 +135,16 @@ def cmd_transition(args: argparse.Namespace, s: Settings) -> int:
             command["params"] = {"for_s": parse_duration(args.for_, max_s=contract.SHELVE_MAX_S)}
         except ValueError as exc:
             raise GridwatchError(f"{args.action}: {exc}") from None
-    outcome = send_command(s, command)
-    if args.json:
-        _emit(outcome, True)
-    elif outcome.get("ok"):
+
+    def done(outcome: dict[str, Any]) -> str:
         if args.target == "incident":
-            done = outcome.get("acknowledged") or []
-            print(f"incident {args.id}: {args.action} done; {len(done)} alerts: {' '.join(done)}")
-        else:
-            record = outcome.get("task") if args.target == "task" else outcome.get("alert")
-            print(f"{args.target} {args.id}: {args.action} done; "
-                  f"status {record['status'] if record else '?'}")
-    else:
-        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
-    return 0 if outcome.get("ok") else 1
+            acked = outcome.get("acknowledged") or []
+            return f"incident {args.id}: {args.action} done; {len(acked)} alerts: {' '.join(acked)}"
+        record = outcome.get("task") if args.target == "task" else outcome.get("alert")
+        return (f"{args.target} {args.id}: {args.action} done; "
+                f"status {record['status'] if record else '?'}")
+
+    return report(send_command(s, command), args.json, done)
 
 
 def cmd_duty(args: argparse.Namespace, s: Settings) -> int:
@@ -122,19 +153,13 @@ def cmd_duty(args: argparse.Namespace, s: Settings) -> int:
     if args.change == "list":
         from . import keys
 
-        r = store.connect(s)
-        try:
-            rows = [orjson.loads(v) for _, v in sorted(r.hgetall(keys.DUTY).items())]
-        finally:
-            r.close()
-        if args.json:
-            _emit(rows, True)
-        else:
-            for row in rows:
-                print(f"{row['worker']:12s} {'on' if row['on'] else 'off':3s}  since "
-                      f"{format_time(row['ts'])}  by {row['role']} {row['actor']}")
-            if not rows:
-                print("no worker has marked their duty (all on duty)", file=sys.stderr)
+        rows = read_store(s, lambda r: [orjson.loads(v)
+                                        for _, v in sorted(r.hgetall(keys.DUTY).items())])
+        show_rows(rows, args.json, lambda row: f"{row['worker']:12s} "
+                  f"{'on' if row['on'] else 'off':3s}  since {format_time(row['ts'])}  "
+                  f"by {row['role']} {row['actor']}")
+        if not rows and not args.json:
+            print("no worker has marked their duty (all on duty)", file=sys.stderr)
         return 0
     if not args.worker or not args.actor:
         raise GridwatchError("duty on|off needs --worker and --actor")
@@ -145,16 +170,13 @@ def cmd_duty(args: argparse.Namespace, s: Settings) -> int:
         "note": args.note or "",
         "ts": format_time(args.at if args.at is not None else _control_room_now(s)),
     }
-    outcome = send_command(s, command)
-    if args.json:
-        _emit(outcome, True)
-    elif outcome.get("ok"):
+
+    def done(outcome: dict[str, Any]) -> str:
         moved = outcome.get("tasks") or []
-        print(f"{args.worker}: {args.change} duty" + (f"; tasks re-offered: {', '.join(moved)}"
-                                                       if moved else ""))
-    else:
-        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
-    return 0 if outcome.get("ok") else 1
+        return f"{args.worker}: {args.change} duty" + (f"; tasks re-offered: {', '.join(moved)}"
+                                                        if moved else "")
+
+    return report(send_command(s, command), args.json, done)
 
 
 def cmd_alerts_export(args: argparse.Namespace, s: Settings) -> int:
@@ -162,16 +184,13 @@ def cmd_alerts_export(args: argparse.Namespace, s: Settings) -> int:
     officer's download (``/api/alerts.csv``), from :mod:`.alert_export`."""
     import zoneinfo
 
-    r = store.connect(s)
-    try:
+    def export(r: Any) -> tuple[float, float, list[dict[str, Any]], str]:
         lo, hi = alert_export.parse_period(args.start or "", args.end or "",
                                            zoneinfo.ZoneInfo(s.tz))
         alerts = alert_export.read(r, lo, hi)
-        text = alert_export.csv_text(alerts)
-    except alert_export.PeriodError as exc:
-        raise GridwatchError(f"bad period: {exc}") from None
-    finally:
-        r.close()
+        return lo, hi, alerts, alert_export.csv_text(alerts)
+
+    lo, hi, alerts, text = read_store(s, export, bad=alert_export.PeriodError, say="bad period: {}")
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -187,34 +206,21 @@ def cmd_alerts(args: argparse.Namespace, s: Settings) -> int:
         return cmd_alerts_export(args, s)
     if args.start or args.end or args.out:
         raise GridwatchError("--from, --to and --out go with `gridwatch alerts export`")
-    r = store.connect(s)
-    try:
+
+    def query(r: Any) -> list[dict[str, Any]]:
         since = queries.parse_span(args.since) if args.since else None
-        rows = queries.alerts(r, status=args.status, grid=args.grid, since_s=since, limit=args.limit)
-    except ValueError as exc:
-        raise GridwatchError(str(exc)) from None
-    finally:
-        r.close()
-    if args.json:
-        _emit(rows, True)
-    else:
-        for a in rows:
-            print(f"{format_time(a['ts_raised'])}  {a['severity']:6s} {a['status']:12s} "
-                  f"{a['grid_id'] or '-':6s} {a['id']}  {a['title']}")
+        return queries.alerts(r, status=args.status, grid=args.grid, since_s=since, limit=args.limit)
+
+    show_rows(read_store(s, query, bad=ValueError), args.json,
+              lambda a: f"{format_time(a['ts_raised'])}  {a['severity']:6s} {a['status']:12s} "
+              f"{a['grid_id'] or '-':6s} {a['id']}  {a['title']}")
     return 0
 
 
 def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
-    r = store.connect(s)
-    try:
-        rows = queries.tasks(r, worker=args.worker)
-    finally:
-        r.close()
-    if args.json:
-        _emit(rows, True)
-    else:
-        for t in rows:
-            print(f"{format_time(t['ts_created'])}  {t['status']:9s} {t['grid_id']:6s} {t['id']}")
+    show_rows(read_store(s, lambda r: queries.tasks(r, worker=args.worker)), args.json,
+              lambda t: f"{format_time(t['ts_created'])}  {t['status']:9s} {t['grid_id']:6s} "
+              f"{t['id']}")
     return 0
 
 
@@ -225,21 +231,14 @@ def cmd_trace(args: argparse.Namespace, s: Settings) -> int:
     if args.since:
         raise GridwatchError("--since lists the audit: gridwatch trace audit --since 7d")
     actor = args.actor or _os_user()
-    r = store.connect(s)
-    try:
-        rows = trace_access.lookup(r, actor=actor, role="cli", person=args.person_ref,
-                                   reason=args.reason, via="cli",
-                                   days=args.days or s.trace_days)
-    except trace_access.TraceRefused as exc:
-        raise GridwatchError(f"{exc} (gridwatch trace PERSON_REF --reason TEXT)") from None
-    finally:
-        r.close()
-    if args.json:
-        _emit(rows, True)
-    else:
-        for row in rows:
-            print(f"{row['ts']}  {row['checkpoint_id']:8s} {row['grid_id'] or '-':6s} "
-                  f"{row['direction']:3s} {row['code_color']}")
+    rows = read_store(s, lambda r: trace_access.lookup(r, actor=actor, role="cli",
+                                                       person=args.person_ref,
+                                                       reason=args.reason, via="cli",
+                                                       days=args.days or s.trace_days),
+                      bad=trace_access.TraceRefused,
+                      say="{} (gridwatch trace PERSON_REF --reason TEXT)")
+    show_rows(rows, args.json, lambda row: f"{row['ts']}  {row['checkpoint_id']:8s} "
+              f"{row['grid_id'] or '-':6s} {row['direction']:3s} {row['code_color']}")
     return 0
 
 
@@ -253,20 +252,14 @@ def _os_user() -> str:
 def _trace_audit(args: argparse.Namespace, s: Settings) -> int:
     if args.reason or args.actor or args.days:
         raise GridwatchError("gridwatch trace audit takes --since, --limit and --json only")
-    r = store.connect(s)
-    try:
+
+    def query(r: Any) -> list[dict[str, Any]]:
         since = queries.parse_span(args.since) if args.since else None
-        rows = trace_access.audit(r, since_s=since, limit=args.limit)
-    except ValueError as exc:
-        raise GridwatchError(str(exc)) from None
-    finally:
-        r.close()
-    if args.json:
-        _emit(rows, True)
-    else:
-        for row in rows:
-            print(f"{row['at']}  {row['actor']:12s} {row['via']:7s} {row['person']:20s} "
-                  f"{row['rows'] if row['rows'] is not None else '?':>5} rows  {row['reason']}")
+        return trace_access.audit(r, since_s=since, limit=args.limit)
+
+    show_rows(read_store(s, query, bad=ValueError), args.json,
+              lambda row: f"{row['at']}  {row['actor']:12s} {row['via']:7s} {row['person']:20s} "
+              f"{row['rows'] if row['rows'] is not None else '?':>5} rows  {row['reason']}")
     return 0
 
 

@@ -10,13 +10,12 @@ refuses (an unknown grid, a silence too long) is printed and the exit status is 
 from __future__ import annotations
 
 import argparse
-import sys
 import uuid
 from typing import Any
 
 import orjson
 
-from . import keys, store
+from . import keys
 from .agents.silences import parse_duration
 from .schemas import commands as contract
 from .schemas.errors import GridwatchError
@@ -30,7 +29,7 @@ def _left(seconds: float) -> str:
 
 
 def cmd_add(args: argparse.Namespace, s: Settings) -> int:
-    from .cli_ops import _control_room_now, _emit, send_command
+    from .cli_ops import _control_room_now, report, send_command
 
     match = [(m, getattr(args, m)) for m in contract.SILENCE_MATCH if getattr(args, m)]
     if len(match) != 1:
@@ -50,20 +49,17 @@ def cmd_add(args: argparse.Namespace, s: Settings) -> int:
         "ts": format_time(args.at if args.at is not None else _control_room_now(s)),
         "params": {name: value, "for_s": for_s},
     }
-    outcome = send_command(s, command)
-    if args.json:
-        _emit(outcome, True)
-    elif outcome.get("ok"):
+
+    def done(outcome: dict[str, Any]) -> str:
         sil = outcome["silence"]
-        print(f"silence {sil['id']}: {sil['match']} {sil['value']} until "
-              f"{format_time(sil['ends_at'])}")
-    else:
-        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
-    return 0 if outcome.get("ok") else 1
+        return (f"silence {sil['id']}: {sil['match']} {sil['value']} until "
+                f"{format_time(sil['ends_at'])}")
+
+    return report(send_command(s, command), args.json, done)
 
 
 def cmd_end(args: argparse.Namespace, s: Settings) -> int:
-    from .cli_ops import _control_room_now, _emit, send_command
+    from .cli_ops import _control_room_now, report, send_command
 
     command = {
         "v": 1, "command_id": str(uuid.uuid4()), "target": "silence", "id": args.id,
@@ -71,14 +67,8 @@ def cmd_end(args: argparse.Namespace, s: Settings) -> int:
         "note": args.note or "",
         "ts": format_time(args.at if args.at is not None else _control_room_now(s)),
     }
-    outcome = send_command(s, command)
-    if args.json:
-        _emit(outcome, True)
-    elif outcome.get("ok"):
-        print(f"silence {args.id}: ended; {len(outcome.get('reopened') or [])} alerts reopened")
-    else:
-        print(f"gridwatch: refused: {outcome.get('reason')}", file=sys.stderr)
-    return 0 if outcome.get("ok") else 1
+    return report(send_command(s, command), args.json, lambda outcome: (
+        f"silence {args.id}: ended; {len(outcome.get('reopened') or [])} alerts reopened"))
 
 
 def active(r: Any) -> list[dict[str, Any]]:
@@ -92,21 +82,14 @@ def active(r: Any) -> list[dict[str, Any]]:
 
 def cmd_list(args: argparse.Namespace, s: Settings) -> int:
     from . import queries
-    from .cli_ops import _emit
+    from .cli_ops import read_store, show_rows
 
-    r = store.connect(s)
-    try:
-        rows, now = active(r), queries.event_now(r)
-    finally:
-        r.close()
-    if args.json:
-        _emit(rows, True)
-        return 0
-    if not rows:
+    rows, now = read_store(s, lambda r: (active(r), queries.event_now(r)))
+    if not rows and not args.json:
         print("no active silence")
-    for row in rows:
-        print(f"{row['id']}  {row['match']:6s} {row['value']:14s} {_left(row['ends_at'] - now)} left"
-              f"  held {row['held']:<4d} by {row['actor']}: {row['reason']}")
+    show_rows(rows, args.json, lambda row: f"{row['id']}  {row['match']:6s} {row['value']:14s} "
+              f"{_left(row['ends_at'] - now)} left  held {row['held']:<4d} by {row['actor']}: "
+              f"{row['reason']}")
     return 0
 
 

@@ -18,7 +18,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,31 @@ def gw(stack_settings: settings_mod.Settings,
         yield g, r
     finally:
         g.stop()
+        r.close()
+
+
+@contextmanager
+def gateways(s: settings_mod.Settings, tmp_path: Path, **redis_options: Any,
+             ) -> Iterator[tuple[Callable[..., GatewayProcess], redis.Redis]]:
+    """A starter of gateways with extra environment, and a client of their Redis
+    (``redis_options``: e.g. ``decode_responses``), the database emptied first; at the
+    end every gateway started is stopped and the client closed."""
+    r = redis.Redis.from_url(s.redis, **redis_options)
+    r.flushdb()
+    started: list[GatewayProcess] = []
+
+    def start(**env: str) -> GatewayProcess:
+        g = GatewayProcess(s, tmp_path)
+        g.env.update(env)
+        g.start()
+        started.append(g)
+        return g
+
+    try:
+        yield start, r
+    finally:
+        for g in started:
+            g.stop()
         r.close()
 
 

@@ -30,6 +30,7 @@ from gridwatch import keys
 from gridwatch import settings as settings_mod
 from tests.integration.test_gateway import (
     GatewayProcess,
+    gateways,
     put_alert,
     put_task,
     redeem,
@@ -45,23 +46,8 @@ Start = Callable[..., GatewayProcess]
 @pytest.fixture
 def start_gw(stack_settings: settings_mod.Settings, tmp_path: Path) -> Iterator[tuple[Start, redis.Redis]]:
     """Start a gateway with extra environment (its Redis database emptied first)."""
-    r = redis.Redis.from_url(stack_settings.redis)
-    r.flushdb()
-    started: list[GatewayProcess] = []
-
-    def start(**env: str) -> GatewayProcess:
-        g = GatewayProcess(stack_settings, tmp_path)
-        g.env.update(env)
-        g.start()
-        started.append(g)
-        return g
-
-    try:
-        yield start, r
-    finally:
-        for g in started:
-            g.stop()
-        r.close()
+    with gateways(stack_settings, tmp_path) as started:
+        yield started
 
 
 def get(url: str, **headers: str) -> tuple[int, bytes, Any]:

@@ -24,7 +24,7 @@ from gridwatch.ws.auth import User
 
 from gridwatch import cli, keys
 from gridwatch import settings as settings_mod
-from tests.integration.test_gateway import GatewayProcess, session_for
+from tests.integration.test_gateway import GatewayProcess, gateways, session_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +35,10 @@ PERSON = "9f3a0c5e21b7d4e8a6c1"
 @pytest.fixture
 def start_gw(stack_settings: settings_mod.Settings,
              tmp_path: Path) -> Iterator[tuple[Callable[..., GatewayProcess], redis.Redis]]:
-    """Start a gateway with extra environment (its Redis database emptied first)."""
-    r = redis.Redis.from_url(stack_settings.redis, decode_responses=True)
-    r.flushdb()
-    started: list[GatewayProcess] = []
-
-    def start(**env: str) -> GatewayProcess:
-        g = GatewayProcess(stack_settings, tmp_path)
-        g.env.update(env)
-        g.start()
-        started.append(g)
-        return g
-
-    try:
-        yield start, r
-    finally:
-        for g in started:
-            g.stop()
-        r.close()
+    """Start a gateway with extra environment (its Redis database emptied first; the
+    client reads text)."""
+    with gateways(stack_settings, tmp_path, decode_responses=True) as started:
+        yield started
 
 
 def put_trace(r: redis.Redis, person: str) -> None:
