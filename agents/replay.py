@@ -35,7 +35,7 @@ from ..risk import RiskConfig, RiskScore, load_risk_config, score_grid
 from ..schemas.events import Bounds, CheckpointScan, CrowdLoiter
 from ..settings import DATA_DIR
 from . import loiter, rules
-from .decide import DecideConfig, View, decide, red_visits
+from .decide import DecideConfig, Decisions, View, decide, red_visits
 from .fold import RawRecord, fold_batch
 from .risk_refresh import indicators_of
 from .risk_rows import FIELDS, row_of
@@ -78,8 +78,9 @@ class DayReplay:
         self.state = DayState()
         self.bounds = Bounds()  # simulated days may lie ahead of the wall clock
 
-    def feed(self, batch: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Apply one batch of (topic name, event) in the order given."""
+    def feed(self, batch: Iterable[tuple[str, dict[str, Any]]]) -> Decisions:
+        """Apply one batch of (topic name, event) in the order given; returns what
+        :func:`.decide.decide` decided (its alerts are kept in the state's view)."""
         st = self.state
         records = []
         for topic, event in batch:
@@ -115,18 +116,22 @@ class DayReplay:
         for (grid, hour), people in out.crowd_max.items():
             c = st.hours[(grid, hour)]
             c["loiter_max"] = max(c["loiter_max"], people)
+        return out
 
-    def scores(self, until_hour: int | None = None) -> dict[str, RiskScore]:
+    def scores(self, until_hour: int | None = None,
+               tasks: Mapping[str, tuple[int, int]] | None = None) -> dict[str, RiskScore]:
         """Every grid's score as the refresher writes it, each over the 24 hours up to
-        its newest event hour (at most ``until_hour``)."""
+        its newest event hour (at most ``until_hour``); ``tasks``: a grid's open and
+        overdue tasks (none when left out)."""
         out = {}
         hours = self.state.hours
         for grid, newest in self.state.newest.items():
             hour = newest if until_hour is None else min(newest, until_hour)
             rows = [[hours.get((grid, h), Counter()).get(f, 0) for f in FIELDS]
                     for h in range(hour - 23, hour + 1)]
+            open_tasks, overdue = (tasks or {}).get(grid, (0, 0))
             row = row_of(grid, "0", hour, rows, dict(hours.get((grid, hour), {})),
-                         dict(hours.get((grid, hour - 168), {})), 0, 0)
+                         dict(hours.get((grid, hour - 168), {})), open_tasks, overdue)
             out[grid] = score_grid(indicators_of(row, self.risk), self.risk)
         return out
 

@@ -254,11 +254,7 @@ def test_closed_loop_from_kafka_to_every_screen(browser: Any, cockpit: Any,
     expect(officer.locator('#grid-detail .contrib li[data-indicator="red_scans"]')).to_contain_text("红码扫码")
     assert "red_scans" not in officer.locator("#grid-detail").inner_text()
 
-    # Screenshots: the wall screen with the loiter alert selected, and the phone.
-    officer.evaluate("() => window.gridwatch.view.selectGrid('G0001')")
-    officer.evaluate("() => document.getElementById('toast').hidden = true")
-    officer.wait_for_timeout(800)
-    officer.screenshot(path=str(SCREENSHOTS / "officer.png"))
+    # The phone's screenshot (the wall's: tests/browser/test_story.py, at the demo's peak).
     mine.evaluate("() => document.getElementById('toast').hidden = true")
     mine.wait_for_timeout(300)
     mine.screenshot(path=str(SCREENSHOTS / "worker.png"))

@@ -27,7 +27,7 @@ SCHEMAS, CORE, STREAMS, SERVICES, SHELLS = range(5)
 LAYER_NAMES = ("schemas", "core", "streams", "agents/ws", "shells")
 
 #: The modules of gridwatch/ that are shells: commands, the local stack, the demo.
-SHELL_MODULES = frozenset({"cli", "cli_ops", "cli_silence", "cli_users", "demo", "crew",
+SHELL_MODULES = frozenset({"cli", "cli_ops", "cli_silence", "cli_users", "demo", "crew", "story",
                            "stack", "stack_kafka", "stack_proc", "stack_redis"})
 #: The modules of gridwatch/ that are the core every part builds on.
 CORE_MODULES = frozenset({"__init__", "alert_export", "risk", "trace_access", "batch", "calendars", "city", "command_keys", "heap",
