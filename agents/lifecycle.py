@@ -378,7 +378,8 @@ def unshelve(alert: Alert, *, actor: str = SYSTEM_ACTOR, role: str = "system", t
     Raises:
         TransitionRefused: not shelved, or not an officer or the system.
     """
-    note = note or "shelf time ended"
+    if not note.strip():  # the trail says which: the time ran out, or who took it off
+        note = "shelf time ended" if role == "system" else "taken off the shelf early"
     return _step_alert(alert, "unshelve", actor=actor, role=role, ts=ts, note=note,
                        held_until=None)
 

@@ -30,6 +30,8 @@ class Places:
 
     def __init__(self, district: GridsFile) -> None:
         self.whole = orjson.dumps(district.geojson)
+        self.workers: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+            (g.id, g.workers) for g in district.grids)  # each grid's workers, in order
         self._head = {k: v for k, v in district.geojson.items() if k != "features"}
         polygons = {g.id: g.polygon for g in district.grids}
         self._features: list[tuple[str, dict[str, Any]]] = []

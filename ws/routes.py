@@ -23,7 +23,7 @@ from websockets.http11 import Request, Response
 
 from gridwatch import alert_export, keys, station_view
 
-from . import http, wall
+from . import duty_board, http, wall
 from .auth import origin_allowed
 from .hub import Hub
 from .metrics import Metrics
@@ -178,18 +178,22 @@ class Routes:
                              "application/json", cache="no-store")
 
     async def duty(self, user: Any) -> Response:
-        """Who is on duty: a grid worker their own duty, an officer or admin every marked
-        worker's (``{"duty": [records]}``; a worker never marked is on duty, shown as
-        ``{"worker": name, "on": true, "ts": null}``); a station manager nothing (403)."""
-        if user.role == "station_manager":
-            return http.response(403, b"forbidden\n", "text/plain")
-        r = self.hub.r
+        """Who is on duty: a grid worker their own duty only; an officer or admin every
+        marked worker's record (``duty``) and the duty board of the whole district
+        (:func:`.duty_board.build`: per grid who is on and off duty, the grids with no
+        one on duty, every worker, the counts); a station manager nothing (403). A
+        worker never marked is on duty, shown as ``{"worker": name, "on": true, "ts": null}``."""
         if user.role == "grid_worker":
-            raw = await r.hget(keys.DUTY, user.name)
+            raw = await self.hub.r.hget(keys.DUTY, user.name)
             rows = [orjson.loads(raw) if raw else {"worker": user.name, "on": True, "ts": None}]
-        else:
-            rows = [orjson.loads(v) for _, v in sorted((await r.hgetall(keys.DUTY)).items())]
-        return http.json_response(200, {"duty": rows})
+            return http.json_response(200, {"duty": rows})
+        if user.role not in contract.OFFICERS:
+            return http.response(403, b"forbidden\n", "text/plain")
+        marked = {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v)
+                  for k, v in (await self.hub.r.hgetall(keys.DUTY)).items()}
+        body = {"duty": [marked[k] for k in sorted(marked)],
+                **duty_board.build(self.places.workers, marked)}
+        return http.json_response(200, body)
 
     async def forecast(self, user: Any, name: str) -> Response:
         """A station's forecast as the station page shows it (JSON), or as CSV

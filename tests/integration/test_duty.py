@@ -171,8 +171,16 @@ def test_through_the_gateway_a_worker_sets_only_their_own_duty(
 
         status, body = api("a")
         assert status == 200 and [(d["worker"], d["on"]) for d in body["duty"]] == [(a, False)]
+        assert set(body) == {"duty"}  # no board: nobody else's duty for a grid worker
         status, body = api("officer")
         assert status == 200 and {d["worker"] for d in body["duty"]} == {a, b}
+        # The board: both workers of the shared grid off duty, so no one is on duty there.
+        assert here.grid in body["uncovered"]
+        row = next(x for x in body["grids"] if x["grid_id"] == here.grid)
+        assert (row["on"], row["off"]) == ([], sorted([a, b]))
+        assert {p["worker"]: p["on"] for p in body["workers"] if p["worker"] in (a, b)} == {
+            a: False, b: False}
+        assert body["counts"]["uncovered"] == len(body["uncovered"])
         assert api("manager")[0] == 403
     finally:
         g.stop()

@@ -419,7 +419,7 @@ def test_the_gateway_stops_on_sigterm_soon_after_it_starts(
     assert g.proc.wait(15) == 0
 
 
-def test_a_grid_worker_cannot_silence_or_shelve_and_only_officers_list_silences(
+def test_a_grid_worker_cannot_silence_shelve_or_unshelve_and_only_officers_list_silences(
         gw: tuple[GatewayProcess, redis.Redis]) -> None:
     g, r = gw
     put_alert(r, "a1", "G0001")
@@ -433,11 +433,13 @@ def test_a_grid_worker_cannot_silence_or_shelve_and_only_officers_list_silences(
                                   "note": "drill", "params": {"grid": "G0001", "for_s": 600}}),
                           ("s2", {"target": "alert", "id": "a1", "action": "shelve",
                                   "note": "nuisance", "params": {"for_s": 600}}),
-                          ("s3", {"target": "silence", "id": "si-x", "action": "end_silence"})):
+                          ("s3", {"target": "silence", "id": "si-x", "action": "end_silence"}),
+                          ("s4", {"target": "alert", "id": "a1", "action": "unshelve"})):
             await w.ws.send(orjson.dumps({"op": "cmd", "req": req, **body}).decode())
-        await until(lambda: len(w.results) == 3, timeout=20)
+        await until(lambda: len(w.results) == 4, timeout=20)
         assert {x["req"]: (x["ok"], x["reason"]) for x in w.results} == {
-            "s1": (False, "forbidden"), "s2": (False, "forbidden"), "s3": (False, "forbidden")}
+            "s1": (False, "forbidden"), "s2": (False, "forbidden"), "s3": (False, "forbidden"),
+            "s4": (False, "forbidden")}
         # The officer's silence goes to the log (no worker runs here: sent, then pending).
         await o.ws.send(orjson.dumps({"op": "cmd", "req": "o1", "target": "silence",
                                       "id": "new", "action": "silence", "note": "drill",

@@ -155,6 +155,75 @@ def test_shelving_is_bounded_audited_and_stops_escalation() -> None:
         lc.shelve(acked, ts=T0 + 80, note="x", **OFFICER)
 
 
+def test_an_officer_unshelves_early_audited_with_who_and_when() -> None:
+    shelved = lc.shelve(alert(), ts=T0 + 70, note="nuisance", for_s=4 * 3600, **OFFICER)
+    back = lc.apply("alert", "unshelve", shelved, None, actor="zhao", role="duty_officer",
+                    ts=T0 + 600, note="")[0]
+    assert (back.status, back.held_until, back.ts_updated) == ("new", None, T0 + 600)
+    entry = back.audit[-1]
+    assert (entry.action, entry.from_state, entry.to_state) == ("unshelve", "shelved", "new")
+    assert (entry.actor, entry.role, entry.ts) == ("zhao", "duty_officer", T0 + 600)
+    # No note given: the trail does not claim the shelf time ran out.
+    assert entry.note == "taken off the shelf early"
+    assert lc.unshelve(shelved, ts=T0 + 600, note=" ", actor="zhao",
+                       role="admin").audit[-1].note == "taken off the shelf early"
+    assert lc.unshelve(shelved, ts=T0 + 600, note="camera fixed", actor="zhao",
+                       role="admin").audit[-1].note == "camera fixed"
+    # Watched again from now: its ack chain counts from the unshelving, not the shelf end.
+    deadline = escalation.next_deadline(back, None, CONFIG)
+    assert deadline is not None and deadline.kind == "ack"
+    assert deadline.due_at == T0 + 600 + CONFIG.ack_s["high"]
+
+
+@pytest.mark.parametrize("role", ["grid_worker", "station_manager"])
+def test_only_an_officer_or_admin_unshelves(role: str) -> None:
+    shelved = lc.shelve(alert(), ts=T0 + 70, note="nuisance", for_s=3600, **OFFICER)
+    with pytest.raises(TransitionRefused, match="only a duty officer or admin"):
+        lc.unshelve(shelved, ts=T0 + 100, actor="li", role=role)
+
+
+def test_unshelve_is_refused_on_an_alert_not_shelved() -> None:
+    with pytest.raises(TransitionRefused, match="cannot unshelve"):
+        lc.unshelve(alert(), ts=T0 + 100, **OFFICER)
+    silenced = hold_if_silenced(alert(), {"si-1": silence()}, {})
+    assert silenced.status == "silenced"
+    with pytest.raises(TransitionRefused, match="cannot unshelve"):
+        lc.unshelve(silenced, ts=T0 + 100, **OFFICER)
+    shelved = lc.shelve(alert(), ts=T0 + 70, note="x", for_s=60, **OFFICER)
+    done = lc.dismiss(shelved, None, ts=T0 + 80, note="false alarm", **OFFICER)[0]
+    with pytest.raises(TransitionRefused, match="unshelve"):
+        lc.unshelve(done, ts=T0 + 100, **OFFICER)
+
+
+def test_an_unshelve_command_decodes_and_the_gateway_checks_it() -> None:
+    record = {"v": 1, "command_id": "c-1", "target": "alert", "id": "al-1",
+              "action": "unshelve", "actor": "wang", "role": "duty_officer", "grids": [],
+              "ts": "2026-11-22T08:10:00+08:00"}
+    cmd = decode_command(orjson.dumps(record))
+    assert (cmd.target, cmd.action, cmd.note, shelf_time(cmd)) == ("alert", "unshelve", "", {})
+    # No reason needed (ending a hold early), unlike shelving.
+    assert not contract.needs_note("alert", "unshelve") and contract.needs_note("alert", "shelve")
+    parsed = parse({"target": "alert", "id": "al-1", "action": "unshelve"})
+    assert (parsed["action"], parsed["note"]) == ("unshelve", "")
+    visible = {"id": "al-1", "grid_id": "G1"}
+    check(user("duty_officer"), parsed, visible)
+    out = command_record(user("duty_officer"), parsed, now=T0)
+    assert (out["actor"], out["role"], out["action"]) == ("u1", "duty_officer", "unshelve")
+    for role in ("grid_worker", "station_manager"):
+        with pytest.raises(CommandError, match="forbidden"):
+            check(user(role), parsed, visible)
+    with pytest.raises(CommandError, match="not_found"):
+        check(user("duty_officer"), parsed, None)
+    for bad, reason in (({"id": ""}, "bad_id"), ({"note": 5}, "bad_note"),
+                        ({"params": {"for_s": float("inf")}}, "bad_params"),
+                        ({"action": "unshelf"}, "bad_action")):
+        with pytest.raises(CommandError, match=reason):
+            parse({"target": "alert", "id": "al-1", "action": "unshelve", **bad})
+    for bad_field, value in (("action", "unshelf"), ("role", "system")):
+        with pytest.raises(Exception, match=bad_field):
+            decode_command(orjson.dumps({**record, bad_field: value}))
+
+
 def test_a_stale_ack_deadline_fires_nothing_on_a_shelved_alert() -> None:
     a = alert()
     ack_deadline = escalation.next_deadline(a, None, CONFIG)

@@ -8,6 +8,7 @@ import { BAND_COLOUR, NO_DATA, areaColour } from "./bands.js";
 import { allowedNow, needsNote, resultText, toast } from "./app.js";
 import { askShelve, exportHref, heldStates, today } from "./held.js";
 import { mountSilences } from "./silences.js";
+import { mountDutyBoard } from "./dutyboard.js";
 
 const FEED_ROWS = 200;
 // Each counter says its window (now, today, all time): which counter has which comes from
@@ -18,6 +19,7 @@ const TEMPLATE = `
   <div class="wall panel" id="wall">
     <div class="clock"><b id="clock"></b><small id="clock-day"></small></div>
     <div class="health" id="health"></div>
+    <button type="button" id="duty-board" class="chip duty-chip" hidden></button>
     <div class="sound">
       <button type="button" id="sound-on" data-i18n="sound_enable"></button>
       <button type="button" id="mute"></button></div>
@@ -142,13 +144,17 @@ export function mount(root, { me, link, contract }) {
         <span class="title">${level > 0 ? `<b class="esc">${t("escalated_level", { n: level })}</b>` : ""}${esc(lang() === "en" ? a.title : a.title_zh || a.title)}</span>
         <span class="meta">${esc(a.grid_id ? gridLabel(a.grid_id) : a.station_id || "")} · ${clock(a.ts_raised)}</span>
         <span class="status">${t("st_" + a.status)}${mayShelve && a.status === "new"
-          ? `<button type="button" class="row-shelve" data-shelve="${esc(a.id)}">${t("act_shelve")}</button>` : ""}</span>
+          ? `<button type="button" class="row-shelve" data-shelve="${esc(a.id)}">${t("act_shelve")}</button>` : ""}${mayUnshelve && a.status === "shelved"
+          ? `<button type="button" class="row-unshelve" data-unshelve="${esc(a.id)}"${a.held_until ? ` title="${esc(t("shelved_until", { t: clock(a.held_until) }))}"` : ""}>${t("act_unshelve")}</button>` : ""}</span>
         ${a.needs_officer ? `<b class="no-duty" title="${esc(a.needs_officer)}">${t("no_one_on_duty")}</b>` : ""}</li>`;
   }
   function alertVersion(a, level) {
     return `${a.ts_updated}|${a.status}|${level}|${a.id === selected}|${a.needs_officer || ""}`;
   }
   const mayShelve = allowedNow(contract, "alert", "new", me.user.role).includes("shelve");
+  // A shelved alert is taken off the shelf from its row (in the held list) as from its
+  // detail panel: the contract's unshelve, audited with who and when by the worker.
+  const mayUnshelve = allowedNow(contract, "alert", "shelved", me.user.role).includes("unshelve");
   const mayAckIncident = allowedNow(contract, "incident", "open", me.user.role).includes("ack");
   function incidentRow(inc) {
     const open = expanded.has(inc.id);
@@ -314,6 +320,12 @@ export function mount(root, { me, link, contract }) {
     }
     const shelf = ev.target.closest("[data-shelve]");
     if (shelf) { askShelve(shelf.dataset.shelve, { contract, send: (c) => link.command(c) }); return; }
+    const unshelf = ev.target.closest("[data-unshelve]");
+    if (unshelf) {
+      link.command({ target: "alert", id: unshelf.dataset.unshelve, action: "unshelve", note: "" });
+      unshelf.disabled = true;
+      return;
+    }
     const li = ev.target.closest("li[data-id]");
     if (!li) return;
     selected = li.dataset.id;
@@ -382,6 +394,7 @@ export function mount(root, { me, link, contract }) {
 
   const wall = mountWall(root, { onGrid: selectGrid });
   const silences = mountSilences(pick("#silences"), { link, contract, grids: () => [...gridNames.keys()] });
+  const dutyBoard = mountDutyBoard(pick("#duty-board"), { gridLabel });
   pick("#held").addEventListener("click", () => { showHeld = !showHeld; drawFeed(); });
   // The export: /api/alerts.csv for the days chosen (today unless changed).
   const drawExport = () => {
@@ -432,7 +445,12 @@ export function mount(root, { me, link, contract }) {
     sounds,
     get live() { return live; },  // past the snapshot: what arrives now is sounded
     silences,
+    dutyBoard,
     result(res) {
+      if (res.action === "on_duty" || res.action === "off_duty") dutyBoard.refresh();
+      if (res.action === "unshelve" && res.ok === false) {  // refused: may be tried again
+        root.querySelectorAll("[data-unshelve]").forEach((b) => { if (b.dataset.unshelve === res.id) b.disabled = false; });
+      }
       silences.result(res);
       toast(`${t("act_" + res.action)} · ${resultText(res)}`, res.ok === false);
     },
@@ -444,6 +462,7 @@ export function mount(root, { me, link, contract }) {
       drawFeed(); drawAlert(); drawGrid(); drawCounters(); drawMap(); drawSound();
       wall.relabel();
       silences.relabel();
+      dutyBoard.relabel();
       if (box.querySelector("#note")) box.querySelector("#note").value = note;
     },
   };
