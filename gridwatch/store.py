@@ -298,7 +298,8 @@ class AsyncStore:
         return out
 
     async def apply_parts(self, staged: list[tuple[list[str], bytes]]) -> None:
-        """Apply each slot's part once: one pipelined round trip per master.
+        """Apply each slot's part once: one pipelined round trip per master, the
+        masters at once.
 
         A master that restarted without the script gets it again. A service error (a
         master away, loading, out of memory) is raised and the whole batch completed
@@ -308,10 +309,8 @@ class AsyncStore:
         """
         sha, todo = self._apply.sha, staged
         for _ in range(3):
-            pipe = self.redis.pipeline(transaction=False)
-            for part_keys, payload in todo:
-                self.route.queue(pipe, sha, part_keys, ["part", payload])
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self.route.each(
+                sha, [(part_keys, ["part", payload]) for part_keys, payload in todo])
             again = []
             for part, reply in zip(todo, replies):
                 if isinstance(reply, redis.exceptions.NoScriptError):
