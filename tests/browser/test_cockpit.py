@@ -108,8 +108,11 @@ def record_frames(page: Page) -> list[str]:
 
 
 def map_drawn(page: Page) -> None:
+    # Polled until true: the screen (and the chart library) may not be there yet, which
+    # is a "not yet", not an error.
     page.wait_for_function("""() => {
-      const chart = echarts.getInstanceByDom(document.getElementById('map'));
+      const el = document.getElementById('map');
+      const chart = el && window.echarts && echarts.getInstanceByDom(el);
       const s = chart && chart.getOption().series;
       return s && s.length && s[0].data.length > 0;
     }""")
