@@ -108,13 +108,14 @@ def record_frames(page: Page) -> list[str]:
 
 
 def map_drawn(page: Page) -> None:
-    # Polled until true: the screen (and the chart library) may not be there yet, which
-    # is a "not yet", not an error.
+    # Polled until true: the screen, the chart library or the chart's first option may
+    # not be there yet, which is a "not yet", not an error.
     page.wait_for_function("""() => {
       const el = document.getElementById('map');
       const chart = el && window.echarts && echarts.getInstanceByDom(el);
-      const s = chart && chart.getOption().series;
-      return s && s.length && s[0].data.length > 0;
+      const option = chart && chart.getOption();
+      const s = option && option.series;
+      return Boolean(s && s.length && s[0].data && s[0].data.length > 0);
     }""")
 
 

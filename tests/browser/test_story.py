@@ -100,9 +100,12 @@ def test_the_wall_at_the_outbreaks_peak_in_both_languages(browser: Any, cockpit:
     login(page, r, g.origin, User("officer-demo", "duty_officer"))
     map_drawn(page)
     page.wait_for_function(f"""() => {{
-      const chart = echarts.getInstanceByDom(document.getElementById('map'));
-      const s = chart && chart.getOption().series;
-      return s && s.length && s[0].data.some((d) => d.value !== null && d.value >= {RED_AT});
+      const el = document.getElementById('map');
+      const chart = el && window.echarts && echarts.getInstanceByDom(el);
+      const option = chart && chart.getOption();
+      const s = option && option.series;
+      return Boolean(s && s.length && s[0].data
+                     && s[0].data.some((d) => d.value !== null && d.value >= {RED_AT}));
     }}""", timeout=30000)
     bands = bands_on_map(page)
     assert bands["red"] >= 1 and 1 <= bands["red"] + bands["yellow"] <= 6, bands
