@@ -140,7 +140,8 @@ def main() -> None:
     args = parser.parse_args()
     names = set(args.series.split(",")) if args.series else None
     if names:
-        unknown = names - set(realdata.SERIES) - set(realdata.HELD_BACK) - set(realdata.FLOOR)
+        unknown = names.difference(realdata.SERIES, realdata.HELD_BACK, realdata.FLOOR,
+                                   realdata.FLOOR2)
         if unknown:
             parser.error(f"unknown series: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_forecast_"))
@@ -255,7 +256,7 @@ def _floor_one(job: tuple[str, str]) -> tuple[str, dict[str, float] | None, floa
     """Backtest one real series (by name) in a process of its own: MAE of the model, the
     blend alone, MSTL and seasonal naive, the model's coverage, and the seconds taken."""
     name, tmp = job
-    loaders = {**realdata.SERIES, **realdata.HELD_BACK, **realdata.FLOOR}
+    loaders = {**realdata.SERIES, **realdata.HELD_BACK, **realdata.FLOOR, **realdata.FLOOR2}
     try:
         s_ts, s_y = loaders[name]()
     except ImportError:  # its package is not installed
@@ -277,7 +278,9 @@ def floor(tmp: Path, names: set[str] | None = None, jobs: int = 1) -> None:
     groups = (("tuning set (the series the model was chosen on)", realdata.SERIES),
               ("held back", realdata.HELD_BACK),
               ("new: smooth aggregates with a trend (chosen before the first run)",
-               realdata.FLOOR))
+               realdata.FLOOR),
+              ("new, second round: smooth aggregates (chosen before their first run)",
+               realdata.FLOOR2))
     print("\nfloor: 28 origins x 24 h; floor = MAE / the better of MSTL's and the blend's "
           "(bar: 1.02)")
     print(f"{'series':<24}{'MAE':>10}{'blend':>10}{'MSTL':>10}{'naive':>10}{'floor':>7}"
