@@ -76,10 +76,14 @@ WINDOW = RECENT + YEARS * 366 * DAY + WEEKS * WEEK + DAY
 BLEND_STRIDE = 6  # every 6th calibration origin chooses the blend weights
 REPORT_FACTOR = 1.1  # a day the past years move by more than this is named in the forecast
 BLEND_EQUAL = 0.3  # share of equal weights mixed into the chosen ones
-VALID_DAYS = 28  # validation origins for the statistical candidates: the same hour, days back
-# A mix with the statistical candidates replaces the blend only when its validation MAE is
-# this much below the blend's: 28 days at one hour are few, and a small edge there is noise.
+VALID_DAYS = 28  # days of validation origins for the statistical candidates
+VALID_STEP = 12  # hours between them: the forecast's hour and 12 hours before, each day
+# A mix with the statistical candidates replaces the blend when its validation MAE is this
+# much below the blend's; a smaller edge is too little to go by alone (one hour a day on
+# 28 days: mixes won by 9-10 % there and lost the days after), so the forecast takes
+# FLOOR_SHARE of such a mix and keeps the rest of the blend.
 FLOOR_MARGIN = 0.08
+FLOOR_SHARE = 0.5
 # Slightly wider than nominal: the blend weights are chosen on the same errors, and
 # errors drift, so nominal split-conformal quantiles under-cover (~74 % measured).
 _Z = {"80": (0.075, 0.925), "95": (0.02, 0.98)}
@@ -244,6 +248,16 @@ def _lagged_mean(x: np.ndarray, lag: int, count: int, start: int, stop: int) -> 
     return _trimmed_mean_last(stack.T)
 
 
+def _lagged_known(x: np.ndarray, lag: int, count: int, stop: int) -> np.ndarray:
+    """How many of x[t - lag*k], k=1..count, are known, for t in [0, stop)."""
+    known = ~np.isnan(x)
+    out = np.zeros(stop, np.int16)
+    for k in range(1, count + 1):
+        if lag * k < stop:
+            out[lag * k:] += known[:stop - lag * k]
+    return out
+
+
 def _level(x: np.ndarray, base: np.ndarray, origins: np.ndarray, hours: int) -> np.ndarray:
     """Damped ratio actual/base over the ``hours`` before each origin (1 where unknown)."""
     ok = ~(np.isnan(x) | np.isnan(base))
@@ -272,7 +286,8 @@ def _odd_hours(x: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 
 def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
-                start: int, stop: int, calendar: str | None = None) -> np.ndarray:
+                start: int, stop: int, calendar: str | None = None,
+                grounded: np.ndarray | None = None) -> np.ndarray:
     """Factor on the seasonal mean for hours 0..stop-1 (1 before ``start``).
 
     For hour t: over the last :data:`YEARS` years, the same local calendar date and
@@ -284,7 +299,8 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
     local hour index of ``x[0]``. Only hours at least a year before t are read. With a
     ``calendar`` (:mod:`.calendars`), days near a holiday that moves (the Spring,
     Dragon Boat and Mid-Autumn festivals) are matched on the days from that holiday
-    instead of the date.
+    instead of the date. ``grounded``: where the seasonal mean of a past hour stands on
+    enough seasons to vote (all of ``x`` by default).
     """
     out = np.ones(stop)
     if stop <= start or not np.any(~np.isnan(x)):
@@ -315,6 +331,8 @@ def _year_ratio(x: np.ndarray, base: np.ndarray, odd: np.ndarray, local0: int,
         tk = then.astype(np.int64) * DAY + hod - local0
         inside = (tk >= 0) & (tk < x.size) & usable
         tk = np.clip(tk, 0, x.size - 1)
+        if grounded is not None:
+            inside &= grounded[tk]
         ratio = np.where(odd[tk], (x[tk] + prior) / (base[tk] + prior), 1.0)
         votes[:, k - 1] = np.where(inside & ~np.isnan(x[tk]), ratio, np.nan)
     # One year alone does not make a date come back: its quirks (late shopping hours
@@ -379,6 +397,9 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
     makeup = _makeup_hours(calendar, local0, n + horizon) if lag == WEEK else None
     seen = x if makeup is None else np.where(makeup[:n], np.nan, x)
     base = _lagged_mean(seen, lag, count, 0, n + horizon)
+    # Where under half the seasons behind an hour are known (the first weeks of a
+    # series), its seasonal mean is a guess: a past year's ratio there is no vote.
+    grounded = _lagged_known(seen, lag, count, n) >= count // 2
     fallback = np.nanmean(x) if np.any(~np.isnan(x)) else 0.0
     base = np.where(np.isnan(base), fallback, base)
     if makeup is not None:
@@ -387,7 +408,8 @@ def _point_paths(x: np.ndarray, horizon: int, lag: int, count: int, origins: np.
         makeup = np.zeros(n + horizon, bool)
     odd = _odd_hours(x, base[:n])
     if lag == WEEK:
-        yearly = _year_ratio(x, base, odd, local0, int(origins[0]), n + horizon, calendar)
+        yearly = _year_ratio(x, base, odd, local0, int(origins[0]), n + horizon, calendar,
+                             grounded)
         base = base * yearly
     else:
         yearly = np.ones(n + horizon)
@@ -616,7 +638,8 @@ def forecast_next(ts: Sequence[Any] | np.ndarray, counts: Sequence[float] | np.n
         yhat=yhat.tolist(), lo80=lo80.tolist(), hi80=hi80.tolist(),
         lo95=lo95.tolist(), hi95=hi95.tolist(), method=method, notes=notes,
         holidays=holidays, workdays=workdays,
-        model={k: floor[k] for k in ("chosen", "weights", "validation_mae", "origins")}
+        model={k: floor[k] for k in ("chosen", "weights", "validation_mae", "origins",
+                                     "days")}
         if floor is not None else {})
 
 
@@ -660,11 +683,12 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
     """Weigh the seasonal blend against the statistical candidates (``rivals``, see
     :mod:`.forecast_models`) on rolling origins before the forecast's.
 
-    The origins are the same hour on each of the last :data:`VALID_DAYS` days (their
-    blend forecasts are rows of ``paths``, made from hours before each of them); each
-    candidate is fitted on the hours before each origin. Weights on a 0.1 grid over the
-    candidates minimise the MAE over those origins' hours; unless that MAE is more than
-    :data:`FLOOR_MARGIN` below the blend's, the blend stands alone. Hours that past years or the
+    The origins are every :data:`VALID_STEP` hours back from the forecast's over the last
+    :data:`VALID_DAYS` days (their blend forecasts are rows of ``paths``, made from hours
+    before each of them); each candidate is fitted on the hours before each origin.
+    Weights on a 0.1 grid over the candidates minimise the MAE over those origins' hours;
+    unless that MAE is more than :data:`FLOOR_MARGIN` below the blend's, the forecast takes
+    :data:`FLOOR_SHARE` of that mix and the rest of the blend. Hours that past years or the
     calendar call special (a holiday, a weekend day worked) stay the blend's, which
     knows them; so does the whole forecast when the last day came in off the mix's
     forecast of it by more than :data:`ODD_DAY` (a level shift the validation days did
@@ -675,9 +699,10 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
     keep = yearly != 1.0  # the blend's own hours
     if makeup is not None:
         keep = keep | makeup
-    val = [n - DAY * k for k in range(VALID_DAYS, 0, -1)]
+    every = VALID_DAYS * DAY // VALID_STEP
+    val = [n - VALID_STEP * k for k in range(every, 0, -1)]
     val = [v for v in val if v >= origins[0]]
-    if len(val) < VALID_DAYS // 2:
+    if len(val) < every // 2 or n - DAY not in val:
         return None
     # Each candidate is fitted on the hours before each origin with its odd days (a
     # holiday, an outage) replaced by their neighbours: see _without_odd_days.
@@ -709,41 +734,48 @@ def _floor(x: np.ndarray, paths: np.ndarray, origins: np.ndarray, base: np.ndarr
     d = np.stack([c[:-1][ok] - actual[ok] for c in cands])
     grid = _simplex(len(cands)) if len(cands) > 1 else np.ones((1, 1))
     mae = np.abs(grid @ d).mean(axis=1)
-    w = grid[int(np.argmin(mae))]
+    # Among mixes as good as the best, the one with the most of the blend.
+    tied = mae <= mae.min() * (1 + 1e-9) + 1e-12
+    w = grid[int(np.argmax(np.where(tied, grid[:, -1], -1.0)))]
     best = None
     if w[-1] < 1 and mae.min() > (1 - FLOOR_MARGIN) * float(np.abs(d[-1]).mean()):
         best = (_mix_label(labels, w), float(mae.min()))
-        w = np.eye(len(cands))[-1]  # not clearly better than the blend: the blend
+        # Not clearly better than the blend: part of the way to it.
+        w = (1 - FLOOR_SHARE) * np.eye(len(cands))[-1] + FLOOR_SHARE * w
     single = {lab: float(np.abs(dd).mean()) for lab, dd in zip(labels, d)}
     mixed = sum(wi * c for wi, c in zip(w, cands))
-    # The last day against the mix's forecast of it, made a day before (the last
-    # validation origin): off by more than ODD_DAY, the level moved after the
+    # The last day against the mix's forecast of it, made a day before (a validation
+    # origin): off by more than ODD_DAY, the level moved after the
     # validation days and the blend, which follows the last day, goes alone.
-    last = ok[-1]
+    day_ago = val.index(n - DAY)
+    last = ok[day_ago]
     prior = 0.05 * DAY * float(np.nanmean(base[:n])) + 1.0
-    level = (float(actual[-1][last].sum()) + prior) / (float(mixed[-2][last].sum()) + prior)
+    level = (float(actual[day_ago][last].sum()) + prior) / (float(mixed[day_ago][last].sum()) + prior)
     shifted = bool(last.sum() >= DAY // 2 and abs(np.log(level)) > np.log(ODD_DAY)) and w[-1] < 1
     if shifted:
         w = np.eye(len(cands))[-1]
         mixed = blend.copy()
-    weights = {lab: round(float(wi), 1) for lab, wi in zip(labels, w) if wi > 0}
+    weights = {lab: round(float(wi), 2) for lab, wi in zip(labels, w) if wi > 0}
     chosen = _mix_label(labels, w)
     # Rounded as the record keeps them, so that the note and the record agree.
     mix_mae = round(float(np.abs(mixed[:-1][ok] - actual[ok]).mean()), 2)
     single = {k: round(v, 2) for k, v in single.items()}
     others = ", ".join(f"{fm.LABELS[k]} {single[k]:.1f}" for k in ("blend", *names))
-    why = (f"model: {chosen}, weighed on {len(val)} rolling origins (the same hour on the last "
-           f"{len(val)} days): MAE {mix_mae:.1f} there against {others}")
+    days = -(-(n - val[0]) // DAY)
+    why = (f"model: {chosen}, weighed on {len(val)} rolling origins (every {VALID_STEP} hours "
+           f"over the last {days} days): MAE {mix_mae:.1f} there against {others}")
     if best is not None:
         why += (f"; the best mix, {best[0]} (MAE {best[1]:.1f}), is not {FLOOR_MARGIN:.0%} "
                 "better than the blend")
+        if not shifted:
+            why += f": {FLOOR_SHARE:.0%} of it is taken"
     if shifted:
         why += (f"; the last day came in at {level:.2f}x its forecast, a level shift that the "
                 "blend follows within a day: the blend alone")
     return {"yhat": np.maximum(mixed[-1], 0.0), "chosen": chosen, "weights": weights,
             "validation_mae": {"chosen": round(mix_mae, 2),
                                **{k: round(v, 2) for k, v in single.items()}},
-            "origins": len(val), "note": why, "paths": mixed[:-1], "actual": actual}
+            "origins": len(val), "days": days, "note": why, "paths": mixed[:-1], "actual": actual}
 
 
 def _mix_label(labels: Sequence[str], w: np.ndarray) -> str:

@@ -36,7 +36,7 @@ import realdata  # bench/realdata.py, beside this file
 from backtest import run_backtest  # bench/backtest.py
 from gridwatch.agents import forecast_models
 from gridwatch.agents.fold import lead_bucket
-from gridwatch.agents.forecast import VALID_DAYS, WINDOW, BookingsView, forecast_next
+from gridwatch.agents.forecast import VALID_DAYS, VALID_STEP, WINDOW, BookingsView, forecast_next
 from gridwatch.agents.forecast_refresh import build_inputs
 from gridwatch.schemas.events import parse_time
 from gridwatch.streams.simulate import CST, Simulator
@@ -166,24 +166,25 @@ def timing(tmp: Path) -> None:
     # The statistical candidates, cold: the first forecast of a process imports
     # statsforecast (and compiles what it compiles on first use) and fits each candidate
     # at every validation origin; then the same with the process warm and no fit kept.
+    every = VALID_DAYS * 24 // VALID_STEP  # validation origins of a forecast
     t = time.perf_counter()
-    fc = forecast_next(ts, y, origin=origin - timedelta(hours=24 * (VALID_DAYS + 1)))
+    fc = forecast_next(ts, y, origin=origin - timedelta(hours=VALID_STEP * (every + 1)))
     first = time.perf_counter() - t
     forecast_models.clear_cache()
     t = time.perf_counter()
-    forecast_next(ts, y, origin=origin - timedelta(hours=24 * VALID_DAYS))
+    forecast_next(ts, y, origin=origin - timedelta(hours=VALID_STEP * every))
     cold = time.perf_counter() - t
     print(f"one 24 h forecast with the candidates, cold: {first * 1e3:.0f} ms the first in a "
           f"process (statsforecast imported), {cold * 1e3:.0f} ms with no fit kept "
-          f"({VALID_DAYS + 1} fits of each candidate); model: {fc.model.get('chosen')}")
+          f"({every + 1} fits of each candidate); model: {fc.model.get('chosen')}")
     # Warm, as the live refresher runs: every earlier origin was forecast, so each
     # forecast fits each candidate once, at its own origin.
-    for k in range(VALID_DAYS - 1, 0, -1):
-        forecast_next(ts, y, origin=origin - timedelta(hours=24 * k))
+    for k in range(every - 1, 0, -1):
+        forecast_next(ts, y, origin=origin - timedelta(hours=VALID_STEP * k))
     for label, models in (("with the candidates, warm", None), ("the seasonal blend alone", ())):
         times, cpu = [], []
         for k in range(10 if models is None else 50):
-            at = origin + timedelta(hours=24 * k if models is None else k)
+            at = origin + timedelta(hours=VALID_STEP * k if models is None else k)
             t, c = time.perf_counter(), time.process_time()
             forecast_next(ts, y, origin=at, models=models)
             times.append(time.perf_counter() - t)

@@ -122,7 +122,10 @@ export function mount(root, { me }) {
     const mae = m.validation_mae || {};
     const others = Object.keys(mae).filter((k) => k !== "chosen")
       .map((k) => `${modelName(k)} ${Number(mae[k]).toFixed(1)}`).join(lang() === "en" ? ", " : "，");
-    line.textContent = t("model_line", { chosen, n: m.origins, mae: Number(mae.chosen).toFixed(1), others });
+    // Records made before the origins were 12 hours apart hold no "days": one a day.
+    const days = m.days || m.origins;
+    const step = Math.max(1, Math.round((24 * days) / Math.max(m.origins, 1)));
+    line.textContent = t("model_line", { chosen, n: m.origins, days, step, mae: Number(mae.chosen).toFixed(1), others });
     line.hidden = false;
   }
 
