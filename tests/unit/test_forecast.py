@@ -296,6 +296,29 @@ def test_one_known_year_does_not_make_a_date_come_back() -> None:
     assert np.sum(fc.yhat) < 0.35 * normal
 
 
+def test_the_first_weeks_of_a_series_do_not_vote_for_their_date() -> None:
+    """A station whose records begin on 1 December 2022, busier in its first half year:
+    that first December has no seasonal mean of its own (only the series' overall one),
+    so it does not make December a busy date; December 2023 was ordinary."""
+    start = datetime(2022, 12, 1, tzinfo=timezone.utc)
+    origin = datetime(2024, 12, 4, tzinfo=timezone.utc)
+    hours = int((origin - start).total_seconds() // 3600)
+    t = np.arange(hours + 24)
+    ts = np.array([start + timedelta(hours=int(i)) for i in t])
+    level = np.where(t < 182 * 24, 200.0, 100.0)
+    y = np.random.default_rng(4).poisson(level * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24)))
+    fc = forecast_next(ts[:hours], y[:hours].astype(float), origin=ts[hours])
+    normal = y[hours - 7 * 24:hours - 6 * 24].sum()
+    assert fc.holidays == [], fc.holidays
+    assert abs(np.sum(fc.yhat) / normal - 1) < 0.1, np.sum(fc.yhat) / normal
+    # The seasons behind an hour: three weeks in, three; at the origin, all ten.
+    from gridwatch.agents import forecast as fmod
+    x = np.full(fmod.WINDOW, np.nan)
+    x[-hours:] = y[:hours]
+    assert fmod._lagged_known(x, 168, 10, x.size)[-hours + 3 * 168] == 3
+    assert fmod._lagged_known(x, 168, 10, x.size)[-1] == 10
+
+
 def test_station_history_is_kept_as_long_as_the_forecaster_reads_it() -> None:
     from gridwatch.agents.forecast import history_spans
 
