@@ -163,11 +163,8 @@ class SlotRouter:
         each command again: ~40 us a call in Python, the largest part of what a cluster
         added to a batch's apply).
         """
-        if not self.cluster:
-            pipe = self.client.pipeline(transaction=False)
-            for call_keys, args in calls:
-                pipe.evalsha(sha, len(call_keys), *call_keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        if not self.cluster:  # one server: one pipeline
+            return await self._routed(sha, calls, range(len(calls)), [None] * len(calls))
         nodes: dict[str, Any] = {}
         by_node: dict[str, list[int]] = {}
         for i, (call_keys, _) in enumerate(calls):
@@ -207,8 +204,9 @@ class SlotRouter:
 
     async def _routed(self, sha: str, calls: list[tuple[list[str], list[Any]]],
                       which: Any, out: list[Any]) -> list[Any]:
-        """Send ``which`` of ``calls`` through redis-py's cluster pipeline (it follows
-        MOVED and ASK, and learns the new slot map); their replies replace ``out``'s."""
+        """Send ``which`` of ``calls`` through one redis-py pipeline (on a cluster, its
+        cluster pipeline: it follows MOVED and ASK, and learns the new slot map); their
+        replies replace ``out``'s."""
         which = list(which)
         pipe = self.client.pipeline(transaction=False)
         for i in which:
