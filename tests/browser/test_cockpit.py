@@ -304,11 +304,13 @@ def test_station_manager_chart(browser: Any, gateway_only: Any) -> None:
     first = local[top[0]]
     expect(page.locator("#peaks tr").nth(1).locator("td").first).to_have_text(
         f"{first:02d}:00–{(first + 1) % 24:02d}:00")
-    labels = page.evaluate("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
-      .getOption().xAxis[0].data""")
     # The forecast's hours follow the hours of arrivals before it, each with its date.
-    page.wait_for_function("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
-      .getOption().xAxis[0].data.length > 24""")
+    # (A chart without its first option yet is waited for, not an error.)
+    page.wait_for_function("""() => {
+      const c = echarts.getInstanceByDom(document.querySelector('#chart'));
+      const o = c && c.getOption();
+      return !!(o && o.xAxis && o.xAxis[0].data.length > 24);
+    }""")
     labels = page.evaluate("""() => echarts.getInstanceByDom(document.querySelector('#chart'))
       .getOption().xAxis[0].data""")
     days = [h.astimezone(CST).strftime("%m-%d") for h in hours]

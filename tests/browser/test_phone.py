@@ -113,7 +113,8 @@ def test_phone_shows_my_grids_tasks_with_place_and_countdown(browser: Any,
     # The small map holds my grids and nothing else, coloured by band.
     page.wait_for_function("""() => {
       const c = echarts.getInstanceByDom(document.getElementById('grid-map'));
-      const s = c && c.getOption().series;
+      const o = c && c.getOption();
+      const s = o && o.series;
       return s && s.length && s[0].data.length > 0;
     }""")
     data = page.evaluate("""() => echarts.getInstanceByDom(document.getElementById('grid-map'))
