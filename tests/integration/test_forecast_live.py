@@ -207,9 +207,17 @@ def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -
     start = _three_weeks(r, seed=5)
     seen: dict[str, object] = {}
 
+    async def until(done: Callable[[], bool], limit: float = 60.0) -> None:
+        # A forecast with no fit kept takes seconds on a slow machine (57 fits a model).
+        t = asyncio.get_running_loop().time()
+        while not done() and asyncio.get_running_loop().time() - t < limit:
+            await asyncio.sleep(0.1)
+
     async def body(found: list[ForecastRefresher], tasks: list[asyncio.Task]) -> None:
         a, b = found
         await asyncio.sleep(1.5)
+        await until(lambda: a.made + b.made > 0)
+        await asyncio.sleep(0.5)  # time for a second forecast, which must not come
         seen["first"] = (a.made, b.made, r.xlen(keys.CHAN_FORECASTS))
         holder, other = (a, b) if a.made else (b, a)
         seen["holder"] = r.get(keys.forecast_owner(STATION)).decode() == holder.owner
@@ -218,6 +226,7 @@ def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -
         await asyncio.sleep(1.0)
         seen["early"] = other.made  # the lease has not run out yet
         await asyncio.sleep(2.5)
+        await until(lambda: other.made > 0)
         seen["after"] = (other.made, r.xlen(keys.CHAN_FORECASTS))
         seen["taken"] = r.get(keys.forecast_owner(STATION)).decode() == other.owner
 
