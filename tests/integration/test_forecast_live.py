@@ -230,7 +230,9 @@ def test_one_worker_makes_each_forecast_and_another_takes_over(stack_settings) -
         seen["after"] = (other.made, r.xlen(keys.CHAN_FORECASTS))
         seen["taken"] = r.get(keys.forecast_owner(STATION)).decode() == other.owner
 
-    run_async(lambda: _refreshers(stack_settings.redis, ["worker-a", "worker-b"], 2, body))
+    # A lease longer than a forecast with no fit kept (several seconds on a slow machine):
+    # the holder renews it between forecasts, not during one.
+    run_async(lambda: _refreshers(stack_settings.redis, ["worker-a", "worker-b"], 10, body))
     made_a, made_b, published = seen["first"]
     assert sorted((made_a, made_b)) == [0, 1] and published == 1, seen
     assert seen["holder"] and seen["early"] == 0, seen
