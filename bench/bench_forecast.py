@@ -141,7 +141,7 @@ def main() -> None:
     names = set(args.series.split(",")) if args.series else None
     if names:
         unknown = names.difference(realdata.SERIES, realdata.HELD_BACK, realdata.FLOOR,
-                                   realdata.FLOOR2)
+                                   realdata.FLOOR2, realdata.FLOOR3)
         if unknown:
             parser.error(f"unknown series: {', '.join(sorted(unknown))}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_forecast_"))
@@ -257,7 +257,8 @@ def _floor_one(job: tuple[str, str]) -> tuple[str, dict[str, float] | None, floa
     """Backtest one real series (by name) in a process of its own: MAE of the model, the
     blend alone, MSTL and seasonal naive, the model's coverage, and the seconds taken."""
     name, tmp = job
-    loaders = {**realdata.SERIES, **realdata.HELD_BACK, **realdata.FLOOR, **realdata.FLOOR2}
+    loaders = {**realdata.SERIES, **realdata.HELD_BACK, **realdata.FLOOR, **realdata.FLOOR2,
+               **realdata.FLOOR3}
     try:
         s_ts, s_y = loaders[name]()
     except ImportError:  # its package is not installed
@@ -281,7 +282,9 @@ def floor(tmp: Path, names: set[str] | None = None, jobs: int = 1) -> None:
               ("new: smooth aggregates with a trend (chosen before the first run)",
                realdata.FLOOR),
               ("new, second round: smooth aggregates (chosen before their first run)",
-               realdata.FLOOR2))
+               realdata.FLOOR2),
+              ("new, third round: smooth aggregates (chosen before their first run)",
+               realdata.FLOOR3))
     print("\nfloor: 28 origins x 24 h; floor = MAE / the better of MSTL's and the blend's "
           "(bar: 1.02)")
     print(f"{'series':<24}{'MAE':>10}{'blend':>10}{'MSTL':>10}{'naive':>10}{'floor':>7}"
