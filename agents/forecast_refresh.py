@@ -18,9 +18,10 @@ The cache is also read again in full once a day (:data:`REREAD_HOURS`), which ca
 a change made behind the fold's back (an edit by hand).
 
 With several workers, each station's forecasts are made by one of them: the one that
-holds the station's lease (``gw:forecastowner:{station}``, renewed on every pass, taken
-over by another worker within :data:`~gridwatch.keys.FORECAST_LEASE_S` seconds of the
-holder stopping), so a forecast is made and published once, not once per worker.
+holds the station's lease (``gw:forecastowner:{station}``, renewed every third of its
+length, also while a forecast runs, and taken over by another worker within
+:data:`~gridwatch.keys.FORECAST_LEASE_S` seconds of the holder stopping), so a forecast is
+made and published once, not once per worker.
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ class ForecastRefresher:
         # Who holds a station's lease: this process (host, pid and a random part).
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_s = lease_s
+        self.held: set[str] = set()  # the stations whose lease this refresher holds
         self._claim = redis.register_script(CLAIM)
         self.tz = tz  # the district's zone: the forecaster's day types and dates are local
         self.calendar = calendar  # moving holidays matched across past years ("CN")
@@ -312,13 +314,44 @@ class ForecastRefresher:
 
     async def holds(self, station: str) -> bool:
         """Take or renew the station's lease; whether this refresher holds it."""
-        return bool(await self._claim(keys=[keys.forecast_owner(station)],
+        held = bool(await self._claim(keys=[keys.forecast_owner(station)],
                                       args=[self.owner, self.lease_s]))
+        if held:
+            self.held.add(station)
+        else:
+            self.held.discard(station)
+        return held
+
+    async def keep_leases(self) -> None:
+        """Renew the leases held every third of their length, whatever the refresher is
+        doing: a forecast with no fit kept takes seconds, and a pass over many stations
+        minutes. A lease renewed only between forecasts would run out within a pass;
+        another worker would take the station, and the two would trade it back and forth,
+        each reading its history afresh and fitting the candidates cold."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            for station in sorted(self.held):
+                try:
+                    await self.holds(station)
+                except Exception as exc:  # a Redis blip: the next round tries again
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError from exc
+                    log.warning("forecast lease %s: %s: %s", station, type(exc).__name__, exc)
+                    break
 
     async def run(self) -> None:
         """Refresh forecasts forever (a background task of the worker)."""
         from .timers import event_now
 
+        keeper = asyncio.create_task(self.keep_leases())
+        try:
+            await self._passes(event_now)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _passes(self, event_now: Callable[[Any], Awaitable[float | None]]) -> None:
         while True:
             await asyncio.sleep(self.every)
             try:

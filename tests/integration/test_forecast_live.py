@@ -258,3 +258,38 @@ def test_a_worker_that_loses_a_stations_lease_lets_its_kept_hours_go(stack_setti
     assert made == 1 and kept > 400, seen  # three weeks less the two days read each time
     assert seen["after"] == (1, False, False), seen
     r.close()
+
+
+def test_the_lease_is_kept_through_a_forecast_longer_than_it(stack_settings, monkeypatch) -> None:
+    """A forecast that takes three lease lengths (a cold pass over many stations takes
+    minutes): the holder renews its lease meanwhile, and no other worker starts the
+    station's forecast."""
+    import time
+
+    r = redis.Redis.from_url(stack_settings.redis)
+    _three_weeks(r, seed=7)
+    started: list[str] = []
+    make = ForecastRefresher._make
+
+    def slow_make(self: ForecastRefresher, *args: object) -> object:
+        started.append(self.owner)
+        time.sleep(6.0)  # in the forecast's thread, as a slow forecast would
+        return make(self, *args)
+
+    monkeypatch.setattr(ForecastRefresher, "_make", slow_make)
+    seen: dict[str, object] = {}
+
+    async def body(found: list[ForecastRefresher], tasks: list[asyncio.Task]) -> None:
+        t = asyncio.get_running_loop().time()
+        while not started and asyncio.get_running_loop().time() - t < 30:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(5.0)  # 2.5 lease lengths into the forecast
+        owner = r.get(keys.forecast_owner(STATION))
+        seen["owner"] = owner.decode() if owner else None  # None: the lease ran out
+        seen["ttl"] = r.ttl(keys.forecast_owner(STATION))
+        seen["started"] = list(started)
+
+    run_async(lambda: _refreshers(stack_settings.redis, ["worker-a", "worker-b"], 2, body))
+    assert len(seen["started"]) == 1, seen  # without the renewals: both, 2 s apart
+    assert seen["owner"] == seen["started"][0] and seen["ttl"] > 0, seen
+    r.close()

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 import pytest
 from gridwatch.agents.forecast import BookingsView, Forecast, forecast_next
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def blend_alone(*args: Any, **kwargs: Any) -> Forecast:
+    """The seasonal blend's forecast, without the statistical candidates. The tests of
+    days that past years or a calendar call special (holidays, festivals, make-up working
+    days) use it: the candidates leave those hours to the blend
+    (test_the_candidates_leave_a_festivals_hours_to_the_blend), and fitting them at every
+    validation origin would take most of this file's time."""
+    return forecast_next(*args, models=(), **kwargs)
 
 
 def station(hours: int, seed: int = 0, level: float = 100.0) -> tuple[np.ndarray, np.ndarray]:
@@ -245,41 +255,41 @@ def yearly_station(christmas: dict[int, float]) -> tuple[np.ndarray, np.ndarray,
 def test_a_date_odd_in_past_years_is_expected_again() -> None:
     ts, y, o = yearly_station({2021: 0.2, 2022: 0.2, 2023: 0.2})
     normal = y[o - 24:o].sum()
-    fc = forecast_next(ts[:o], y[:o], origin=ts[o])
+    fc = blend_alone(ts[:o], y[:o], origin=ts[o])
     assert np.sum(fc.yhat) < 0.35 * normal
     # With only the recent weeks, the same day looks ordinary.
-    recent = forecast_next(ts[o - 10 * 168:o], y[o - 10 * 168:o], origin=ts[o])
+    recent = blend_alone(ts[o - 10 * 168:o], y[o - 10 * 168:o], origin=ts[o])
     assert np.sum(recent.yhat) > 0.8 * normal
     # Look-ahead: the forecast for the origin does not change with hours after it.
-    assert forecast_next(ts, y, origin=ts[o]).yhat == fc.yhat
+    assert blend_alone(ts, y, origin=ts[o]).yhat == fc.yhat
 
 
 def test_the_forecast_names_the_days_past_years_call_odd() -> None:
     """The station manager sees why a day is forecast low: the date, or the holiday of a
     calendar and the day's distance from it, and how far past years put it off."""
     ts, y, o = yearly_station({2021: 0.2, 2022: 0.2, 2023: 0.2})
-    fc = forecast_next(ts[:o], y[:o], origin=ts[o] - timedelta(hours=6))
+    fc = blend_alone(ts[:o], y[:o], origin=ts[o] - timedelta(hours=6))
     assert [(h["day"], h["holiday"], h["offset"]) for h in fc.holidays] == [
         ("2024-12-25", None, None)]
     assert 0.1 < fc.holidays[0]["factor"] < 0.35
     assert any(n.startswith("2024-12-25 (this date): past years put the day at 0.") for n in fc.notes)
     assert json.loads(json.dumps(fc.to_dict()))["holidays"] == fc.holidays
-    ordinary = forecast_next(ts[:o - 7 * 24], y[:o - 7 * 24], origin=ts[o - 7 * 24])
+    ordinary = blend_alone(ts[:o - 7 * 24], y[:o - 7 * 24], origin=ts[o - 7 * 24])
     assert ordinary.holidays == [] and ordinary.to_dict()["holidays"] == []
 
     ts, y, origin = spring_festival_station()
-    fc = forecast_next(ts, y, origin=origin + timedelta(hours=24), calendar="CN")
+    fc = blend_alone(ts, y, origin=origin + timedelta(hours=24), calendar="CN")
     assert [(h["day"], h["holiday"], h["offset"]) for h in fc.holidays] == [
         ("2025-01-30", "Spring Festival", 1)]
     assert fc.holidays[0]["factor"] < 0.35
     assert "2025-01-30 (Spring Festival, 1 day after)" in fc.notes[-1]
     # Without the calendar the festival's date was ordinary in past years: nothing named.
-    assert forecast_next(ts, y, origin=origin + timedelta(hours=24)).holidays == []
+    assert blend_alone(ts, y, origin=origin + timedelta(hours=24)).holidays == []
 
 
 def test_a_one_off_last_year_is_outvoted() -> None:
     ts, y, o = yearly_station({2023: 0.2})  # an outage on one 25 December only
-    fc = forecast_next(ts[:o], y[:o], origin=ts[o])
+    fc = blend_alone(ts[:o], y[:o], origin=ts[o])
     assert np.sum(fc.yhat) > 0.8 * y[o - 24:o].sum()
 
 
@@ -289,10 +299,10 @@ def test_one_known_year_does_not_make_a_date_come_back() -> None:
     ts, y, o = yearly_station({2022: 0.2, 2023: 0.2})
     normal = y[o - 24:o].sum()
     one_year = o - 400 * 24  # from late November 2023: only 2023's 25 December
-    fc = forecast_next(ts[one_year:o], y[one_year:o], origin=ts[o])
+    fc = blend_alone(ts[one_year:o], y[one_year:o], origin=ts[o])
     assert np.sum(fc.yhat) > 0.8 * normal
     two_years = o - 770 * 24  # from mid-November 2022
-    fc = forecast_next(ts[two_years:o], y[two_years:o], origin=ts[o])
+    fc = blend_alone(ts[two_years:o], y[two_years:o], origin=ts[o])
     assert np.sum(fc.yhat) < 0.35 * normal
 
 
@@ -307,7 +317,7 @@ def test_the_first_weeks_of_a_series_do_not_vote_for_their_date() -> None:
     ts = np.array([start + timedelta(hours=int(i)) for i in t])
     level = np.where(t < 182 * 24, 200.0, 100.0)
     y = np.random.default_rng(4).poisson(level * (1 + 0.8 * np.sin(2 * np.pi * (t % 24 - 6) / 24)))
-    fc = forecast_next(ts[:hours], y[:hours].astype(float), origin=ts[hours])
+    fc = blend_alone(ts[:hours], y[:hours].astype(float), origin=ts[hours])
     normal = y[hours - 7 * 24:hours - 6 * 24].sum()
     assert fc.holidays == [], fc.holidays
     assert abs(np.sum(fc.yhat) / normal - 1) < 0.1, np.sum(fc.yhat) / normal
@@ -362,8 +372,11 @@ def test_the_history_a_live_forecast_fetches_holds_what_its_calendar_matches(
         keep = np.zeros(hours.size, bool)
         for lo, hi in history_spans(o, calendar=calendar):
             keep |= (hours >= lo) & (hours < hi)
-        full = forecast_next(ts[hours < o], y[hours < o], origin=origin, calendar=calendar)
-        fetched = forecast_next(ts[keep], y[keep], origin=origin, calendar=calendar)
+        # The candidates read only the recent weeks: checked at the first origin; the
+        # others, about the days matched in past years, run the blend alone.
+        run = forecast_next if local == origins[0] else blend_alone
+        full = run(ts[hours < o], y[hours < o], origin=origin, calendar=calendar)
+        fetched = run(ts[keep], y[keep], origin=origin, calendar=calendar)
         assert np.allclose(fetched.yhat, full.yhat, rtol=0.01, atol=0.5), local
         assert np.allclose(fetched.hi80, full.hi80, rtol=0.01, atol=0.5), local
 
@@ -398,11 +411,26 @@ def station_with_days(start: datetime, origin: datetime, days: tuple[date, ...],
 def test_the_spring_festival_is_expected_on_its_lunar_date() -> None:
     ts, y, origin = spring_festival_station()
     normal = y[-24:].sum()
-    fc = forecast_next(ts, y, origin=origin, calendar="CN")
+    fc = blend_alone(ts, y, origin=origin, calendar="CN")
     assert np.sum(fc.yhat) < 0.35 * normal
     # On calendar dates only, 29 January was ordinary in 2022-2024.
-    plain = forecast_next(ts, y, origin=origin)
+    plain = blend_alone(ts, y, origin=origin)
     assert np.sum(plain.yhat) > 0.8 * normal
+
+
+def test_the_candidates_leave_a_festivals_hours_to_the_blend() -> None:
+    """Why the tests of special days may run the blend alone: from noon the day before
+    the Spring Festival, the statistical candidates take part in the forecast of the
+    ordinary hours, and the festival's hours are the blend's to the last digit."""
+    ts, y, festival = spring_festival_station()
+    origin = festival - timedelta(hours=12)
+    before = np.array([t < origin for t in ts])
+    full = forecast_next(ts[before], y[before], origin=origin, calendar="CN")
+    alone = blend_alone(ts[before], y[before], origin=origin, calendar="CN")
+    assert full.model["weights"]["blend"] < 1, full.model
+    assert [h["day"] for h in full.holidays] == ["2025-01-29"]
+    assert np.allclose(full.yhat[12:], alone.yhat[12:], rtol=0, atol=1e-9)
+    assert not np.allclose(full.yhat[:12], alone.yhat[:12], rtol=0, atol=1e-3)
 
 
 def test_one_past_festival_is_enough_with_the_calendar() -> None:
@@ -412,8 +440,8 @@ def test_one_past_festival_is_enough_with_the_calendar() -> None:
     since = int(np.searchsorted(ts, datetime(2023, 11, 1, tzinfo=origin.tzinfo)))
     ts, y = ts[since:], y[since:]
     normal = y[-24:].sum()
-    assert np.sum(forecast_next(ts, y, origin=origin, calendar="CN").yhat) < 0.35 * normal
-    assert np.sum(forecast_next(ts, y, origin=origin).yhat) > 0.8 * normal
+    assert np.sum(blend_alone(ts, y, origin=origin, calendar="CN").yhat) < 0.35 * normal
+    assert np.sum(blend_alone(ts, y, origin=origin).yhat) > 0.8 * normal
 
 
 def test_an_unknown_calendar_is_refused() -> None:
@@ -460,9 +488,9 @@ def test_the_dragon_boat_festival_is_expected_on_its_lunar_date() -> None:
                               (date(2022, 6, 3), date(2023, 6, 22), date(2024, 6, 10)),
                               factor=2.5, seed=5)
     normal = y[-24:].sum()
-    assert np.sum(forecast_next(ts, y, origin=origin, calendar="CN").yhat) > 1.8 * normal
+    assert np.sum(blend_alone(ts, y, origin=origin, calendar="CN").yhat) > 1.8 * normal
     # On calendar dates only, 31 May was ordinary in 2022-2024.
-    assert np.sum(forecast_next(ts, y, origin=origin).yhat) < 1.2 * normal
+    assert np.sum(blend_alone(ts, y, origin=origin).yhat) < 1.2 * normal
 
 
 def test_easter_is_expected_around_its_date_with_a_countrys_calendar() -> None:
@@ -475,9 +503,9 @@ def test_easter_is_expected_around_its_date_with_a_countrys_calendar() -> None:
                               (date(2022, 4, 15), date(2023, 4, 7), date(2024, 3, 29)),
                               factor=0.3, length=4, seed=6)
     normal = y[-24:].sum()
-    assert np.sum(forecast_next(ts, y, origin=origin, calendar="NZ-AUK").yhat) < 0.5 * normal
+    assert np.sum(blend_alone(ts, y, origin=origin, calendar="NZ-AUK").yhat) < 0.5 * normal
     # On calendar dates only, 18 April was a holiday in one past year: not enough.
-    assert np.sum(forecast_next(ts, y, origin=origin).yhat) > 0.8 * normal
+    assert np.sum(blend_alone(ts, y, origin=origin).yhat) > 0.8 * normal
 
 
 CST8 = timezone(timedelta(hours=8))
@@ -505,8 +533,8 @@ def commuter_station(end: datetime, days: int = 480) -> tuple[list[datetime], np
 def test_a_make_up_working_day_is_forecast_as_a_working_day() -> None:
     origin = datetime(2025, 9, 28, tzinfo=CST8)  # a Sunday worked before National Day's week
     ts, y = commuter_station(origin)
-    with_calendar = forecast_next(ts, y, origin=origin, horizon=24, calendar="CN")
-    plain = forecast_next(ts, y, origin=origin, horizon=24)
+    with_calendar = blend_alone(ts, y, origin=origin, horizon=24, calendar="CN")
+    plain = blend_alone(ts, y, origin=origin, horizon=24)
     assert np.abs(np.array(with_calendar.yhat) - COMMUTE).mean() < 12
     assert np.abs(np.array(plain.yhat) - COMMUTE).mean() > 25  # a Sunday's crowd
     assert with_calendar.yhat[8] > 150 > plain.yhat[8]
@@ -521,7 +549,7 @@ def test_the_weekend_after_a_make_up_day_is_a_weekend_again() -> None:
     # and last Saturday's rush must not be copied into it.
     origin = datetime(2025, 10, 18, tzinfo=CST8)
     ts, y = commuter_station(origin)
-    fc = forecast_next(ts, y, origin=origin, horizon=24, calendar="CN")
+    fc = blend_alone(ts, y, origin=origin, horizon=24, calendar="CN")
     assert np.abs(np.array(fc.yhat) - LEISURE).mean() < 8
     assert fc.yhat[8] < 60
     assert not any("调休" in n for n in fc.notes) and fc.workdays == []
@@ -534,5 +562,5 @@ def test_a_year_without_listed_make_up_days_is_said() -> None:
     last = int(str(calendars.workdays("CN")[-1])[:4])
     origin = datetime(last + 1, 3, 2, tzinfo=CST8)
     ts, y = commuter_station(origin, days=120)
-    fc = forecast_next(ts, y, origin=origin, horizon=24, calendar="CN")
+    fc = blend_alone(ts, y, origin=origin, horizon=24, calendar="CN")
     assert any(f"known to {last} only" in n for n in fc.notes), fc.notes
