@@ -404,26 +404,37 @@ def not_state(key: str) -> bool:
     return rest.startswith(NOT_STATE)
 
 
+#: How each kind of key is read for :func:`dump` (on a pipeline), and its value shaped.
+_DUMP_READ: dict[str, tuple[Callable[[Any, str], Any], Callable[[Any], Any]]] = {
+    "hash": (lambda p, k: p.hgetall(k), lambda v: dict(sorted(v.items()))),
+    "set": (lambda p, k: p.smembers(k), sorted),
+    "zset": (lambda p, k: p.zrange(k, 0, -1, withscores=True), lambda v: v),
+    "string": (lambda p, k: p.get(k), lambda v: v),
+    "list": (lambda p, k: p.lrange(k, 0, -1), lambda v: v),
+    "stream": (lambda p, k: p.xrange(k), lambda v: [fields for _, fields in v]),
+}
+DUMP_CHUNK = 500  # keys a pipeline reads at once
+
+
 def dump(r: redis.Redis) -> dict[str, Any]:
     """The materialised state: every gridwatch key with its value, TTLs and the keys of
     ``NOT_STATE`` left out. Two runs that applied the same events (with the timers off)
     compare equal, however they were batched, crashed or shared. On a cluster the scan
-    visits every master (redis-py's ``RedisCluster.scan_iter``), so the dump is the same."""
+    visits every master (redis-py's ``RedisCluster.scan_iter``), so the dump is the same.
+    Keys are read in pipelines of :data:`DUMP_CHUNK` (a city's state is ~100,000 keys:
+    two round trips a key took most of a minute)."""
+    names = sorted(k for k in set(r.scan_iter(match=keys.PREFIX + "*", count=1000))
+                   if not not_state(k))
     out: dict[str, Any] = {}
-    for key in sorted(set(r.scan_iter(match=keys.PREFIX + "*", count=1000))):
-        if not_state(key):
-            continue
-        kind = r.type(key)
-        if kind == "hash":
-            out[key] = dict(sorted(r.hgetall(key).items()))
-        elif kind == "set":
-            out[key] = sorted(r.smembers(key))
-        elif kind == "zset":
-            out[key] = r.zrange(key, 0, -1, withscores=True)
-        elif kind == "string":
-            out[key] = r.get(key)
-        elif kind == "list":
-            out[key] = r.lrange(key, 0, -1)
-        elif kind == "stream":
-            out[key] = [fields for _, fields in r.xrange(key)]
+    for i in range(0, len(names), DUMP_CHUNK):
+        part = names[i:i + DUMP_CHUNK]
+        pipe = r.pipeline(transaction=False)
+        for key in part:
+            pipe.type(key)
+        found = [(key, kind) for key, kind in zip(part, pipe.execute()) if kind in _DUMP_READ]
+        pipe = r.pipeline(transaction=False)
+        for key, kind in found:
+            _DUMP_READ[kind][0](pipe, key)
+        for (key, kind), value in zip(found, pipe.execute()):
+            out[key] = _DUMP_READ[kind][1](value)
     return out
